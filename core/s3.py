@@ -1,0 +1,177 @@
+"""The one S3 module: client factory from settings, presigning, checksums.
+
+Every byte Reelflow moves goes through S3, so web and workers on different machines share
+nothing but these settings. Clients are cached per thread (boto3 clients are thread-safe to
+use but not to create concurrently) and per endpoint.
+"""
+
+import hashlib
+import re
+import threading
+from collections.abc import Iterable, Iterator
+from dataclasses import dataclass
+
+import boto3
+from botocore.config import Config
+from django.conf import settings
+
+_local = threading.local()
+
+# A multipart upload's ETag is md5-of-md5s plus "-<parts>": never the object's MD5.
+_MULTIPART_ETAG = re.compile(r'^"?[0-9a-f]{32}-\d+"?$')
+
+
+@dataclass(frozen=True)
+class S3Target:
+    endpoint_url: str
+    access_key: str
+    secret_key: str
+    region: str = "us-east-1"
+
+
+def default_target(*, public: bool = False) -> S3Target:
+    return S3Target(
+        endpoint_url=settings.S3_PUBLIC_ENDPOINT_URL if public else settings.S3_ENDPOINT_URL,
+        access_key=settings.S3_ACCESS_KEY,
+        secret_key=settings.S3_SECRET_KEY,
+        region=settings.S3_REGION,
+    )
+
+
+def client(target: S3Target | None = None, *, public: bool = False):
+    """A boto3 S3 client for `target` (default: the settings' endpoint), cached per thread.
+
+    `public=True` signs for the endpoint browsers reach, which may differ from the one workers
+    use inside the network.
+    """
+    target = target or default_target(public=public)
+    cache = getattr(_local, "clients", None)
+    if cache is None:
+        cache = _local.clients = {}
+    found = cache.get(target)
+    if found is None:
+        found = cache[target] = boto3.session.Session().client(
+            "s3",
+            endpoint_url=target.endpoint_url or None,
+            aws_access_key_id=target.access_key or None,
+            aws_secret_access_key=target.secret_key or None,
+            region_name=target.region,
+            config=Config(
+                signature_version="s3v4",
+                s3={"addressing_style": "path"},
+                retries={"mode": "standard", "max_attempts": settings.S3_MAX_ATTEMPTS},
+                connect_timeout=5,
+                read_timeout=60,
+                max_pool_connections=32,
+                # Checksums only where the API requires them: SeaweedFS and older S3s reject
+                # the CRC trailers that newer botocore adds by default.
+                request_checksum_calculation="when_required",
+                response_checksum_validation="when_required",
+            ),
+        )
+    return found
+
+
+def clients_reset() -> None:
+    """Forget cached clients (tests change endpoints between sessions)."""
+    _local.clients = {}
+
+
+def presign_get(bucket: str, key: str, *, expires: int | None = None, public: bool = True) -> str:
+    return client(public=public).generate_presigned_url(
+        "get_object",
+        Params={"Bucket": bucket, "Key": key},
+        ExpiresIn=expires or settings.S3_PRESIGN_SECONDS,
+    )
+
+
+def presign_put(bucket: str, key: str, *, expires: int | None = None, public: bool = True) -> str:
+    return client(public=public).generate_presigned_url(
+        "put_object",
+        Params={"Bucket": bucket, "Key": key},
+        ExpiresIn=expires or settings.S3_PRESIGN_SECONDS,
+    )
+
+
+def presign_upload_part(
+    bucket: str, key: str, *, upload_id: str, part_number: int, expires: int = 900
+) -> str:
+    """A URL that lets its holder PUT exactly one part of one multipart upload, briefly."""
+    return client(public=True).generate_presigned_url(
+        "upload_part",
+        Params={"Bucket": bucket, "Key": key, "UploadId": upload_id, "PartNumber": part_number},
+        ExpiresIn=expires,
+    )
+
+
+def is_multipart_etag(etag: str | None) -> bool:
+    return bool(etag) and bool(_MULTIPART_ETAG.match(etag))
+
+
+def etag_clean(etag: str | None) -> str:
+    return (etag or "").strip('"')
+
+
+@dataclass(frozen=True)
+class Digest:
+    sha256: str
+    size: int
+    md5: str
+
+
+def digest_chunks(chunks: Iterable[bytes]) -> Digest:
+    sha = hashlib.sha256()
+    md5 = hashlib.md5(usedforsecurity=False)
+    size = 0
+    for chunk in chunks:
+        sha.update(chunk)
+        md5.update(chunk)
+        size += len(chunk)
+    return Digest(sha256=sha.hexdigest(), size=size, md5=md5.hexdigest())
+
+
+def iter_body(body, chunk_size: int = 1024 * 1024) -> Iterator[bytes]:
+    while chunk := body.read(chunk_size):
+        yield chunk
+
+
+def object_digest(bucket: str, key: str, *, version_id: str | None = None, s3=None) -> Digest:
+    """SHA-256, MD5 and size of an object, streamed (never the whole object in memory)."""
+    s3 = s3 or client()
+    params = {"Bucket": bucket, "Key": key}
+    if version_id:
+        params["VersionId"] = version_id
+    body = s3.get_object(**params)["Body"]
+    try:
+        return digest_chunks(iter_body(body))
+    finally:
+        body.close()
+
+
+def buckets_ensure(names: Iterable[str], *, cors_origins: Iterable[str] = (), s3=None) -> None:
+    """Create buckets that are missing, and let browsers on `cors_origins` PUT parts and read.
+
+    The ETag header is exposed because a browser completing a multipart upload must send back
+    each part's ETag.
+    """
+    s3 = s3 or client()
+    existing = {b["Name"] for b in s3.list_buckets().get("Buckets", [])}
+    origins = sorted(set(cors_origins))
+    for name in names:
+        if name not in existing:
+            s3.create_bucket(Bucket=name)
+        if origins:
+            s3.put_bucket_cors(
+                Bucket=name,
+                CORSConfiguration={
+                    "CORSRules": [
+                        {
+                            "AllowedOrigins": origins,
+                            "AllowedMethods": ["GET", "PUT", "POST", "HEAD"],
+                            "AllowedHeaders": ["*"],
+                            "ExposeHeaders": ["ETag"],
+                            "MaxAgeSeconds": 3600,
+                        }
+                    ]
+                },
+            )

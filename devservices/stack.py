@@ -1,0 +1,216 @@
+"""`make run` and `make worker`: the whole platform under one process manager (honcho).
+
+`run` keeps every piece of state under var/: generated secrets (var/reelflow.env), the SQLite
+database, SeaweedFS data, the local Redis's append-only file. A second run finds them again.
+Redis and S3 are started locally unless REDIS_URL / S3_ENDPOINT_URL point elsewhere.
+"""
+
+import argparse
+import json
+import os
+import secrets
+import signal
+import subprocess
+import sys
+import threading
+import time
+import urllib.error
+import urllib.request
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parent.parent
+VENV_BIN = Path(sys.executable).parent
+
+
+def _var_dir() -> Path:
+    return Path(os.environ.get("REELFLOW_VAR_DIR") or ROOT / "var")
+
+
+def _read_env_file(path: Path) -> dict[str, str]:
+    values = {}
+    if path.exists():
+        for line in path.read_text().splitlines():
+            if "=" in line and not line.lstrip().startswith("#"):
+                key, _, value = line.partition("=")
+                values[key.strip()] = value.strip()
+    return values
+
+
+def _write_private(path: Path, body: str) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_suffix(".tmp")
+    tmp.write_text(body)
+    tmp.chmod(0o600)
+    tmp.replace(path)
+
+
+SECRET_KEYS = ("DJANGO_SECRET_KEY", "S3_ACCESS_KEY", "S3_SECRET_KEY", "S3_EVENTS_TOKEN")
+
+
+def stack_env(*, start_local: bool) -> tuple[dict[str, str], list[str]]:
+    """The environment every process gets, and which local services to start."""
+    var = _var_dir()
+    user = dict(os.environ)
+    env_path = var / "reelflow.env"
+    stored = {k: v for k, v in _read_env_file(env_path).items() if k in SECRET_KEYS}
+    for key in ("DJANGO_SECRET_KEY", "S3_SECRET_KEY", "S3_EVENTS_TOKEN"):
+        stored.setdefault(key, secrets.token_urlsafe(40))
+    stored.setdefault("S3_ACCESS_KEY", "reelflow" + secrets.token_hex(6))
+
+    services: list[str] = []
+    port = user.get("PORT", "8000")
+    endpoints = {"REELFLOW_WEB_PORT": port, "REELFLOW_SITE_URL": f"http://127.0.0.1:{port}"}
+    if not user.get("REDIS_URL") and start_local:
+        redis_port = user.get("REELFLOW_REDIS_PORT", "6390")
+        endpoints |= {"REELFLOW_REDIS_PORT": redis_port, "REDIS_URL": f"redis://127.0.0.1:{redis_port}/0"}
+        services.append("redis")
+    if not user.get("S3_ENDPOINT_URL") and start_local:
+        s3_port = user.get("S3_PORT", "8333")
+        endpoints |= {"S3_PORT": s3_port, "S3_ENDPOINT_URL": f"http://127.0.0.1:{s3_port}"}
+        services.append("s3")
+    env = {**stored, **endpoints, **user}
+    if start_local:
+        # What manage.py run by hand later should reach: the secrets plus this run's endpoints.
+        keep = {*SECRET_KEYS, *endpoints, "REDIS_URL", "S3_ENDPOINT_URL", "DATABASE_URL"}
+        body = "# Written by `make run`: generated secrets (kept) and the last run's endpoints.\n"
+        body += "".join(f"{k}={env[k]}\n" for k in sorted(keep) if k in env)
+        _write_private(env_path, body)
+        if "s3" in services:
+            _write_private(var / "s3-events-token", stored["S3_EVENTS_TOKEN"])
+        (var / "redis").mkdir(parents=True, exist_ok=True)
+
+    env.setdefault("DJANGO_SETTINGS_MODULE", "config.settings.local")
+    env.setdefault("REELFLOW_BIND", "127.0.0.1")
+    env["PYTHONUNBUFFERED"] = "1"
+    return env, services
+
+
+def _manage(env: dict[str, str], *args: str) -> None:
+    subprocess.run([str(VENV_BIN / "python"), "manage.py", *args], cwd=ROOT, env=env, check=True)  # noqa: S603
+
+
+def _get_json(url: str) -> tuple[int, dict] | None:
+    try:
+        with urllib.request.urlopen(url, timeout=5) as resp:  # noqa: S310 - our own loopback URL
+            return resp.status, json.loads(resp.read() or b"{}")
+    except urllib.error.HTTPError as exc:
+        return exc.code, json.loads(exc.read() or b"{}")
+    except (urllib.error.URLError, ConnectionError, TimeoutError, json.JSONDecodeError):
+        return None
+
+
+def _wait_healthy(url: str, *, timeout: float) -> dict | None:
+    deadline = time.monotonic() + timeout
+    report = None
+    while time.monotonic() < deadline:
+        answer = _get_json(url)
+        if answer is not None:
+            report = answer[1]
+            if answer[0] == 200:
+                return report
+        time.sleep(0.5)
+    return report
+
+
+def _wait_s3(env: dict[str, str], timeout: float = 90) -> None:
+    import boto3
+    from botocore.config import Config
+
+    client = boto3.client(
+        "s3",
+        endpoint_url=env["S3_ENDPOINT_URL"],
+        aws_access_key_id=env["S3_ACCESS_KEY"],
+        aws_secret_access_key=env["S3_SECRET_KEY"],
+        region_name=env.get("S3_REGION", "us-east-1"),
+        config=Config(retries={"max_attempts": 1}, connect_timeout=2, read_timeout=5),
+    )
+    deadline = time.monotonic() + timeout
+    while True:
+        try:
+            client.list_buckets()
+            return
+        except Exception:  # noqa: BLE001 - not up yet, whatever the reason; retried until timeout
+            if time.monotonic() > deadline:
+                raise
+            time.sleep(0.5)
+
+
+def _after_start(env: dict[str, str], started: float, honcho: subprocess.Popen) -> None:
+    """Runs beside honcho: set up buckets and users, then report when /healthz is green."""
+    try:
+        _wait_s3(env)
+        _manage(env, "reelflow_setup")
+    except Exception as exc:  # noqa: BLE001 - reported to the person at the terminal, then stop
+        print(f"\n!! Setup failed: {exc}\n", flush=True)
+        honcho.send_signal(signal.SIGTERM)
+        return
+    url = env["REELFLOW_SITE_URL"] + "/"
+    report = _wait_healthy(url + "healthz", timeout=120)
+    elapsed = time.monotonic() - started
+    password = env.get("REELFLOW_DEMO_PASSWORD") or (_var_dir() / "demo-password").read_text().strip()
+    if report and report.get("ok"):
+        state = f"all green after {elapsed:.1f} s"
+    else:
+        down = [k for k, v in (report or {}).get("checks", {}).items() if not v.get("ok")]
+        state = f"NOT healthy after {elapsed:.1f} s: {', '.join(down) or 'web not answering'}"
+    print(
+        "\n"
+        "==================================================================\n"
+        f"  Reelflow is up at {url}   ({state})\n"
+        f"  Log in as publisher / operations / security, password: {password}\n"
+        f"  Health: {url}healthz    Stop: Ctrl-C\n"
+        "==================================================================\n",
+        flush=True,
+    )
+
+
+def _honcho(env: dict[str, str], workers: int, processes: list[str]) -> subprocess.Popen:
+    return subprocess.Popen(  # noqa: S603
+        [str(VENV_BIN / "honcho"), "start", "-f", "Procfile", "-c", f"worker={workers}", *processes],
+        cwd=ROOT,
+        env=env,
+    )
+
+
+def _wait(proc: subprocess.Popen) -> int:
+    try:
+        return proc.wait()
+    except KeyboardInterrupt:
+        # Ctrl-C reached honcho too (same process group); it stops everything, we wait for it.
+        return proc.wait()
+
+
+def run(workers: int) -> int:
+    started = time.monotonic()
+    env, services = stack_env(start_local=True)
+    print("==> migrating the database", flush=True)
+    _manage(env, "migrate", "--noinput", "-v", "0")
+    _manage(env, "collectstatic", "--noinput", "-v", "0")
+    honcho = _honcho(env, workers, ["web", "worker", "scheduler", *services])
+    threading.Thread(target=_after_start, args=(env, started, honcho), daemon=True).start()
+    return _wait(honcho)
+
+
+REQUIRED_FOR_WORKER = ("REDIS_URL", "DATABASE_URL", "S3_ENDPOINT_URL", "S3_ACCESS_KEY", "S3_SECRET_KEY")
+
+
+def worker(workers: int) -> int:
+    """A worker-only machine: the first machine's Redis, database and S3, from the environment."""
+    missing = [k for k in REQUIRED_FOR_WORKER if not os.environ.get(k)]
+    if missing:
+        print(f"make worker needs these environment variables: {', '.join(missing)}", file=sys.stderr)
+        return 2
+    env, _ = stack_env(start_local=False)
+    return _wait(_honcho(env, workers, ["worker"]))
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="python -m devservices.stack")
+    parser.add_argument("command", choices=["run", "worker"])
+    parser.add_argument("--workers", type=int, default=int(os.environ.get("RQ_WORKERS", "2")))
+    args = parser.parse_args(argv)
+    return run(args.workers) if args.command == "run" else worker(args.workers)
+
+
+if __name__ == "__main__":
+    sys.exit(main())
