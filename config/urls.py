@@ -3,6 +3,7 @@ from django.urls import include, path
 
 urlpatterns = [
     path("", include("core.urls")),
+    path("events/", include(("pipeline.urls", "events"))),
     path("studio/", include(("studio.urls", "studio"))),
     path("ops/", include(("console.urls", "console"))),
     path("backups/", include(("backups.urls", "backups"))),

@@ -149,17 +149,22 @@ def object_digest(bucket: str, key: str, *, version_id: str | None = None, s3=No
 
 
 def buckets_ensure(names: Iterable[str], *, cors_origins: Iterable[str] = (), s3=None) -> None:
-    """Create buckets that are missing, and let browsers on `cors_origins` PUT parts and read.
+    """Create buckets that are missing, and let browsers on exactly `cors_origins` PUT parts
+    and read (no origins: CORS removed). Idempotent.
 
     The ETag header is exposed because a browser completing a multipart upload must send back
     each part's ETag.
     """
+    from botocore.exceptions import ClientError
+
     s3 = s3 or client()
-    existing = {b["Name"] for b in s3.list_buckets().get("Buckets", [])}
-    origins = sorted(set(cors_origins))
+    origins = sorted({o.rstrip("/") for o in cors_origins if o})
     for name in names:
-        if name not in existing:
+        try:
             s3.create_bucket(Bucket=name)
+        except ClientError as exc:
+            if exc.response.get("Error", {}).get("Code") not in ("BucketAlreadyOwnedByYou", "BucketAlreadyExists"):
+                raise
         if origins:
             s3.put_bucket_cors(
                 Bucket=name,
@@ -170,8 +175,14 @@ def buckets_ensure(names: Iterable[str], *, cors_origins: Iterable[str] = (), s3
                             "AllowedMethods": ["GET", "PUT", "POST", "HEAD"],
                             "AllowedHeaders": ["*"],
                             "ExposeHeaders": ["ETag"],
-                            "MaxAgeSeconds": 3600,
+                            "MaxAgeSeconds": 3000,
                         }
                     ]
                 },
             )
+        else:
+            try:
+                s3.delete_bucket_cors(Bucket=name)
+            except ClientError as exc:
+                if exc.response.get("Error", {}).get("Code") != "NoSuchCORSConfiguration":
+                    raise

@@ -133,6 +133,9 @@ S3_BUCKET_MEDIA = env.str("S3_BUCKET_MEDIA", default="reelflow-media")
 S3_BUCKET_BACKUP = env.str("S3_BUCKET_BACKUP", default="reelflow-backup")
 S3_PRESIGN_SECONDS = env.int("S3_PRESIGN_SECONDS", default=3600)
 S3_MAX_ATTEMPTS = env.int("S3_MAX_ATTEMPTS", default=8)
+# AWS path for events: S3 notifications delivered to an SQS queue (manage.py consume_s3_events).
+SQS_QUEUE_URL = env.str("SQS_QUEUE_URL", default="")
+SQS_ENDPOINT_URL = env.str("SQS_ENDPOINT_URL", default="")
 # Bearer token the SeaweedFS filer webhook presents to /events/s3/.
 S3_EVENTS_TOKEN = env.str("S3_EVENTS_TOKEN", default="")
 
@@ -143,6 +146,10 @@ REELFLOW_CHUNK_SECONDS = env.int("REELFLOW_CHUNK_SECONDS", default=300)
 REELFLOW_SEGMENT_SECONDS = env.int("REELFLOW_SEGMENT_SECONDS", default=4)
 REELFLOW_MAX_DURATION_SECONDS = env.int("REELFLOW_MAX_DURATION_SECONDS", default=6 * 3600)
 REELFLOW_MAX_UPLOAD_BYTES = env.int("REELFLOW_MAX_UPLOAD_BYTES", default=50 * 1024**3)
+REELFLOW_DEFAULT_PROFILE = env.str("REELFLOW_DEFAULT_PROFILE", default="standard")
+# Bounded automatic re-runs: transient unit failures (RQ retries) and invalid outputs.
+REELFLOW_UNIT_RETRIES = env.int("REELFLOW_UNIT_RETRIES", default=3)
+REELFLOW_PROGRESS_INTERVAL_MS = env.int("REELFLOW_PROGRESS_INTERVAL_MS", default=250)
 
 # --- Auth -------------------------------------------------------------------------------------
 LOGIN_URL = "login"

@@ -1,0 +1,462 @@
+"""The heavy work of each step, run inside RQ workers: probe, encode a unit, assemble a
+rendition, package a job. Bytes only move through S3 (presigned URLs for ffmpeg's reads,
+uploads for its outputs); nothing here assumes a disk shared with any other process.
+
+State changes are delegated to pipeline.services, which decide under row locks.
+"""
+
+import logging
+import mimetypes
+import os
+import socket
+import tempfile
+import threading
+import time
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import asdict
+from fractions import Fraction
+from pathlib import Path
+
+from botocore.exceptions import ClientError
+from django.conf import settings
+
+from core import s3
+from pipeline import chunking, ffmpeg, packaging_cmds, progress, services
+from pipeline.models import (
+    Artifact,
+    Asset,
+    EncodeJob,
+    JobState,
+    Rendition,
+    RenditionKind,
+    RenditionState,
+    Unit,
+    UnitState,
+)
+
+logger = logging.getLogger(__name__)
+
+# A unit whose output has the wrong frame count is re-encoded this many times in place
+# before it counts as a failure.
+VALIDATION_RETRIES = 2
+SOURCE_URL_SECONDS = 12 * 3600
+
+mimetypes.add_type("application/vnd.apple.mpegurl", ".m3u8")
+mimetypes.add_type("application/dash+xml", ".mpd")
+mimetypes.add_type("video/iso.segment", ".m4s")
+mimetypes.add_type("text/vtt", ".vtt")
+
+
+def _work_dir() -> str | None:
+    return os.environ.get("REELFLOW_WORK_DIR") or None
+
+
+def _source_url(asset: Asset) -> str:
+    return s3.presign_get(asset.source_bucket, asset.source_key, expires=SOURCE_URL_SECONDS, public=False)
+
+
+def _media_url(key: str) -> str:
+    return s3.presign_get(settings.S3_BUCKET_MEDIA, key, expires=SOURCE_URL_SECONDS, public=False)
+
+
+# --- Probe results stored on the asset ------------------------------------------------------
+
+
+def _jsonable(value):
+    if isinstance(value, Fraction):
+        return f"{value.numerator}/{value.denominator}"
+    if isinstance(value, dict):
+        return {k: _jsonable(v) for k, v in value.items() if k != "raw"}
+    if isinstance(value, list | tuple):
+        return [_jsonable(v) for v in value]
+    return value
+
+
+def media_info_json(info: ffmpeg.MediaInfo) -> dict:
+    return _jsonable(asdict(info))
+
+
+def video_info_from_json(data: dict) -> ffmpeg.VideoInfo:
+    fields = dict(data)
+    for key in ("fps", "avg_fps", "sar"):
+        fields[key] = Fraction(fields[key])
+    return ffmpeg.VideoInfo(**fields)
+
+
+def planned_fps(video: ffmpeg.VideoInfo) -> Fraction:
+    return chunking.planning_fps(fps=video.fps, avg_fps=video.avg_fps, vfr=video.vfr)
+
+
+def _plan_duration(info: ffmpeg.MediaInfo, fps: Fraction) -> float:
+    """The duration the chunk plan covers: the video stream's, exact from its frame count
+    when the source is constant-rate and indexed."""
+    video = info.video
+    if video.frame_count and not video.vfr:
+        return float(Fraction(video.frame_count) / fps)
+    return video.duration_s or info.duration
+
+
+# --- Ingest: probe and plan -----------------------------------------------------------------
+
+
+def job_ingest_run(*, job_id: int) -> None:
+    job = services.job_probe_start(job_id=job_id)
+    if job is None:
+        return
+    try:
+        info = ffmpeg.probe(_source_url(job.asset))
+        ffmpeg.validate_source(info, max_duration_s=settings.REELFLOW_MAX_DURATION_SECONDS)
+        fps = planned_fps(info.video)
+        chunks = chunking.plan_chunks(
+            duration_s=_plan_duration(info, fps),
+            fps=fps,
+            chunk_seconds=job.chunk_seconds,
+            segment_seconds=job.segment_seconds,
+        )
+    except ffmpeg.PermanentMediaError as exc:
+        services.job_fail(job_id=job_id, reason=exc.reason)
+        return
+    except ValueError as exc:
+        services.job_fail(job_id=job_id, reason=f"cannot plan this source: {exc}")
+        return
+    services.job_plan(job_id=job_id, info=_StoredInfo(info), chunks=chunks)
+
+
+class _StoredInfo:
+    """A MediaInfo with `as_dict()` for services.job_plan (which knows no ffmpeg types)."""
+
+    def __init__(self, info: ffmpeg.MediaInfo) -> None:
+        self._info = info
+
+    def __getattr__(self, name):
+        return getattr(self._info, name)
+
+    def as_dict(self) -> dict:
+        return media_info_json(self._info)
+
+
+# --- Encode units ---------------------------------------------------------------------------
+
+
+def _output_is_valid(key: str, frames: int | None) -> bool:
+    """A unit's output already in S3 with the planned frame count (written by a finished
+    attempt that died before recording it): the unit has nothing left to do."""
+    try:
+        head = s3.client().head_object(Bucket=settings.S3_BUCKET_MEDIA, Key=key)
+    except ClientError:
+        return False
+    stored = head.get("Metadata", {}).get("frames")
+    return frames is None or stored == str(frames)
+
+
+def _upload(path: Path, key: str, *, metadata: dict | None = None) -> int:
+    content_type = mimetypes.guess_type(path.name)[0] or "application/octet-stream"
+    s3.client().upload_file(
+        str(path),
+        settings.S3_BUCKET_MEDIA,
+        key,
+        ExtraArgs={"ContentType": content_type, "Metadata": {k: str(v) for k, v in (metadata or {}).items()}},
+    )
+    return path.stat().st_size
+
+
+class _ProgressForwarder:
+    """Sends a unit's ffmpeg progress to its job's group and watches the job's cancel flag."""
+
+    def __init__(self, unit: Unit, cancel_event: threading.Event) -> None:
+        self.unit = unit
+        self.cancel_event = cancel_event
+        self.throttle = progress.Throttle(settings.REELFLOW_PROGRESS_INTERVAL_MS / 1000)
+
+    def __call__(self, report: ffmpeg.Progress) -> None:
+        if progress.cancel_flag_is_set(self.unit.job_id):
+            self.cancel_event.set()
+            return
+        if not (self.throttle.ready() or report.done):
+            return
+        progress.publish_rollback_unsafe(
+            self.unit.job_id,
+            {
+                "kind": "progress",
+                "unit": self.unit.pk,
+                "rendition": self.unit.rendition.name,
+                "chunk": self.unit.chunk.index if self.unit.chunk else None,
+                "percent": None if report.percent is None else round(report.percent, 1),
+                "fps": round(report.fps, 1),
+                "speed": report.speed,
+                "eta_s": None if report.eta_s is None else round(report.eta_s, 1),
+                "frame": report.frame,
+            },
+        )
+
+
+def _encode_video_unit(unit: Unit, asset: Asset, workdir: Path, forward: _ProgressForwarder) -> dict:
+    video = video_info_from_json(asset.probe["video"])
+    fps = planned_fps(video)
+    params = unit.rendition.params
+    rendition = ffmpeg.VideoRendition(
+        name=params["name"], codec=params["codec"], height=params["height"], crf=params.get("crf"),
+        bitrate_kbps=params.get("bitrate_kbps"), maxrate_kbps=params.get("maxrate_kbps"),
+        bufsize_kbps=params.get("bufsize_kbps"), preset=params.get("preset") or None,
+    )
+    chunk = chunking.Chunk(
+        index=unit.chunk.index, start_s=unit.chunk.start_s, end_s=unit.chunk.end_s,
+        start_frame=unit.chunk.start_frame, frame_count=unit.chunk.frame_count,
+    )
+    output = workdir / f"unit-{unit.pk}.mp4"
+    args = ffmpeg.build_unit_command(
+        input_url=_source_url(asset), output_path=output, chunk=chunk, rendition=rendition,
+        fps=fps, segment_seconds=unit.job.segment_seconds, source=video,
+    )
+    ffmpeg_s = cpu_s = 0.0
+    for attempt in range(VALIDATION_RETRIES + 1):
+        result = ffmpeg.run_ffmpeg(
+            args, on_progress=forward, total_frames=chunk.frame_count, cancel_event=forward.cancel_event
+        )
+        ffmpeg_s += result.wall_s
+        cpu_s += result.cpu_s
+        frames = ffmpeg.count_frames(output)
+        if frames == chunk.frame_count:
+            break
+        logger.warning("unit %s gave %s frames, planned %s (attempt %s)", unit.pk, frames, chunk.frame_count, attempt + 1)
+    else:
+        raise ffmpeg.PermanentMediaError(
+            f"chunk {chunk.index} encoded to {frames} frames instead of {chunk.frame_count}, "
+            f"{VALIDATION_RETRIES + 1} times; the source may be damaged near {chunk.start_s:.1f} s"
+        )
+    size = _upload(output, unit.output_key, metadata={"frames": frames})
+    return {"frames": frames, "ffmpeg_s": ffmpeg_s, "cpu_s": cpu_s, "command": result.command, "size": size}
+
+
+def _encode_audio_unit(unit: Unit, asset: Asset, workdir: Path, forward: _ProgressForwarder) -> dict:
+    params = unit.rendition.params
+    rendition = ffmpeg.AudioRendition(
+        name=params["name"], codec=params["codec"], bitrate_kbps=params["bitrate_kbps"], channels=params["channels"]
+    )
+    output = workdir / f"audio-{unit.pk}.mp4"
+    video = asset.probe.get("video") or {}
+    args = ffmpeg.build_audio_command(
+        input_url=_source_url(asset), output_path=output, rendition=rendition,
+        video_start_offset_s=video.get("start_offset_s", 0.0),
+    )
+    result = ffmpeg.run_ffmpeg(args, on_progress=forward, duration_s=asset.duration_s, cancel_event=forward.cancel_event)
+    size = _upload(output, unit.output_key)
+    return {"frames": None, "ffmpeg_s": result.wall_s, "cpu_s": result.cpu_s, "command": result.command, "size": size}
+
+
+def unit_run(*, unit_id: int, worker: str = "", rq_job_id: str = "") -> None:
+    """Encode one unit. Permanent media errors fail the job at once; transient ones raise."""
+    started = time.monotonic()
+    unit = services.unit_start(unit_id=unit_id, worker=worker or f"{socket.gethostname()}:{os.getpid()}", rq_job_id=rq_job_id)
+    if unit is None:
+        return
+    asset = unit.job.asset
+    planned = unit.chunk.frame_count if unit.chunk else None
+    if _output_is_valid(unit.output_key, planned) and unit.attempts > 1:
+        services.unit_finish(unit_id=unit_id, result={"frames": planned, "wall_s": time.monotonic() - started})
+        return
+    cancel_event = threading.Event()
+    forward = _ProgressForwarder(unit, cancel_event)
+    try:
+        with tempfile.TemporaryDirectory(prefix="reelflow-unit-", dir=_work_dir()) as tmp:
+            encode = _encode_video_unit if unit.rendition.kind == RenditionKind.VIDEO else _encode_audio_unit
+            result = encode(unit, asset, Path(tmp), forward)
+    except ffmpeg.MediaCancelledError:
+        logger.info("unit %s stopped: job %s was cancelled", unit_id, unit.job_id)
+        return
+    except ffmpeg.PermanentMediaError as exc:
+        services.unit_fail(unit_id=unit_id, reason=exc.reason, log_tail=exc.stderr_tail, permanent=True)
+        return
+    except OSError as exc:
+        # Disk full or unwritable temp folder on this worker: retry, possibly elsewhere.
+        raise ffmpeg.TransientMediaError(f"worker {socket.gethostname()} could not write its temp files: {exc}") from exc
+    services.artifact_record(
+        job_id=unit.job_id, kind=Artifact.Kind.UNIT if unit.chunk else Artifact.Kind.AUDIO,
+        key=unit.output_key, size=result["size"], step=f"encode_unit:{unit.pk}",
+        inputs={
+            "source": {"bucket": asset.source_bucket, "key": asset.source_key, "version": asset.source_version},
+            "range": None if unit.chunk is None else {
+                "start_frame": unit.chunk.start_frame, "frame_count": unit.chunk.frame_count,
+                "start_s": unit.chunk.start_s, "end_s": unit.chunk.end_s},
+            "rendition": unit.rendition.params,
+            "ffmpeg": ffmpeg.ffmpeg_version(),
+            "command": result["command"],
+            "worker": unit.worker,
+        },
+    )
+    result["wall_s"] = time.monotonic() - started
+    services.unit_finish(unit_id=unit_id, result=result)
+
+
+# --- Assemble -------------------------------------------------------------------------------
+
+
+def _fail_on_permanent(step):
+    """A permanent error in a step ends the job with its reason (and ffmpeg's last words)
+    instead of being retried; transient ones propagate to RQ's retry."""
+
+    def wrapped(**kwargs):
+        try:
+            return step(**kwargs)
+        except ffmpeg.PermanentMediaError as exc:
+            job_id = kwargs.get("job_id") or Rendition.objects.values_list("job_id", flat=True).get(
+                pk=kwargs["rendition_id"]
+            )
+            logger.error("%s failed: %s\n%s\n%s", step.__name__, exc.reason, exc.command, exc.stderr_tail)
+            detail = exc.stderr_tail.strip().splitlines()[-1:] if exc.stderr_tail else []
+            services.job_fail(job_id=job_id, reason=" — ".join([exc.reason, *detail]))
+
+    wrapped.__name__ = step.__name__
+    return wrapped
+
+
+@_fail_on_permanent
+def rendition_assemble_run(*, rendition_id: int) -> None:
+    rendition = Rendition.objects.select_related("job__asset").get(pk=rendition_id)
+    if rendition.state != RenditionState.ASSEMBLING or rendition.job.state != JobState.ENCODING:
+        return
+    job = rendition.job
+    units = list(Unit.objects.filter(rendition=rendition).select_related("chunk").order_by("chunk__index"))
+    if any(u.state != UnitState.DONE for u in units):
+        raise ffmpeg.TransientMediaError(f"rendition {rendition.name} has unfinished units")
+    if rendition.kind == RenditionKind.AUDIO:
+        unit = units[0]
+        durations = ffmpeg.stream_durations(_media_url(unit.output_key))
+        duration = durations.get("audio") or durations.get("format")
+        services.rendition_ready(
+            rendition_id=rendition_id, output_key=unit.output_key,
+            stats={"duration_s": duration, "bitrate_kbps": rendition.params.get("bitrate_kbps")},
+        )
+        return
+
+    video = video_info_from_json(job.asset.probe["video"])
+    fps = planned_fps(video)
+    planned_frames = sum(u.chunk.frame_count for u in units)
+    key = f"{job.output_prefix}/renditions/{rendition.name}.mp4"
+    with tempfile.TemporaryDirectory(prefix="reelflow-asm-", dir=_work_dir()) as tmp:
+        list_file = Path(tmp) / "units.txt"
+        ffmpeg.write_concat_list(paths=[_media_url(u.output_key) for u in units], list_file=list_file)
+        output = Path(tmp) / f"{rendition.name}.mp4"
+        ffmpeg.run_ffmpeg(ffmpeg.concat_command(list_file=list_file, output_path=output))
+        frames = ffmpeg.count_frames(output)
+        duration = ffmpeg.stream_durations(output).get("video")
+        expected = planned_frames / fps
+        if frames != planned_frames:
+            raise ffmpeg.PermanentMediaError(f"joined {rendition.name} has {frames} frames, planned {planned_frames}")
+        if duration is None or abs(duration - float(expected)) > float(1 / fps) + 1e-6:
+            raise ffmpeg.PermanentMediaError(
+                f"joined {rendition.name} lasts {duration} s, planned {float(expected):.3f} s (more than one frame off)"
+            )
+        size = _upload(output, key, metadata={"frames": frames})
+    services.artifact_record(
+        job_id=job.pk, kind=Artifact.Kind.RENDITION, key=key, size=size, step=f"assemble:{rendition.name}",
+        inputs={"units": [u.output_key for u in units], "ffmpeg": ffmpeg.ffmpeg_version()},
+        parent_keys=[u.output_key for u in units],
+    )
+    services.rendition_ready(
+        rendition_id=rendition_id, output_key=key,
+        stats={"frame_count": frames, "duration_s": duration, "bitrate_kbps": round(size * 8 / 1000 / duration)},
+    )
+
+
+# --- Package --------------------------------------------------------------------------------
+
+
+def _check_segments(out_dir: Path, segment_s: float) -> None:
+    """No HLS segment longer than its playlist's target duration, nor than 1.5 segments (the
+    merged tail is the only one allowed past one segment)."""
+    import m3u8
+
+    master = m3u8.load(str(out_dir / packaging_cmds.MASTER_NAME))
+    uris = [p.uri for p in master.playlists] + [m.uri for m in master.media if m.uri]
+    for uri in uris:
+        playlist = m3u8.load(str(out_dir / uri))
+        for segment in playlist.segments:
+            if segment.duration > playlist.target_duration + 1e-3 or segment.duration > segment_s * 1.5 + 0.05:
+                raise ffmpeg.PermanentMediaError(
+                    f"{uri}: a {segment.duration:.3f} s segment exceeds the {playlist.target_duration} s target"
+                )
+
+
+def _check_av_sync(video_durations: list[float], audio_durations: list[float]) -> None:
+    # One AAC frame (1024 samples at 48 kHz); Opus frames are shorter.
+    tolerance = 1024 / 48000 + 1e-3
+    for audio in audio_durations:
+        for video in video_durations:
+            if abs(audio - video) > tolerance:
+                raise ffmpeg.PermanentMediaError(
+                    f"audio lasts {audio:.3f} s but video {video:.3f} s: they drift apart"
+                )
+
+
+@_fail_on_permanent
+def job_package_run(*, job_id: int) -> None:
+    job = EncodeJob.objects.select_related("asset").get(pk=job_id)
+    if job.state != JobState.PACKAGING:
+        return
+    asset = job.asset
+    video_info = video_info_from_json(asset.probe["video"])
+    fps = planned_fps(video_info)
+    renditions = list(Rendition.objects.filter(job=job, state=RenditionState.READY))
+    videos = sorted((r for r in renditions if r.kind == RenditionKind.VIDEO), key=lambda r: -(r.height or 0))
+    audios = [r for r in renditions if r.kind == RenditionKind.AUDIO]
+    _check_av_sync([r.duration_s for r in videos if r.duration_s], [r.duration_s for r in audios if r.duration_s])
+    segment_s = chunking.segment_duration_s(fps=fps, segment_seconds=job.segment_seconds)
+    prefix = f"{job.output_prefix}/package"
+    with tempfile.TemporaryDirectory(prefix="reelflow-pkg-", dir=_work_dir()) as tmp:
+        out = Path(tmp) / "out"
+        out.mkdir()
+        video_inputs = [
+            (_media_url(r.output_key), ffmpeg.VideoRendition(
+                name=r.name, codec=r.params["codec"], height=r.height, crf=r.params.get("crf"),
+                bitrate_kbps=r.params.get("bitrate_kbps"), maxrate_kbps=r.params.get("maxrate_kbps"),
+                bufsize_kbps=r.params.get("bufsize_kbps")))
+            for r in videos
+        ]
+        ffmpeg.run_ffmpeg(
+            packaging_cmds.package_command(
+                video_inputs=video_inputs, audio_inputs=[_media_url(r.output_key) for r in audios],
+                out_dir=out, segment_seconds=segment_s,
+            )
+        )
+        packaging_cmds.write_master_playlist(out_dir=out, frame_rate=fps)
+        _check_segments(out, segment_s)
+        top = _media_url(videos[0].output_key)
+        ffmpeg.run_ffmpeg(
+            packaging_cmds.poster_command(
+                input_url=top, output_path=out / "poster.jpg", duration_s=asset.duration_s,
+                source=video_info, height=min(720, videos[0].height),
+            )
+        )
+        layout = packaging_cmds.sprite_layout(duration_s=asset.duration_s, source=video_info)
+        ffmpeg.run_ffmpeg(
+            packaging_cmds.sprite_command(
+                input_url=_media_url(videos[-1].output_key), output_path=out / "sprite.jpg", layout=layout,
+                keyframes_only=layout.interval_s >= segment_s,
+            )
+        )
+        (out / "sprite.vtt").write_text(packaging_cmds.sprite_vtt(layout=layout, duration_s=asset.duration_s))
+        files = sorted(p for p in out.rglob("*") if p.is_file())
+        with ThreadPoolExecutor(max_workers=8) as pool:
+            sizes = list(pool.map(lambda p: _upload(p, f"{prefix}/{p.relative_to(out).as_posix()}"), files))
+    parent_keys = [r.output_key for r in renditions]
+    services.artifact_record(
+        job_id=job.pk, kind=Artifact.Kind.PACKAGE, key=f"{prefix}/{packaging_cmds.MASTER_NAME}", size=sum(sizes),
+        step="package", inputs={"renditions": parent_keys, "files": len(files), "ffmpeg": ffmpeg.ffmpeg_version()},
+        parent_keys=parent_keys,
+    )
+    services.artifact_record(
+        job_id=job.pk, kind=Artifact.Kind.POSTER, key=f"{prefix}/poster.jpg", size=None, step="package",
+        inputs={"rendition": videos[0].output_key}, parent_keys=[videos[0].output_key],
+    )
+    services.artifact_record(
+        job_id=job.pk, kind=Artifact.Kind.SPRITE, key=f"{prefix}/sprite.jpg", size=None, step="package",
+        inputs={"rendition": videos[-1].output_key, "interval_s": layout.interval_s}, parent_keys=[videos[-1].output_key],
+    )
+    services.job_publish(
+        job_id=job.pk,
+        master_key=f"{prefix}/{packaging_cmds.MASTER_NAME}",
+        dash_key=f"{prefix}/{packaging_cmds.MANIFEST_NAME}",
+        poster_key=f"{prefix}/poster.jpg",
+    )
+

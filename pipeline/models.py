@@ -1,0 +1,309 @@
+"""The encoding pipeline's data: profiles (ladders), assets, jobs, chunks, renditions, units,
+artifacts with their lineage, and the object-created events that start it all.
+
+State lives here; Redis only carries queues and progress messages. Transitions are made by
+pipeline.services under row locks, never by signals or save().
+"""
+
+from django.conf import settings
+from django.db import models
+from django.utils import timezone
+
+
+class VideoCodec(models.TextChoices):
+    H264 = "libx264", "H.264 (x264)"
+    H265 = "libx265", "HEVC (x265)"
+    VP9 = "libvpx-vp9", "VP9 (libvpx)"
+    AV1 = "libsvtav1", "AV1 (SVT-AV1)"
+
+
+class AudioCodec(models.TextChoices):
+    AAC = "aac", "AAC-LC"
+    OPUS = "libopus", "Opus"
+
+
+class Profile(models.Model):
+    """An encoding ladder: the renditions every source is encoded into."""
+
+    slug = models.SlugField(unique=True)
+    name = models.CharField(max_length=100)
+    description = models.TextField(blank=True)
+    is_active = models.BooleanField(default=True)
+
+    class Meta:
+        ordering = ["slug"]
+
+    def __str__(self) -> str:
+        return self.name
+
+
+class VideoRenditionSpec(models.Model):
+    profile = models.ForeignKey(Profile, on_delete=models.CASCADE, related_name="video_specs")
+    name = models.SlugField(max_length=64)
+    codec = models.CharField(max_length=16, choices=VideoCodec.choices)
+    height = models.PositiveIntegerField()
+    crf = models.PositiveSmallIntegerField(null=True, blank=True)
+    bitrate_kbps = models.PositiveIntegerField(null=True, blank=True)
+    maxrate_kbps = models.PositiveIntegerField(null=True, blank=True)
+    bufsize_kbps = models.PositiveIntegerField(null=True, blank=True)
+    preset = models.CharField(max_length=32, blank=True)
+
+    class Meta:
+        ordering = ["profile", "codec", "height", "name"]
+        constraints = [models.UniqueConstraint(fields=["profile", "name"], name="video_spec_unique_name")]
+
+    def __str__(self) -> str:
+        return f"{self.profile.slug}/{self.name}"
+
+    def params(self) -> dict:
+        return {
+            "name": self.name,
+            "codec": self.codec,
+            "height": self.height,
+            "crf": self.crf,
+            "bitrate_kbps": self.bitrate_kbps,
+            "maxrate_kbps": self.maxrate_kbps,
+            "bufsize_kbps": self.bufsize_kbps,
+            "preset": self.preset or None,
+        }
+
+
+class AudioRenditionSpec(models.Model):
+    profile = models.ForeignKey(Profile, on_delete=models.CASCADE, related_name="audio_specs")
+    name = models.SlugField(max_length=64)
+    codec = models.CharField(max_length=16, choices=AudioCodec.choices)
+    bitrate_kbps = models.PositiveIntegerField()
+    channels = models.PositiveSmallIntegerField(default=2)
+
+    class Meta:
+        ordering = ["profile", "-bitrate_kbps", "name"]
+        constraints = [models.UniqueConstraint(fields=["profile", "name"], name="audio_spec_unique_name")]
+
+    def __str__(self) -> str:
+        return f"{self.profile.slug}/{self.name}"
+
+    def params(self) -> dict:
+        return {"name": self.name, "codec": self.codec, "bitrate_kbps": self.bitrate_kbps, "channels": self.channels}
+
+
+class AssetState(models.TextChoices):
+    PROCESSING = "processing", "Processing"
+    READY = "ready", "Ready"
+    FAILED = "failed", "Failed"
+
+
+class Asset(models.Model):
+    """One uploaded source object, owned by one publisher."""
+
+    publisher = models.ForeignKey(settings.AUTH_USER_MODEL, on_delete=models.CASCADE, related_name="assets")
+    title = models.CharField(max_length=200)
+    source_bucket = models.CharField(max_length=63)
+    source_key = models.CharField(max_length=1024)
+    source_version = models.CharField(max_length=128, blank=True)
+    source_size = models.BigIntegerField(null=True, blank=True)
+    state = models.CharField(max_length=16, choices=AssetState.choices, default=AssetState.PROCESSING)
+    duration_s = models.FloatField(null=True, blank=True)
+    width = models.PositiveIntegerField(null=True, blank=True)
+    height = models.PositiveIntegerField(null=True, blank=True)
+    probe = models.JSONField(default=dict, blank=True)
+    poster_key = models.CharField(max_length=1024, blank=True)
+    created_at = models.DateTimeField(default=timezone.now)
+
+    class Meta:
+        ordering = ["-created_at", "-id"]
+        indexes = [models.Index(fields=["publisher", "-created_at"])]
+
+    def __str__(self) -> str:
+        return self.title
+
+
+class JobState(models.TextChoices):
+    QUEUED = "queued", "Queued"
+    PROBING = "probing", "Probing"
+    ENCODING = "encoding", "Encoding"
+    PACKAGING = "packaging", "Packaging"
+    PUBLISHED = "published", "Published"
+    HELD = "held_for_review", "Held for review"
+    FAILED = "failed", "Failed"
+    CANCELLED = "cancelled", "Cancelled"
+
+
+JOB_FINAL_STATES = {JobState.PUBLISHED, JobState.FAILED, JobState.CANCELLED}
+
+
+class EncodeJob(models.Model):
+    asset = models.ForeignKey(Asset, on_delete=models.CASCADE, related_name="jobs")
+    profile = models.ForeignKey(Profile, on_delete=models.PROTECT, related_name="jobs")
+    state = models.CharField(max_length=20, choices=JobState.choices, default=JobState.QUEUED)
+    chunk_seconds = models.PositiveIntegerField()
+    segment_seconds = models.PositiveIntegerField()
+    priority = models.SmallIntegerField(default=0)
+    failure_reason = models.TextField(blank=True)
+    output_prefix = models.CharField(max_length=512, blank=True)
+    master_playlist_key = models.CharField(max_length=1024, blank=True)
+    dash_manifest_key = models.CharField(max_length=1024, blank=True)
+    created_at = models.DateTimeField(default=timezone.now)
+    started_at = models.DateTimeField(null=True, blank=True)
+    finished_at = models.DateTimeField(null=True, blank=True)
+
+    class Meta:
+        ordering = ["-created_at", "-id"]
+        indexes = [models.Index(fields=["state", "-created_at"])]
+
+    def __str__(self) -> str:
+        return f"job {self.pk} ({self.state})"
+
+    @property
+    def is_final(self) -> bool:
+        return self.state in JOB_FINAL_STATES
+
+
+class Chunk(models.Model):
+    job = models.ForeignKey(EncodeJob, on_delete=models.CASCADE, related_name="chunks")
+    index = models.PositiveIntegerField()
+    start_s = models.FloatField()
+    end_s = models.FloatField()
+    start_frame = models.PositiveIntegerField()
+    frame_count = models.PositiveIntegerField()
+
+    class Meta:
+        ordering = ["job", "index"]
+        constraints = [models.UniqueConstraint(fields=["job", "index"], name="chunk_unique_index")]
+
+    def __str__(self) -> str:
+        return f"chunk {self.index} of job {self.job_id}"
+
+
+class RenditionKind(models.TextChoices):
+    VIDEO = "video", "Video"
+    AUDIO = "audio", "Audio"
+
+
+class RenditionState(models.TextChoices):
+    ENCODING = "encoding", "Encoding"
+    ASSEMBLING = "assembling", "Assembling"
+    READY = "ready", "Ready"
+    FAILED = "failed", "Failed"
+    CANCELLED = "cancelled", "Cancelled"
+
+
+class Rendition(models.Model):
+    """One output stream of one job; `params` is the spec as it was when the job planned it."""
+
+    job = models.ForeignKey(EncodeJob, on_delete=models.CASCADE, related_name="renditions")
+    kind = models.CharField(max_length=8, choices=RenditionKind.choices)
+    name = models.SlugField(max_length=64)
+    params = models.JSONField(default=dict)
+    width = models.PositiveIntegerField(null=True, blank=True)
+    height = models.PositiveIntegerField(null=True, blank=True)
+    state = models.CharField(max_length=16, choices=RenditionState.choices, default=RenditionState.ENCODING)
+    units_total = models.PositiveIntegerField(default=0)
+    units_done = models.PositiveIntegerField(default=0)
+    output_key = models.CharField(max_length=1024, blank=True)
+    frame_count = models.PositiveIntegerField(null=True, blank=True)
+    duration_s = models.FloatField(null=True, blank=True)
+    bitrate_kbps = models.PositiveIntegerField(null=True, blank=True)
+    codecs = models.CharField(max_length=64, blank=True)
+    failure_reason = models.TextField(blank=True)
+
+    class Meta:
+        ordering = ["job", "kind", "-height", "name"]
+        constraints = [models.UniqueConstraint(fields=["job", "name"], name="rendition_unique_name")]
+
+    def __str__(self) -> str:
+        return f"{self.job_id}/{self.name}"
+
+
+class UnitState(models.TextChoices):
+    QUEUED = "queued", "Queued"
+    RUNNING = "running", "Running"
+    DONE = "done", "Done"
+    FAILED = "failed", "Failed"
+    CANCELLED = "cancelled", "Cancelled"
+
+
+class Unit(models.Model):
+    """One (chunk, rendition) encode, or one whole-file audio encode (chunk is null)."""
+
+    job = models.ForeignKey(EncodeJob, on_delete=models.CASCADE, related_name="units")
+    rendition = models.ForeignKey(Rendition, on_delete=models.CASCADE, related_name="units")
+    chunk = models.ForeignKey(Chunk, null=True, blank=True, on_delete=models.CASCADE, related_name="units")
+    state = models.CharField(max_length=16, choices=UnitState.choices, default=UnitState.QUEUED)
+    attempts = models.PositiveSmallIntegerField(default=0)
+    # Relative cost (output pixels × frames × codec factor): units are queued costliest first.
+    cost = models.FloatField(default=0)
+    output_key = models.CharField(max_length=1024)
+    rq_job_id = models.CharField(max_length=64, blank=True)
+    worker = models.CharField(max_length=200, blank=True)
+    started_at = models.DateTimeField(null=True, blank=True)
+    finished_at = models.DateTimeField(null=True, blank=True)
+    wall_s = models.FloatField(null=True, blank=True)
+    ffmpeg_s = models.FloatField(null=True, blank=True)
+    cpu_s = models.FloatField(null=True, blank=True)
+    frames = models.PositiveIntegerField(null=True, blank=True)
+    command = models.TextField(blank=True)
+    log_tail = models.TextField(blank=True)
+    error = models.TextField(blank=True)
+
+    class Meta:
+        ordering = ["job", "rendition", "chunk__index"]
+        indexes = [models.Index(fields=["job", "state"]), models.Index(fields=["state", "started_at"])]
+
+    def __str__(self) -> str:
+        return f"unit {self.pk} ({self.state})"
+
+
+class Artifact(models.Model):
+    """Something a step wrote to S3, with what it was made from (lineage)."""
+
+    class Kind(models.TextChoices):
+        UNIT = "unit", "Unit output"
+        RENDITION = "rendition", "Joined rendition"
+        AUDIO = "audio", "Audio rendition"
+        PACKAGE = "package", "HLS/DASH package"
+        POSTER = "poster", "Poster"
+        SPRITE = "sprite", "Thumbnail sprite"
+
+    job = models.ForeignKey(EncodeJob, on_delete=models.CASCADE, related_name="artifacts")
+    kind = models.CharField(max_length=16, choices=Kind.choices)
+    bucket = models.CharField(max_length=63)
+    key = models.CharField(max_length=1024)
+    size = models.BigIntegerField(null=True, blank=True)
+    step = models.CharField(max_length=64)
+    inputs = models.JSONField(default=dict)
+    parents = models.ManyToManyField("self", symmetrical=False, related_name="children", blank=True)
+    created_at = models.DateTimeField(default=timezone.now)
+
+    class Meta:
+        ordering = ["job", "id"]
+        constraints = [models.UniqueConstraint(fields=["bucket", "key"], name="artifact_unique_key")]
+
+    def __str__(self) -> str:
+        return f"{self.kind} {self.key}"
+
+
+class IngestEvent(models.Model):
+    """An announcement that an object was created; the dedup key makes replays harmless."""
+
+    class Source(models.TextChoices):
+        FILER = "filer", "SeaweedFS filer webhook"
+        SQS = "sqs", "S3 notification via SQS"
+        SWEEP = "sweep", "Reconcile sweep"
+        CLI = "cli", "Command line"
+        STUDIO = "studio", "Studio upload"
+
+    dedup_key = models.CharField(max_length=400, unique=True)
+    source = models.CharField(max_length=16, choices=Source.choices)
+    bucket = models.CharField(max_length=63)
+    key = models.CharField(max_length=1024)
+    version = models.CharField(max_length=128, blank=True)
+    size = models.BigIntegerField(null=True, blank=True)
+    received_at = models.DateTimeField(default=timezone.now)
+    job = models.ForeignKey(EncodeJob, null=True, blank=True, on_delete=models.SET_NULL, related_name="+")
+    outcome = models.CharField(max_length=200, blank=True)
+
+    class Meta:
+        ordering = ["-id"]
+
+    def __str__(self) -> str:
+        return f"{self.source} {self.bucket}/{self.key}"

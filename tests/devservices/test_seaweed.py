@@ -1,0 +1,630 @@
+"""devservices.seaweed against a real `weed mini`, real boto3 and real HTTP.
+
+No Django needed. Run alone with: .venv/bin/python -m pytest tests/devservices -p no:django
+"""
+
+from __future__ import annotations
+
+import base64
+import json
+import os
+import signal
+import socket
+import stat
+import subprocess
+import sys
+import textwrap
+import threading
+import time
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from pathlib import Path
+
+import psutil
+import pytest
+import requests
+from botocore.exceptions import ClientError
+
+from devservices import seaweed
+from devservices.seaweed import (
+    PORT_FLAGS,
+    SeaweedServer,
+    build_command,
+    dev_ports,
+    ensure_buckets,
+    free_ports,
+    start_seaweed,
+    wait_ready,
+)
+from pipeline.filer_events import parse_filer_event  # noqa: E402
+
+pytestmark = []
+
+ACCESS_KEY = "reelflow-test-ak"
+SECRET_KEY = "reelflow-test-secret-0123456789"
+TOKEN = "hook-token-" + "x" * 20
+SITE = "http://127.0.0.1:8000"
+ROOT = Path(__file__).resolve().parents[2]
+
+
+# --------------------------------------------------------------------------- fixtures
+
+
+class Receiver:
+    """A tiny webhook receiver: records every POST (headers + JSON body)."""
+
+    def __init__(self) -> None:
+        self.posts: list[dict] = []
+        self.cond = threading.Condition()
+        receiver = self
+
+        class Handler(BaseHTTPRequestHandler):
+            def do_POST(self) -> None:
+                body = self.rfile.read(int(self.headers.get("Content-Length") or 0))
+                with receiver.cond:
+                    receiver.posts.append(
+                        {
+                            "path": self.path,
+                            "headers": dict(self.headers),
+                            "body": json.loads(body or b"null"),
+                        }
+                    )
+                    receiver.cond.notify_all()
+                self.send_response(200)
+                self.send_header("Content-Length", "0")
+                self.end_headers()
+
+            def log_message(self, *args) -> None:
+                pass
+
+        self.server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        self.url = f"http://127.0.0.1:{self.server.server_address[1]}/events/s3/"
+        self.thread = threading.Thread(target=self.server.serve_forever, daemon=True)
+        self.thread.start()
+
+    def wait_for(self, predicate, timeout: float = 15) -> dict:
+        """The first recorded POST for which predicate(post) is true."""
+        deadline = time.monotonic() + timeout
+        with self.cond:
+            while True:
+                for post in self.posts:
+                    if predicate(post):
+                        return post
+                left = deadline - time.monotonic()
+                if left <= 0:
+                    keys = [p["body"].get("key") for p in self.posts if isinstance(p["body"], dict)]
+                    raise AssertionError(f"no matching webhook POST within {timeout} s; got keys {keys}")
+                self.cond.wait(left)
+
+    def close(self) -> None:
+        self.server.shutdown()
+        self.server.server_close()
+
+
+@pytest.fixture(scope="session")
+def receiver():
+    r = Receiver()
+    yield r
+    r.close()
+
+
+@pytest.fixture(scope="session")
+def s3(tmp_path_factory, receiver):
+    server = start_seaweed(
+        data_dir=tmp_path_factory.mktemp("seaweed"),
+        access_key=ACCESS_KEY,
+        secret_key=SECRET_KEY,
+        webhook_url=receiver.url,
+        webhook_token=TOKEN,
+        timeout=30,
+    )
+    rss = server.rss_bytes()
+    print(f"\nweed mini ready in {server.startup_seconds:.2f} s, RSS {rss and rss / 2**20:.0f} MiB")
+    yield server
+    server.stop()
+    assert server.process.poll() is not None
+
+
+@pytest.fixture(scope="session")
+def client(s3):
+    return s3.client()
+
+
+def _free_port_block(size: int) -> int:
+    """A base port P with P..P+size-1 all free on 127.0.0.1."""
+    for _ in range(50):
+        base = free_ports(1)[0]
+        if base + size > 65535:
+            continue
+        held = []
+        try:
+            for port in range(base, base + size):
+                s = socket.socket()
+                s.bind(("127.0.0.1", port))
+                held.append(s)
+            return base
+        except OSError:
+            continue
+        finally:
+            for s in held:
+                s.close()
+    raise RuntimeError("no free block of ports")
+
+
+def _listening_ports(pid: int) -> set[tuple[str, int]]:
+    return {
+        (c.laddr.ip, c.laddr.port)
+        for c in psutil.Process(pid).net_connections(kind="inet")
+        if c.status == psutil.CONN_LISTEN
+    }
+
+
+# --------------------------------------------------------------------------- command line
+
+
+def test_build_command_binds_loopback_and_keeps_files_under_data_dir(tmp_path):
+    (tmp_path / "store").mkdir()
+    (tmp_path / "store" / "mini.options").write_text("s3.port=1\n")
+    ports = dev_ports(18333)
+    argv, cwd = build_command(
+        data_dir=tmp_path,
+        s3_port=18333,
+        access_key=ACCESS_KEY,
+        secret_key=SECRET_KEY,
+        ports=ports,
+        webhook_url="http://127.0.0.1:8000/events/s3/",
+        webhook_token=TOKEN,
+    )
+    assert Path(argv[0]).name == "weed"
+    assert argv[argv.index("mini") - 1] == f"-config_dir={tmp_path / 'conf'}"
+    assert cwd == tmp_path / "conf"
+    for flag in (
+        "-ip=127.0.0.1",
+        "-ip.bind=127.0.0.1",
+        "-master.telemetry=false",
+        "-admin.ui=false",
+        "-webdav=false",
+        "-s3.port.iceberg=0",
+        "-s3.port.lance=0",
+        f"-dir={tmp_path / 'store'}",
+        f"-s3.config={tmp_path / 'conf' / 's3.json'}",
+        f"-filer.localSocket={tmp_path / 'run' / 'filer.sock'}",
+        f"-s3.localSocket={tmp_path / 'run' / 's3.sock'}",
+    ):
+        assert flag in argv
+    for name, flag in PORT_FLAGS.items():
+        assert f"-{flag}={ports[name]}" in argv
+    assert not any(SECRET_KEY in a or TOKEN in a for a in argv), "secrets must not be in argv"
+    assert not (tmp_path / "store" / "mini.options").exists()
+
+    identities = json.loads((tmp_path / "conf" / "s3.json").read_text())["identities"]
+    assert [i["credentials"] for i in identities] == [[{"accessKey": ACCESS_KEY, "secretKey": SECRET_KEY}]]
+    notification = (tmp_path / "conf" / "notification.toml").read_text()
+    assert "[notification.webhook]" in notification
+    assert 'endpoint = "http://127.0.0.1:8000/events/s3/"' in notification
+    assert f'bearer_token = "{TOKEN}"' in notification
+    for name in ("s3.json", "notification.toml"):
+        assert stat.S_IMODE((tmp_path / "conf" / name).stat().st_mode) == 0o600
+
+
+def test_long_data_dir_gets_short_socket_paths(tmp_path):
+    deep = tmp_path / ("d" * 60) / ("e" * 60)
+    argv, _ = build_command(data_dir=deep, s3_port=None, access_key="a", secret_key="b")
+    [filer_socket] = [a.split("=", 1)[1] for a in argv if a.startswith("-filer.localSocket=")]
+    assert len(filer_socket) <= 100
+    assert Path(filer_socket).parent.is_dir()
+    Path(filer_socket).parent.rmdir()  # the short fallback folder outside tmp_path
+    assert all(f"-{flag}=" in " ".join(argv) for flag in PORT_FLAGS.values())
+
+
+def test_dev_ports_are_stable_and_distinct():
+    ports = dev_ports(8333)
+    assert ports == dev_ports(8333)
+    assert ports["s3"] == 8333
+    assert sorted(ports.values()) == list(range(8333, 8343))
+    assert set(ports) == set(PORT_FLAGS)
+
+
+# --------------------------------------------------------------------------- the server
+
+
+def test_listens_only_on_loopback_on_the_configured_ports(s3):
+    expected = {("127.0.0.1", p) for p in s3.ports.values()}
+    deadline = time.monotonic() + 10  # the admin server comes up last, after S3
+    while (listening := _listening_ports(s3.process.pid)) != expected and time.monotonic() < deadline:
+        time.sleep(0.2)
+    assert listening == expected
+    assert len(s3.ports) == 10
+    assert s3.endpoint_url == f"http://127.0.0.1:{s3.s3_port}"
+    assert (s3.data_dir / "run" / "filer.sock").exists()
+    assert (s3.data_dir / "store" / "filerldb2").is_dir()
+
+
+def test_credentials_are_enforced(s3, client):
+    ensure_buckets(client, ["private-bucket"], [])
+    client.put_object(Bucket="private-bucket", Key="secret.txt", Body=b"top secret")
+
+    anonymous = seaweed._s3_client(s3.endpoint_url, None, None)
+    with pytest.raises(ClientError) as err:
+        anonymous.list_buckets()
+    assert err.value.response["ResponseMetadata"]["HTTPStatusCode"] == 403
+    with pytest.raises(ClientError) as err:
+        anonymous.get_object(Bucket="private-bucket", Key="secret.txt")
+    assert err.value.response["ResponseMetadata"]["HTTPStatusCode"] == 403
+    assert requests.get(f"{s3.endpoint_url}/private-bucket/secret.txt", timeout=5).status_code == 403
+
+    wrong_secret = seaweed._s3_client(s3.endpoint_url, ACCESS_KEY, "not-the-secret")
+    with pytest.raises(ClientError) as err:
+        wrong_secret.get_object(Bucket="private-bucket", Key="secret.txt")
+    assert err.value.response["Error"]["Code"] == "SignatureDoesNotMatch"
+
+    wrong_key = seaweed._s3_client(s3.endpoint_url, "someone-else", SECRET_KEY)
+    with pytest.raises(ClientError) as err:
+        wrong_key.list_buckets()
+    assert err.value.response["Error"]["Code"] == "InvalidAccessKeyId"
+
+    assert client.get_object(Bucket="private-bucket", Key="secret.txt")["Body"].read() == b"top secret"
+    with pytest.raises(ClientError) as err:  # no bucket auto-creation on upload
+        client.put_object(Bucket="no-such-bucket", Key="x", Body=b"x")
+    assert err.value.response["Error"]["Code"] == "NoSuchBucket"
+
+
+def test_cors_preflight_for_presigned_put_and_multipart_part(client):
+    ensure_buckets(client, ["ingest", "media"], [SITE])
+    ensure_buckets(client, ["ingest", "media"], [SITE])  # idempotent
+    names = {b["Name"] for b in client.list_buckets()["Buckets"]}
+    assert {"ingest", "media"} <= names
+    rules = client.get_bucket_cors(Bucket="ingest")["CORSRules"]
+    assert rules[0]["AllowedOrigins"] == [SITE] and rules[0]["ExposeHeaders"] == ["ETag"]
+
+    put_url = client.generate_presigned_url(
+        "put_object", Params={"Bucket": "ingest", "Key": "uploads/bob/a.mp4"}, ExpiresIn=600
+    )
+    upload = client.create_multipart_upload(Bucket="ingest", Key="uploads/bob/big.mp4")
+    part_url = client.generate_presigned_url(
+        "upload_part",
+        Params={
+            "Bucket": "ingest",
+            "Key": "uploads/bob/big.mp4",
+            "UploadId": upload["UploadId"],
+            "PartNumber": 1,
+        },
+        ExpiresIn=600,
+    )
+    try:
+        for url in (put_url, part_url):
+            preflight = requests.options(
+                url,
+                headers={
+                    "Origin": SITE,
+                    "Access-Control-Request-Method": "PUT",
+                    "Access-Control-Request-Headers": "content-type",
+                },
+                timeout=5,
+            )
+            assert preflight.status_code == 200
+            assert preflight.headers["Access-Control-Allow-Origin"] == SITE
+            assert "PUT" in preflight.headers["Access-Control-Allow-Methods"]
+            assert "ETag" in preflight.headers["Access-Control-Expose-Headers"]
+
+            other = requests.options(
+                url,
+                headers={"Origin": "http://evil.example", "Access-Control-Request-Method": "PUT"},
+                timeout=5,
+            )
+            assert "Access-Control-Allow-Origin" not in other.headers
+
+        # The browser's actual request: the part's ETag must be readable cross-origin.
+        put = requests.put(part_url, data=b"p" * 1024, headers={"Origin": SITE}, timeout=10)
+        assert put.status_code == 200
+        assert put.headers["Access-Control-Allow-Origin"] == SITE
+        assert put.headers["ETag"].strip('"')
+    finally:
+        client.abort_multipart_upload(Bucket="ingest", Key="uploads/bob/big.mp4", UploadId=upload["UploadId"])
+
+    ensure_buckets(client, ["media"], [])  # no origins: CORS removed, preflights refused
+    media_url = client.generate_presigned_url(
+        "put_object", Params={"Bucket": "media", "Key": "k"}, ExpiresIn=60
+    )
+    refused = requests.options(
+        media_url, headers={"Origin": SITE, "Access-Control-Request-Method": "PUT"}, timeout=5
+    )
+    assert "Access-Control-Allow-Origin" not in refused.headers
+
+
+def _events_for(receiver, bucket, key, event):
+    def match(post):
+        return any(
+            e["bucket"] == bucket and e["key"] == key and e["event"] == event
+            for e in parse_filer_event(post["body"])
+        )
+
+    post = receiver.wait_for(match)
+    return post, next(e for e in parse_filer_event(post["body"]) if e["key"] == key and e["event"] == event)
+
+
+def test_filer_webhook_put_multipart_and_delete(client, receiver):
+    ensure_buckets(client, ["ingest"], [SITE])
+    body = b"\x00\x00\x00\x18ftypmp42" + os.urandom(2000)
+    put = client.put_object(Bucket="ingest", Key="uploads/alice/clip.mp4", Body=body)
+
+    post, event = _events_for(receiver, "ingest", "uploads/alice/clip.mp4", "created")
+    assert post["headers"]["Authorization"] == f"Bearer {TOKEN}"
+    assert post["headers"]["Content-Type"] == "application/json"
+    assert post["path"] == "/events/s3/"
+    assert post["body"]["event_type"] == "create"
+    assert post["body"]["key"] == "/buckets/ingest/uploads/alice/clip.mp4"
+    assert event["size"] == len(body)
+    assert event["etag"] == put["ETag"].strip('"')
+    assert abs(event["mtime"] - time.time()) < 60
+
+    part1, part2 = os.urandom(5 * 1024 * 1024), os.urandom(1000)
+    key = "uploads/alice/long.mp4"
+    upload_id = client.create_multipart_upload(Bucket="ingest", Key=key)["UploadId"]
+    etags = [
+        client.upload_part(Bucket="ingest", Key=key, UploadId=upload_id, PartNumber=n, Body=data)["ETag"]
+        for n, data in ((1, part1), (2, part2))
+    ]
+    done = client.complete_multipart_upload(
+        Bucket="ingest",
+        Key=key,
+        UploadId=upload_id,
+        MultipartUpload={"Parts": [{"PartNumber": n, "ETag": e} for n, e in enumerate(etags, 1)]},
+    )
+    post, event = _events_for(receiver, "ingest", key, "created")
+    assert post["headers"]["Authorization"] == f"Bearer {TOKEN}"
+    assert event["size"] == len(part1) + len(part2)
+    assert event["etag"] == done["ETag"].strip('"')
+    assert event["etag"].endswith("-2")
+
+    client.delete_object(Bucket="ingest", Key="uploads/alice/clip.mp4")
+    _, event = _events_for(receiver, "ingest", "uploads/alice/clip.mp4", "deleted")
+    assert event["size"] == len(body)
+
+    # Raw events did include the multipart staging files and directories; normalized ones do not.
+    raw_keys = {p["body"]["key"] for p in receiver.posts}
+    assert any("/.uploads/" in k for k in raw_keys)
+    assert "/buckets/ingest/uploads/alice" in raw_keys
+    normalized = [e for p in receiver.posts for e in parse_filer_event(p["body"])]
+    assert all(not e["key"].startswith(".uploads/") and e["bucket"][0] != "." for e in normalized)
+    assert not [e for e in normalized if e["key"] == "uploads/alice"]
+
+
+def test_two_servers_side_by_side(tmp_path, s3, client):
+    second = start_seaweed(
+        data_dir=tmp_path / "backup", access_key="backup-ak", secret_key="backup-sk-123456"
+    )
+    try:
+        assert not set(second.ports.values()) & set(s3.ports.values())
+        other = second.client()
+        ensure_buckets(other, ["backup-target"], [])
+        other.put_object(Bucket="backup-target", Key="copy.bin", Body=b"copy")
+        assert "backup-target" not in {b["Name"] for b in client.list_buckets()["Buckets"]}
+        assert other.get_object(Bucket="backup-target", Key="copy.bin")["Body"].read() == b"copy"
+        with pytest.raises(ClientError):  # each server has its own identity
+            seaweed._s3_client(second.endpoint_url, ACCESS_KEY, SECRET_KEY).list_buckets()
+    finally:
+        second.stop(timeout=10)
+    assert second.process.returncode is not None
+    for name, port in second.ports.items():  # weed's hard-coded /tmp gRPC sockets are cleaned up
+        if name.endswith("_grpc"):
+            assert not Path(seaweed.GRPC_SOCKET_TEMPLATE.format(service=name[:-5], port=port)).exists()
+    assert not (second.data_dir / "run" / "s3.sock").exists()
+    with socket.socket() as probe:  # its S3 port is released (TIME_WAIT left aside, as servers do)
+        probe.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        probe.bind(("127.0.0.1", second.s3_port))
+
+
+def test_start_failure_raises_with_log_tail(tmp_path):
+    with socket.socket() as taken:  # bound, not listening: weed cannot bind it, probes are refused
+        taken.bind(("127.0.0.1", 0))
+        port = taken.getsockname()[1]
+        started = time.monotonic()
+        with pytest.raises(RuntimeError) as err:
+            start_seaweed(data_dir=tmp_path, access_key="a", secret_key="b", s3_port=port, timeout=20)
+    assert time.monotonic() - started < 15
+    message = str(err.value)
+    assert "weed mini exited" in message
+    assert str(port) in message and "not available" in message
+
+
+def test_wait_ready_times_out_on_a_dead_port():
+    port = free_ports(1)[0]
+    with pytest.raises(TimeoutError):
+        wait_ready(f"http://127.0.0.1:{port}", "a", "b", timeout=0.5)
+
+
+def test_weed_dies_with_the_process_that_started_it(tmp_path):
+    script = textwrap.dedent(
+        f"""
+        import json, os
+        from devservices.seaweed import start_seaweed
+        s = start_seaweed(data_dir={str(tmp_path)!r}, access_key="a-key", secret_key="a-secret")
+        print(json.dumps(s.ports), s.process.pid, flush=True)
+        os._exit(0)  # no cleanup at all
+        """
+    )
+    out = subprocess.run(
+        [sys.executable, "-c", script], cwd=ROOT, capture_output=True, text=True, timeout=60, check=True
+    )
+    ports_json, pid = out.stdout.strip().rsplit(" ", 1)
+    pid = int(pid)
+    deadline = time.monotonic() + 15
+    while psutil.pid_exists(pid) and psutil.Process(pid).status() != psutil.STATUS_ZOMBIE:
+        assert time.monotonic() < deadline, "weed outlived its parent"
+        time.sleep(0.1)
+    # Nobody called stop(): clear weed's leftover /tmp sockets like stop() would.
+    leftovers = seaweed._leftover_sockets(tmp_path, json.loads(ports_json))
+    seaweed._remove_stale_sockets(leftovers)
+    assert not [p for p in leftovers if p.exists()]
+
+
+def test_cli_runs_in_foreground_and_stops_on_sigterm(tmp_path, receiver):
+    base = _free_port_block(len(PORT_FLAGS))
+    token_file = tmp_path / "token"
+    token_file.write_text(TOKEN + "\n")
+    env = {
+        **os.environ,
+        "S3_ACCESS_KEY": "cli-ak",
+        "S3_SECRET_KEY": "cli-secret-123",
+        "AWS_ACCESS_KEY_ID": "leak",
+    }
+    cmd = [
+        sys.executable, "-m", "devservices.seaweed",
+        "--data-dir", str(tmp_path / "s3"), "--s3-port", str(base),
+        "--webhook-url", receiver.url, "--webhook-token-file", str(token_file),
+        "--bucket", "ingest", "--cors-origin", SITE,
+    ]  # fmt: skip
+    proc = subprocess.Popen(cmd, cwd=ROOT, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
+    try:
+        endpoint = f"http://127.0.0.1:{base}"
+        wait_ready(endpoint, "cli-ak", "cli-secret-123", timeout=30)
+        weed = [c for c in psutil.Process(proc.pid).children() if c.name() == "weed"]
+        assert len(weed) == 1
+        assert "AWS_ACCESS_KEY_ID" not in weed[0].environ()
+        assert {port for _, port in _listening_ports(weed[0].pid)} <= set(range(base, base + 10))
+
+        cli = seaweed._s3_client(endpoint, "cli-ak", "cli-secret-123")
+        deadline = time.monotonic() + 10
+        while True:  # --bucket runs right after readiness
+            try:
+                rules = cli.get_bucket_cors(Bucket="ingest")["CORSRules"]
+                break
+            except ClientError:
+                assert time.monotonic() < deadline
+                time.sleep(0.1)
+        assert rules[0]["AllowedOrigins"] == [SITE]
+        cli.put_object(Bucket="ingest", Key="uploads/cli/one.mp4", Body=b"1")
+        post, _ = _events_for(receiver, "ingest", "uploads/cli/one.mp4", "created")
+        assert post["headers"]["Authorization"] == f"Bearer {TOKEN}"
+
+        proc.send_signal(signal.SIGTERM)
+        assert proc.wait(timeout=15) == 0
+        assert not weed[0].is_running() or weed[0].status() == psutil.STATUS_ZOMBIE
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait()
+        output = proc.stdout.read().decode(errors="replace")
+    assert f"seaweed: S3 at {endpoint}" in output
+    assert "seaweed: ready in" in output
+
+
+def test_cli_requires_credentials(tmp_path):
+    env = {k: v for k, v in os.environ.items() if k not in ("S3_ACCESS_KEY", "S3_SECRET_KEY")}
+    out = subprocess.run(
+        [sys.executable, "-m", "devservices.seaweed", "--data-dir", str(tmp_path)],
+        cwd=ROOT, env=env, capture_output=True, text=True, timeout=30, check=False,
+    )  # fmt: skip
+    assert out.returncode == 2
+    assert "S3_ACCESS_KEY" in out.stderr
+
+
+def test_server_repr_hides_the_secret(s3):
+    assert SECRET_KEY not in repr(s3)
+    assert isinstance(s3, SeaweedServer)
+
+
+# --------------------------------------------------------------------------- parse_filer_event
+
+
+def _b64(text: str) -> str:
+    return base64.b64encode(text.encode()).decode()
+
+
+def _file_entry(name: str, size: int | None, etag: str | None = None) -> dict:
+    entry: dict = {"name": name, "attributes": {"mtime": 1795796538, "file_mode": 432}}
+    if size:
+        entry["attributes"]["file_size"] = size
+        entry["chunks"] = [{"size": size, "e_tag": "x"}]
+    if etag:
+        entry["extended"] = {"Seaweed-X-Amz-ETag": _b64(etag)}
+    return entry
+
+
+def test_parse_created_object():
+    body = {
+        "key": "/buckets/ingest/uploads/alice/clip.mp4",
+        "event_type": "create",
+        "message": {
+            "new_entry": _file_entry("clip.mp4", 1234, "4b3e2355a4a96876d671bff87a566e74"),
+            "new_parent_path": "/buckets/ingest/uploads/alice",
+        },
+    }
+    assert parse_filer_event(body) == [
+        {
+            "event": "created",
+            "bucket": "ingest",
+            "key": "uploads/alice/clip.mp4",
+            "size": 1234,
+            "etag": "4b3e2355a4a96876d671bff87a566e74",
+            "mtime": 1795796538.0,
+        }
+    ]
+
+
+def test_parse_etag_falls_back_to_md5_and_zero_size_is_zero():
+    entry = _file_entry("empty.txt", None)
+    entry["attributes"]["md5"] = base64.b64encode(bytes.fromhex("d41d8cd98f00b204e9800998ecf8427e")).decode()
+    body = {
+        "key": "/buckets/b/k/empty.txt",
+        "message": {"new_entry": entry, "new_parent_path": "/buckets/b/k"},
+    }
+    [event] = parse_filer_event(body)
+    assert (event["size"], event["etag"]) == (0, "d41d8cd98f00b204e9800998ecf8427e")
+
+
+def test_parse_deleted_updated_and_renamed():
+    deleted = {
+        "key": "/buckets/b/a.mp4",
+        "event_type": "delete",
+        "message": {"old_entry": _file_entry("a.mp4", 5)},
+    }
+    assert [(e["event"], e["key"], e["size"]) for e in parse_filer_event(deleted)] == [
+        ("deleted", "a.mp4", 5)
+    ]
+
+    updated = {
+        "key": "/buckets/b/a.mp4",
+        "event_type": "update",
+        "message": {"old_entry": _file_entry("a.mp4", 5), "new_entry": _file_entry("a.mp4", 7)},
+    }
+    assert [(e["event"], e["key"], e["size"]) for e in parse_filer_event(updated)] == [
+        ("created", "a.mp4", 7)
+    ]
+
+    renamed = {
+        "key": "/buckets/b/old/a.mp4",
+        "event_type": "rename",
+        "message": {
+            "old_entry": _file_entry("a.mp4", 5),
+            "new_entry": _file_entry("b.mp4", 5),
+            "new_parent_path": "/buckets/c/new",
+        },
+    }
+    assert [(e["event"], e["bucket"], e["key"]) for e in parse_filer_event(renamed)] == [
+        ("deleted", "b", "old/a.mp4"),
+        ("created", "c", "new/b.mp4"),
+    ]
+
+
+@pytest.mark.parametrize(
+    ("key", "entry"),
+    [
+        ("/buckets/ingest/uploads", {"name": "uploads", "is_directory": True, "attributes": {}}),
+        ("/buckets/ingest", {"name": "ingest", "is_directory": True, "attributes": {}}),
+        ("/buckets/.system/owners/admin/ingest", _file_entry("ingest", None)),
+        ("/buckets/ingest/.uploads/abc_123/0001_x.part", _file_entry("0001_x.part", 10)),
+        ("/etc/iam/identity.json", _file_entry("identity.json", 10)),
+        ("/topics/x", _file_entry("x", 10)),
+    ],
+)
+def test_parse_ignores_directories_internals_and_non_bucket_paths(key, entry):
+    parent = key.rsplit("/", 1)[0] or "/"
+    assert parse_filer_event({"key": key, "message": {"new_entry": entry, "new_parent_path": parent}}) == []
+    assert parse_filer_event({"key": key, "message": {"old_entry": entry}}) == []
+
+
+def test_parse_tolerates_junk():
+    assert parse_filer_event({}) == []
+    assert parse_filer_event({"key": "/buckets/b/k", "message": {}}) == []
+    assert parse_filer_event(None) == []  # type: ignore[arg-type]
