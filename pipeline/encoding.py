@@ -180,6 +180,7 @@ class _ProgressForwarder:
                 "kind": "progress",
                 "unit": self.unit.pk,
                 "rendition": self.unit.rendition.name,
+                "rendition_id": self.unit.rendition_id,
                 "chunk": self.unit.chunk.index if self.unit.chunk else None,
                 "percent": None if report.percent is None else round(report.percent, 1),
                 "fps": round(report.fps, 1),
@@ -364,7 +365,8 @@ def rendition_assemble_run(*, rendition_id: int) -> None:
 
 def _check_segments(out_dir: Path, segment_s: float) -> None:
     """No HLS segment longer than its playlist's target duration, nor than 1.5 segments (the
-    merged tail is the only one allowed past one segment)."""
+    merged tail is the only one allowed past one segment; audio segments end on whole audio
+    frames, so they run a few ms past the video's)."""
     import m3u8
 
     master = m3u8.load(str(out_dir / packaging_cmds.MASTER_NAME))
@@ -372,7 +374,8 @@ def _check_segments(out_dir: Path, segment_s: float) -> None:
     for uri in uris:
         playlist = m3u8.load(str(out_dir / uri))
         for segment in playlist.segments:
-            if segment.duration > playlist.target_duration + 1e-3 or segment.duration > segment_s * 1.5 + 0.05:
+            # RFC 8216 4.3.3.1: each EXTINF, rounded to the nearest integer, <= the target.
+            if round(segment.duration) > playlist.target_duration or segment.duration > segment_s * 1.5 + 0.05:
                 raise ffmpeg.PermanentMediaError(
                     f"{uri}: a {segment.duration:.3f} s segment exceeds the {playlist.target_duration} s target"
                 )
@@ -410,7 +413,7 @@ def job_package_run(*, job_id: int) -> None:
             (_media_url(r.output_key), ffmpeg.VideoRendition(
                 name=r.name, codec=r.params["codec"], height=r.height, crf=r.params.get("crf"),
                 bitrate_kbps=r.params.get("bitrate_kbps"), maxrate_kbps=r.params.get("maxrate_kbps"),
-                bufsize_kbps=r.params.get("bufsize_kbps")))
+                bufsize_kbps=r.params.get("bufsize_kbps")), (r.width, r.height))
             for r in videos
         ]
         ffmpeg.run_ffmpeg(

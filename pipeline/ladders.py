@@ -7,8 +7,6 @@ the admin afterwards (a later migration never overwrites an edited rung, it only
   (7 heights at two rates) plus 4 audio variants.
 """
 
-from fractions import Fraction
-
 # height -> (H.264 target kbps at the "high" quality, at the "low" one)
 _FULL_HEIGHTS = {
     144: (200, 120),
@@ -109,11 +107,3 @@ def ladders_sync(profile_model, video_model, audio_model) -> None:
             video_model.objects.get_or_create(profile=profile, name=spec["name"], defaults=spec)
         for spec in data["audio"]:
             audio_model.objects.get_or_create(profile=profile, name=spec["name"], defaults=spec)
-
-
-def output_size(*, src_width: int, src_height: int, target_height: int) -> tuple[int, int]:
-    """Width and height of a rung for a source's display size: even, aspect kept, SAR 1."""
-    height = target_height - target_height % 2
-    width = round(Fraction(src_width, src_height) * height)
-    width -= width % 2
-    return max(width, 2), max(height, 2)

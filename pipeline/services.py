@@ -127,20 +127,20 @@ def job_probe_start(*, job_id: int) -> EncodeJob | None:
 
 def _rendition_plan(job: EncodeJob, info) -> tuple[list[tuple[dict, int, int]], list[dict]]:
     """(video params, width, height) per rung that fits the source, and the audio params."""
-    from pipeline.ladders import output_size
+    from pipeline.ffmpeg import rendition_size
 
     video = info.video
-    src_w, src_h = video.display_width, video.display_height
+    src_h = video.display_height
     specs = list(VideoRenditionSpec.objects.filter(profile=job.profile).order_by("height", "name"))
     fitting = [s for s in specs if s.height <= src_h]
     if not fitting and specs:
         # A source smaller than every rung still gets one rendition, at its own height.
         smallest = specs[0]
         fitting = [smallest]
-        smallest.height = src_h
+        smallest.height = src_h - src_h % 2
     rungs = []
     for spec in fitting:
-        width, height = output_size(src_width=src_w, src_height=src_h, target_height=spec.height)
+        width, height = rendition_size(source=video, height=spec.height)
         rungs.append(({**spec.params(), "height": height}, width, height))
     audio = []
     if info.audio:
@@ -294,7 +294,7 @@ def unit_start(*, unit_id: int, worker: str, rq_job_id: str = "") -> Unit | None
     unit.save(update_fields=["state", "attempts", "worker", "started_at", "error"])
     progress.publish_on_commit(
         unit.job_id,
-        {"kind": "unit", "unit": unit.pk, "rendition": unit.rendition.name,
+        {"kind": "unit", "unit": unit.pk, "rendition": unit.rendition.name, "rendition_id": unit.rendition_id,
          "chunk": unit.chunk.index if unit.chunk else None, "state": unit.state, "attempt": unit.attempts},
     )
     return unit
@@ -320,7 +320,7 @@ def unit_finish(*, unit_id: int, result: dict) -> Unit:
     rendition.refresh_from_db(fields=["units_done"])
     progress.publish_on_commit(
         unit.job_id,
-        {"kind": "unit", "unit": unit.pk, "rendition": rendition.name, "state": unit.state,
+        {"kind": "unit", "unit": unit.pk, "rendition": rendition.name, "rendition_id": rendition.pk, "state": unit.state,
          "chunk": None if unit.chunk_id is None else Chunk.objects.values_list("index", flat=True).get(pk=unit.chunk_id),
          "wall_s": unit.wall_s, "frames": unit.frames},
     )
@@ -350,7 +350,8 @@ def unit_fail(*, unit_id: int, reason: str, log_tail: str = "", permanent: bool,
     unit.save(update_fields=["state", "error", "log_tail", "finished_at"])
     progress.publish_on_commit(
         unit.job_id,
-        {"kind": "unit", "unit": unit.pk, "rendition": unit.rendition.name, "state": unit.state, "error": reason},
+        {"kind": "unit", "unit": unit.pk, "rendition": unit.rendition.name, "rendition_id": unit.rendition_id,
+         "state": unit.state, "error": reason},
     )
     if permanent:
         job_fail(job_id=unit.job_id, reason=f"{unit.rendition.name}: {reason}")
@@ -374,7 +375,7 @@ def rendition_ready(*, rendition_id: int, output_key: str, stats: dict) -> Rendi
     rendition.save(update_fields=["state", "output_key", "frame_count", "duration_s", "bitrate_kbps", "codecs"])
     job = EncodeJob.objects.select_for_update().select_related("asset").get(pk=rendition.job_id)
     _job_event(job, "rendition.ready", rendition=rendition.name, **stats)
-    progress.publish_on_commit(job.pk, {"kind": "rendition", "rendition": rendition.name, "state": rendition.state})
+    progress.publish_on_commit(job.pk, {"kind": "rendition", "rendition": rendition.name, "rendition_id": rendition.pk, "state": rendition.state})
     pending = Rendition.objects.filter(job=job).exclude(state=RenditionState.READY).exists()
     if not pending and job.state == JobState.ENCODING:
         job.state = JobState.PACKAGING

@@ -1,0 +1,87 @@
+"""Reads of pipeline data shaped for the pages and sockets that show them."""
+
+from django.db.models import Count, Q, QuerySet
+
+from pipeline import progress
+from pipeline.models import Asset, EncodeJob, Rendition, Unit, UnitState
+
+
+def assets_for_publisher(*, publisher, state: str | None = None, search: str = "") -> QuerySet[Asset]:
+    qs = Asset.objects.filter(publisher=publisher)
+    if state:
+        qs = qs.filter(state=state)
+    if search:
+        qs = qs.filter(title__icontains=search)
+    return qs.order_by("-created_at", "-id")
+
+
+def asset_visible_to(*, asset_id: int, user) -> Asset | None:
+    """The asset if `user` may see it: its publisher, or operations staff. Else None."""
+    qs = Asset.objects.select_related("publisher").filter(pk=asset_id)
+    if not user.has_perm("core.access_operations"):
+        qs = qs.filter(publisher=user)
+    return qs.first()
+
+
+def job_latest(*, asset: Asset) -> EncodeJob | None:
+    return asset.jobs.select_related("profile").order_by("-created_at", "-id").first()
+
+
+def job_snapshot(*, job_id: int) -> dict:
+    """Everything a live grid needs, in one dict: job state, renditions (rows), chunks
+    (columns), every unit's state, and the sequence number the snapshot is current to.
+
+    The sequence number is read before the rows, so a message with seq <= snapshot["seq"] is
+    already reflected (or superseded) here and a client may drop it.
+    """
+    seq = progress.current_seq(job_id)
+    job = EncodeJob.objects.select_related("asset", "profile").get(pk=job_id)
+    renditions = list(
+        Rendition.objects.filter(job=job).order_by("kind", "-height", "name").values(
+            "id", "name", "kind", "width", "height", "state", "units_total", "units_done", "bitrate_kbps"
+        )
+    )
+    chunks = list(job.chunks.order_by("index").values("index", "start_s", "end_s", "frame_count"))
+    units = list(
+        Unit.objects.filter(job=job).values(
+            "id", "rendition_id", "chunk__index", "state", "attempts", "wall_s", "frames", "error"
+        )
+    )
+    return {
+        "seq": seq,
+        "job": {
+            "id": job.pk,
+            "state": job.state,
+            "reason": job.failure_reason,
+            "profile": job.profile.slug,
+            "created_at": job.created_at.isoformat(),
+            "started_at": job.started_at.isoformat() if job.started_at else None,
+            "finished_at": job.finished_at.isoformat() if job.finished_at else None,
+            "asset": job.asset_id,
+            "duration_s": job.asset.duration_s,
+        },
+        "renditions": renditions,
+        "chunks": chunks,
+        "units": [
+            {
+                "id": u["id"],
+                "rendition": u["rendition_id"],
+                "chunk": u["chunk__index"],
+                "state": u["state"],
+                "attempts": u["attempts"],
+                "wall_s": u["wall_s"],
+                "frames": u["frames"],
+                "error": u["error"],
+            }
+            for u in units
+        ],
+    }
+
+
+def job_unit_counts(*, job_id: int) -> dict[str, int]:
+    return Unit.objects.filter(job_id=job_id).aggregate(
+        total=Count("id"),
+        done=Count("id", filter=Q(state=UnitState.DONE)),
+        running=Count("id", filter=Q(state=UnitState.RUNNING)),
+        failed=Count("id", filter=Q(state=UnitState.FAILED)),
+    )

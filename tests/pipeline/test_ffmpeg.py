@@ -1,0 +1,788 @@
+"""The ffmpeg wrapper against the real ffmpeg 5.1 on tiny generated clips.
+
+No mocks: faults are injected for real (a killed process, /dev/full, a refusing port, an
+HTTP server answering 500). Clips are generated once per module and kept tiny.
+"""
+
+from __future__ import annotations
+
+import re
+import shutil
+import subprocess
+import threading
+import time
+from collections.abc import Iterator
+from fractions import Fraction
+from functools import partial
+from http.server import SimpleHTTPRequestHandler, ThreadingHTTPServer
+from pathlib import Path
+
+import m3u8
+import psutil
+import pytest
+
+from pipeline import ffmpeg as ff
+from pipeline import packaging_cmds as pk
+from pipeline.chunking import Chunk, plan_chunks, planning_fps, segment_duration_s
+from tests.pipeline import clips
+
+# shared/ sits beside the repository (CI lays a copy beside its fresh clone).
+SAMPLE = Path(__file__).resolve().parents[3] / "shared" / "samples" / "flower.mp4"
+needs_sample = pytest.mark.skipif(not SAMPLE.exists(), reason=f"sample footage missing: {SAMPLE}")
+FAST = {"libx264": "ultrafast", "libx265": "ultrafast", "libvpx-vp9": "realtime:8", "libsvtav1": "12"}
+
+
+def rendition(codec: str = "libx264", height: int = 90, crf: int = 32, **extra) -> ff.VideoRendition:
+    return ff.VideoRendition(
+        name=f"{codec}-{height}", codec=codec, height=height, crf=crf, preset=FAST[codec], **extra
+    )
+
+
+class ClipCache:
+    """Generates each named clip once per module (generation is most of the cost)."""
+
+    SPECS = {
+        "plain": {},
+        "no_audio": {"audio": False},
+        "odd": {"width": 321, "height": 241, "pix_fmt": "yuv444p", "audio": False},
+        "ten_bit": {"pix_fmt": "yuv420p10le", "audio": False, "duration": 2},
+        "vfr": {"vfr": True, "audio": False},
+        "rotated": {"rotate": 90, "audio": False},
+        "interlaced": {"interlaced": True, "audio": False, "duration": 2},
+        "late_video": {"video_delay": 0.2, "duration": 6},
+        "six": {"duration": 6, "audio": False},
+        "ten_s": {"duration": 10, "width": 320, "height": 180, "audio": False},
+        "http": {"faststart": True, "duration": 2, "width": 160, "height": 120},
+        "package": {"duration": 6, "width": 320, "height": 180},
+    }
+
+    def __init__(self, root: Path) -> None:
+        self.root = root
+        self.made: dict[str, Path] = {}
+
+    def __call__(self, name: str) -> Path:
+        if name not in self.made:
+            self.made[name] = clips.make_clip(self.root / f"{name}.mp4", **self.SPECS[name])
+        return self.made[name]
+
+
+@pytest.fixture(scope="module")
+def clip(tmp_path_factory) -> ClipCache:
+    return ClipCache(tmp_path_factory.mktemp("clips"))
+
+
+# --------------------------------------------------------------------------------------
+# probe
+# --------------------------------------------------------------------------------------
+
+
+def test_probe_describes_a_clip_with_audio(clip):
+    info = ff.probe(clip("plain"))
+    assert info.container.startswith("mov,mp4")
+    assert info.duration == pytest.approx(4.0, abs=0.05)
+    assert info.size_bytes == clip("plain").stat().st_size
+    assert info.bit_rate and info.bit_rate > 0
+    video = info.video
+    assert (video.codec, video.width, video.height) == ("h264", 320, 240)
+    assert (video.display_width, video.display_height, video.rotation) == (320, 240, 0)
+    assert video.fps == Fraction(25) and video.avg_fps == Fraction(25) and not video.vfr
+    assert video.frame_count == 100
+    assert (video.pix_fmt, video.bit_depth, video.interlaced, video.sar) == ("yuv420p", 8, False, 1)
+    assert [(a.codec, a.channels, a.sample_rate) for a in info.audio] == [("aac", 2, 48000)]
+    assert info.audio[0].channel_layout == "stereo" and info.audio[0].bitrate > 0
+    assert info.subtitle_count == 0 and not info.truncated
+    ff.validate_source(info)
+
+
+def test_probe_of_a_clip_without_audio_has_no_audio_streams(clip):
+    info = ff.probe(clip("no_audio"))
+    assert info.audio == () and info.video.frame_count == 100
+    ff.validate_source(info)
+
+
+def test_probe_keeps_odd_dimensions_and_chroma_format(clip):
+    video = ff.probe(clip("odd")).video
+    assert (video.width, video.height, video.pix_fmt) == (321, 241, "yuv444p")
+
+
+def test_probe_reports_ten_bit_depth(clip):
+    video = ff.probe(clip("ten_bit")).video
+    assert (video.pix_fmt, video.bit_depth) == ("yuv420p10le", 10)
+
+
+def test_probe_detects_variable_frame_rate(clip):
+    video = ff.probe(clip("vfr")).video
+    assert video.vfr
+    assert video.fps == Fraction(25) and video.avg_fps == Fraction(15)
+    assert video.frame_count == 60
+
+
+def test_probe_applies_display_matrix_rotation(clip):
+    video = ff.probe(clip("rotated")).video
+    assert video.rotation == 90
+    assert (video.width, video.height) == (320, 240)
+    assert (video.display_width, video.display_height) == (240, 320)
+
+
+def test_probe_flags_interlaced_video(clip):
+    video = ff.probe(clip("interlaced")).video
+    assert video.interlaced and video.field_order in {"tt", "tb"}
+
+
+def test_probe_reports_a_video_track_that_starts_late(clip):
+    info = ff.probe(clip("late_video"))
+    assert info.video.start_offset_s == pytest.approx(0.2, abs=0.002)
+
+
+@needs_sample
+def test_probe_of_the_real_sample():
+    info = ff.probe(SAMPLE)
+    video = info.video
+    assert (video.width, video.height, video.fps, video.frame_count) == (960, 540, Fraction(30000, 1001), 150)
+    assert not video.vfr
+    assert info.duration == pytest.approx(5.06, abs=0.01)
+    assert [(a.codec, a.channels) for a in info.audio] == [("aac", 2)]
+
+
+# --------------------------------------------------------------------------------------
+# bad input: each kind gets a reason a person can act on
+# --------------------------------------------------------------------------------------
+
+
+BAD_INPUTS = {
+    "empty.mp4": (clips.make_empty, "not a media file"),
+    "random.mp4": (clips.make_random, "not a media file"),
+    "notes.txt": (clips.make_text, "not a media file"),
+    "random.mov": (clips.make_random, "not a media file"),
+    "truncated.mp4": (clips.make_truncated, "file is truncated"),
+    "truncated-faststart.mp4": (partial(clips.make_truncated, faststart=True), "file is truncated"),
+    "audio.m4a": (clips.make_audio_only, "no video stream"),
+    "picture.png": (clips.make_png, "image, not a video"),
+    "zero.mp4": (clips.make_zero_duration, "zero duration"),
+}
+
+
+@pytest.mark.parametrize("name", list(BAD_INPUTS))
+def test_bad_input_is_refused_with_its_reason(tmp_path, name):
+    make, reason = BAD_INPUTS[name]
+    path = make(tmp_path / name)
+    with pytest.raises(ff.PermanentMediaError) as caught:
+        ff.validate_source(ff.probe(path))
+    assert caught.value.reason.startswith(reason), caught.value.reason
+
+
+def test_missing_file_is_permanent(tmp_path):
+    with pytest.raises(ff.PermanentMediaError, match="file not found"):
+        ff.probe(tmp_path / "nope.mp4")
+
+
+def _with(info: ff.MediaInfo, **video_changes) -> ff.MediaInfo:
+    from dataclasses import replace
+
+    duration = video_changes.pop("container_duration", info.duration)
+    return replace(info, duration=duration, video=replace(info.video, **video_changes))
+
+
+def test_oversized_dimensions_are_refused(clip):
+    info = _with(ff.probe(clip("no_audio")), width=100000, height=100000)
+    with pytest.raises(ff.PermanentMediaError, match=r"^dimensions 100000x100000 exceed the 8K limit"):
+        ff.validate_source(info)
+
+
+def test_sources_over_the_duration_limit_are_refused(clip):
+    info = _with(ff.probe(clip("no_audio")), container_duration=7 * 3600.0)
+    with pytest.raises(ff.PermanentMediaError, match=r"^longer than the 6 h limit"):
+        ff.validate_source(info)
+    ff.validate_source(info, max_duration_s=8 * 3600)
+
+
+def test_undecodable_codec_is_refused(clip):
+    info = _with(ff.probe(clip("no_audio")), codec="reelflow_unknown")
+    with pytest.raises(ff.PermanentMediaError, match=r"^unsupported video codec"):
+        ff.validate_source(info)
+
+
+# --------------------------------------------------------------------------------------
+# http(s) sources (presigned URLs): a local server on the loopback interface
+# --------------------------------------------------------------------------------------
+
+
+class _Handler(SimpleHTTPRequestHandler):
+    def do_GET(self):  # noqa: N802 - http.server's naming
+        if self.path.startswith("/broken"):
+            self.send_error(500, "storage backend unavailable")
+            return
+        super().do_GET()
+
+    def log_message(self, *args) -> None:  # keep test output clean
+        pass
+
+
+@pytest.fixture(scope="module")
+def http_base(clip) -> Iterator[str]:
+    root = clip("http").parent
+    server = ThreadingHTTPServer(("127.0.0.1", 0), partial(_Handler, directory=str(root)))
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread.start()
+    yield f"http://127.0.0.1:{server.server_address[1]}"
+    server.shutdown()
+    server.server_close()
+
+
+def test_probe_reads_a_presigned_style_url(http_base):
+    url = f"{http_base}/http.mp4?X-Amz-Algorithm=AWS4-HMAC-SHA256&X-Amz-Signature=abc123"
+    info = ff.probe(url)
+    assert (info.video.width, info.video.height, info.video.frame_count) == (160, 120, 50)
+    ff.validate_source(info)
+
+
+def test_a_unit_reads_its_range_from_a_url(clip, http_base, tmp_path):
+    video = ff.probe(clip("http")).video
+    chunk = plan_chunks(duration_s=video.duration_s, fps=video.fps, chunk_seconds=1, segment_seconds=1)[1]
+    output = tmp_path / "unit.mp4"
+    args = ff.build_unit_command(
+        input_url=f"{http_base}/http.mp4?X-Amz-Signature=abc",
+        output_path=output,
+        chunk=chunk,
+        rendition=rendition(),
+        fps=video.fps,
+        segment_seconds=1,
+        source=video,
+    )
+    assert ff.run_ffmpeg(args).frames == ff.count_frames(output) == 25
+
+
+def test_http_not_found_is_permanent(http_base):
+    with pytest.raises(ff.PermanentMediaError, match="HTTP 4xx"):
+        ff.probe(f"{http_base}/missing.mp4")
+
+
+def test_http_server_error_is_transient(http_base):
+    with pytest.raises(ff.TransientMediaError, match="5xx"):
+        ff.probe(f"{http_base}/broken/source.mp4")
+
+
+def test_connection_refused_is_transient():
+    with psutil_free_port() as port:
+        url = f"http://127.0.0.1:{port}/source.mp4"
+    with pytest.raises(ff.TransientMediaError, match="connection refused"):
+        ff.probe(url)
+
+
+class psutil_free_port:  # noqa: N801 - used as a context manager
+    """A port that was free a moment ago (nothing listens on it)."""
+
+    def __enter__(self) -> int:
+        import socket
+
+        self.sock = socket.socket()
+        self.sock.bind(("127.0.0.1", 0))
+        return self.sock.getsockname()[1]
+
+    def __exit__(self, *exc) -> None:
+        self.sock.close()
+
+
+# --------------------------------------------------------------------------------------
+# error classification
+# --------------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("stderr", "error", "reason"),
+    [
+        ("x.mp4: Invalid data found when processing input", ff.PermanentMediaError, "not a media file"),
+        ("[mov] moov atom not found", ff.PermanentMediaError, "truncated"),
+        ("Output file #0 does not contain any stream", ff.PermanentMediaError, "no audio or video"),
+        ("[http] HTTP error 503 Service Unavailable\nServer returned 5XX Server Error reply",
+         ff.TransientMediaError, "5xx"),
+        ("Connection to tcp://s3:443 failed: Connection refused", ff.TransientMediaError, "refused"),
+        ("Connection timed out", ff.TransientMediaError, "timed out"),
+        ("av_interleaved_write_frame(): No space left on device", ff.TransientMediaError, "disk is full"),
+        ("Server returned 403 Forbidden (access denied)", ff.TransientMediaError, "expired"),
+        ("Unknown encoder 'libfoo'", ff.PermanentMediaError, "rejected the command"),
+        ("something nobody has seen before", ff.TransientMediaError, "exit code 1: something"),
+    ],
+)  # fmt: skip
+def test_failures_are_classified_from_stderr(stderr, error, reason):
+    classified = ff.classify_failure(returncode=1, stderr_tail=stderr)
+    assert type(classified) is error
+    assert reason in classified.reason
+    assert classified.stderr_tail == stderr
+
+
+def test_a_corrupt_frame_does_not_make_a_network_failure_permanent():
+    stderr = (
+        "[h264] Error while decoding stream #0:0: Invalid data found when processing input\n"
+        "[tls] Error in the pull function.\nConnection reset by peer"
+    )
+    assert isinstance(ff.classify_failure(returncode=1, stderr_tail=stderr), ff.TransientMediaError)
+
+
+def test_death_by_signal_is_transient():
+    error = ff.classify_failure(returncode=-9, stderr_tail="Invalid data found when processing input")
+    assert isinstance(error, ff.TransientMediaError) and "SIGKILL" in error.reason
+
+
+# --------------------------------------------------------------------------------------
+# run_ffmpeg: progress, cancel, kill, timeout, real failures
+# --------------------------------------------------------------------------------------
+
+LONG_ENCODE = ["-f", "lavfi", "-i", "testsrc2=size=640x360:rate=25:duration=300",
+               "-c:v", "libx264", "-preset", "medium", "-f", "null", "-"]  # fmt: skip
+
+
+def _ffmpeg_children() -> list[psutil.Process]:
+    return [p for p in psutil.Process().children(recursive=True) if p.name().startswith("ffmpeg")]
+
+
+def test_progress_is_reported_with_increasing_percent_at_a_bounded_rate(clip, tmp_path):
+    reports: list[ff.Progress] = []
+    args = [
+        "-i",
+        str(clip("ten_s")),
+        "-c:v",
+        "libx264",
+        "-preset",
+        "veryfast",
+        "-f",
+        "mp4",
+        str(tmp_path / "out.mp4"),
+    ]
+    result = ff.run_ffmpeg(args, on_progress=reports.append, total_frames=250, progress_interval_s=0.1)
+    assert reports and reports[-1].done and reports[-1].percent == 100.0 and reports[-1].eta_s == 0
+    percents = [r.percent for r in reports]
+    assert percents == sorted(percents)
+    assert reports[-1].frame == 250 and reports[-1].out_time_s == pytest.approx(10, abs=0.25)
+    assert len(reports) <= result.wall_s / 0.1 + 3
+    assert result.cpu_s > 0 and result.wall_s > 0 and result.command.startswith("ffmpeg ")
+    assert result.frames == 250
+
+
+def test_cancel_stops_ffmpeg_within_a_second():
+    cancel = threading.Event()
+    started = threading.Event()
+    outcome: dict[str, object] = {}
+
+    def work() -> None:
+        try:
+            ff.run_ffmpeg(
+                LONG_ENCODE,
+                on_progress=lambda _: started.set(),
+                duration_s=300,
+                cancel_event=cancel,
+                progress_interval_s=0.1,
+            )
+        except ff.MediaError as exc:
+            outcome["error"] = exc
+        outcome["at"] = time.monotonic()
+
+    thread = threading.Thread(target=work)
+    thread.start()
+    assert started.wait(10)
+    cancelled_at = time.monotonic()
+    cancel.set()
+    thread.join(5)
+    assert isinstance(outcome.get("error"), ff.MediaCancelledError)
+    assert outcome["at"] - cancelled_at < 1.0
+    assert _ffmpeg_children() == []
+
+
+def test_killed_ffmpeg_is_a_transient_error():
+    def kill_it(_: ff.Progress) -> None:
+        for process in _ffmpeg_children():
+            process.kill()
+
+    with pytest.raises(ff.TransientMediaError, match="killed by SIGKILL") as caught:
+        ff.run_ffmpeg(LONG_ENCODE, on_progress=kill_it, duration_s=300, progress_interval_s=0.1)
+    assert caught.value.command.startswith("ffmpeg ")
+
+
+def test_timeout_stops_ffmpeg_and_is_transient():
+    started = time.monotonic()
+    with pytest.raises(ff.TransientMediaError, match="did not finish within"):
+        ff.run_ffmpeg(LONG_ENCODE, timeout=0.5)
+    assert time.monotonic() - started < 2.0
+    assert _ffmpeg_children() == []
+
+
+def test_a_full_disk_is_transient_with_a_clear_reason():
+    with pytest.raises(ff.TransientMediaError, match="disk is full") as caught:
+        ff.run_ffmpeg(["-f", "lavfi", "-i", "testsrc2=duration=1", "-f", "rawvideo", "/dev/full"])
+    assert "No space left on device" in caught.value.stderr_tail
+
+
+def test_running_on_garbage_is_permanent_with_stderr_tail(tmp_path):
+    garbage = clips.make_random(tmp_path / "garbage.mp4")
+    with pytest.raises(ff.PermanentMediaError) as caught:
+        ff.run_ffmpeg(["-i", str(garbage), "-f", "null", "-"])
+    assert "Invalid data found" in caught.value.stderr_tail
+
+
+def test_versions_are_reported():
+    assert re.match(r"\d+\.\d+", ff.ffmpeg_version())
+    assert re.match(r"\d+\.\d+", ff.ffprobe_version())
+
+
+# --------------------------------------------------------------------------------------
+# encode units
+# --------------------------------------------------------------------------------------
+
+
+def encode_units(
+    source: Path,
+    chunks: list[Chunk],
+    rend: ff.VideoRendition,
+    *,
+    fps: Fraction,
+    segment_seconds: int,
+    out_dir: Path,
+    video: ff.VideoInfo,
+) -> list[Path]:
+    outputs = []
+    for chunk in chunks:
+        output = out_dir / f"{rend.name}-{chunk.index:04d}.mp4"
+        args = ff.build_unit_command(
+            input_url=source,
+            output_path=output,
+            chunk=chunk,
+            rendition=rend,
+            fps=fps,
+            segment_seconds=segment_seconds,
+            source=video,
+        )
+        result = ff.run_ffmpeg(args, total_frames=chunk.frame_count)
+        assert result.frames == chunk.frame_count
+        outputs.append(output)
+    return outputs
+
+
+def concat(outputs: list[Path], joined: Path) -> Path:
+    list_file = joined.with_suffix(".txt")
+    ff.write_concat_list(paths=outputs, list_file=list_file)
+    ff.run_ffmpeg(ff.concat_command(list_file=list_file, output_path=joined))
+    return joined
+
+
+@pytest.mark.parametrize("codec", sorted(FAST))
+def test_units_have_exact_frames_idr_per_segment_and_join_losslessly(clip, tmp_path, codec):
+    """Two middle chunks of a 6 s clip (2 s chunks, 1 s segments) for each encoder."""
+    video = ff.probe(clip("six")).video
+    plan = plan_chunks(duration_s=video.duration_s, fps=video.fps, chunk_seconds=2, segment_seconds=1)
+    outputs = encode_units(
+        clip("six"),
+        plan[1:3],
+        rendition(codec),
+        fps=video.fps,
+        segment_seconds=1,
+        out_dir=tmp_path,
+        video=video,
+    )
+    for output, chunk in zip(outputs, plan[1:3], strict=True):
+        assert ff.count_frames(output) == chunk.frame_count == 50
+        assert ff.keyframe_indices(output) == [0, 25]
+        out = ff.probe(output).video
+        assert (out.width, out.height, out.pix_fmt, out.sar, out.rotation) == (120, 90, "yuv420p", 1, 0)
+        assert out.fps == Fraction(25)
+        assert ff.probe(output).audio == ()
+
+    joined = concat(outputs, tmp_path / "joined.mp4")
+    assert ff.count_frames(joined) == 100
+    assert ff.keyframe_indices(joined) == [0, 25, 50, 75]
+    assert ff.stream_durations(joined)["video"] == pytest.approx(4.0, abs=0.04)
+
+
+def test_unit_of_a_rotated_source_has_display_dimensions_and_no_rotation(clip, tmp_path):
+    video = ff.probe(clip("rotated")).video
+    chunk = plan_chunks(duration_s=video.duration_s, fps=video.fps, chunk_seconds=2, segment_seconds=1)[1]
+    [output] = encode_units(
+        clip("rotated"),
+        [chunk],
+        rendition(height=160),
+        fps=video.fps,
+        segment_seconds=1,
+        out_dir=tmp_path,
+        video=video,
+    )
+    out = ff.probe(output).video
+    assert (out.width, out.height, out.rotation) == (120, 160, 0)
+    assert ff.count_frames(output) == chunk.frame_count
+
+
+def test_unit_of_a_vfr_source_is_constant_rate_with_the_planned_frames(clip, tmp_path):
+    video = ff.probe(clip("vfr")).video
+    fps = planning_fps(fps=video.fps, avg_fps=video.avg_fps, vfr=video.vfr)
+    plan = plan_chunks(duration_s=video.duration_s, fps=fps, chunk_seconds=2, segment_seconds=1)
+    outputs = encode_units(
+        clip("vfr"), plan, rendition(), fps=fps, segment_seconds=1, out_dir=tmp_path, video=video
+    )
+    for output, chunk in zip(outputs, plan, strict=True):
+        assert ff.count_frames(output) == chunk.frame_count
+        out = ff.probe(output).video
+        assert not out.vfr and out.fps == fps
+    assert ff.count_frames(concat(outputs, tmp_path / "joined.mp4")) == sum(c.frame_count for c in plan)
+
+
+def test_unit_of_an_odd_sized_444_source_is_even_and_420(clip, tmp_path):
+    video = ff.probe(clip("odd")).video
+    chunk = plan_chunks(duration_s=video.duration_s, fps=video.fps, chunk_seconds=4, segment_seconds=1)[0]
+    [output] = encode_units(
+        clip("odd"),
+        [chunk],
+        rendition(height=120),
+        fps=video.fps,
+        segment_seconds=1,
+        out_dir=tmp_path,
+        video=video,
+    )
+    out = ff.probe(output).video
+    assert (out.width, out.height, out.pix_fmt, out.bit_depth) == (160, 120, "yuv420p", 8)
+
+
+def test_unit_of_a_ten_bit_interlaced_source_is_eight_bit(clip, tmp_path):
+    for name in ("ten_bit", "interlaced"):
+        video = ff.probe(clip(name)).video
+        chunk = plan_chunks(duration_s=video.duration_s, fps=video.fps, chunk_seconds=2, segment_seconds=1)[0]
+        [output] = encode_units(
+            clip(name),
+            [chunk],
+            rendition(codec="libx265"),
+            fps=video.fps,
+            segment_seconds=1,
+            out_dir=tmp_path,
+            video=video,
+        )
+        out = ff.probe(output).video
+        assert (out.pix_fmt, out.bit_depth, out.interlaced) == ("yuv420p", 8, False)
+        assert ff.count_frames(output) == chunk.frame_count
+
+
+def _min_psnr(encoded: Path, source: Path, *, fps: Fraction, width: int, height: int) -> float:
+    """Lowest per-frame PSNR of ``encoded`` against the source run through fps+scale once.
+
+    A frame dropped or repeated at a unit join shifts everything after it, and moving test
+    patterns then score far below the ~40 dB of a correct lossy match.
+    """
+    stats = encoded.with_suffix(".psnr")
+    graph = (
+        f"[1:v]setpts=PTS-STARTPTS,fps={fps.numerator}/{fps.denominator},scale={width}:{height},"
+        f"setsar=1[ref];[0:v]setpts=PTS-STARTPTS[enc];[enc][ref]psnr=stats_file={stats}"
+    )
+    ff.run_ffmpeg(["-i", str(encoded), "-i", str(source), "-lavfi", graph, "-f", "null", "-"])
+    values = re.findall(r"psnr_y:(\S+)", stats.read_text())
+    return min(float(v) for v in values)
+
+
+def test_ten_second_clip_in_two_second_units_concatenates_to_the_whole(clip, tmp_path):
+    video = ff.probe(clip("ten_s")).video
+    plan = plan_chunks(duration_s=video.duration_s, fps=video.fps, chunk_seconds=2, segment_seconds=2)
+    assert len(plan) == 5
+    rend = rendition(height=180, crf=18)
+    joined = concat(
+        encode_units(
+            clip("ten_s"), plan, rend, fps=video.fps, segment_seconds=2, out_dir=tmp_path, video=video
+        ),
+        tmp_path / "joined.mp4",
+    )
+    assert ff.count_frames(joined) == 250
+    assert ff.stream_durations(joined)["video"] == pytest.approx(10.0, abs=1 / 25)
+    assert ff.keyframe_indices(joined) == [0, 50, 100, 150, 200]
+    assert _min_psnr(joined, clip("ten_s"), fps=video.fps, width=320, height=180) > 30
+
+
+@needs_sample
+def test_real_ntsc_footage_joins_frame_exactly(tmp_path):
+    video = ff.probe(SAMPLE).video
+    plan = plan_chunks(duration_s=video.duration_s, fps=video.fps, chunk_seconds=2, segment_seconds=2)
+    assert [c.frame_count for c in plan] == [60, 60, 30]
+    rend = rendition(height=180, crf=18)
+    joined = concat(
+        encode_units(SAMPLE, plan, rend, fps=video.fps, segment_seconds=2, out_dir=tmp_path, video=video),
+        tmp_path / "joined.mp4",
+    )
+    assert ff.count_frames(joined) == 150
+    assert ff.keyframe_indices(joined) == [0, 60, 120]
+    assert _min_psnr(joined, SAMPLE, fps=video.fps, width=320, height=180) > 30
+
+
+@needs_sample
+def test_rendition_width_follows_the_display_aspect():
+    base = ff.probe(SAMPLE).video
+    assert ff.rendition_size(source=base, height=360) == (640, 360)
+    # 16:9 has exact sizes near every rung (heights that are multiples of 18): 240 -> 234.
+    assert ff.rendition_size(source=base, height=240) == (416, 234)
+
+
+@pytest.mark.parametrize(
+    "kwargs",
+    [{"codec": "mpeg2video"}, {"height": 241}, {"crf": None}, {"maxrate_kbps": 900}],
+)
+def test_impossible_renditions_are_refused(kwargs):
+    arguments = {"name": "x", "codec": "libx264", "height": 240, "crf": 23, **kwargs}
+    with pytest.raises(ValueError):
+        ff.VideoRendition(**arguments)
+
+
+# --------------------------------------------------------------------------------------
+# audio, once per file
+# --------------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("codec", ["aac", "libopus"])
+def test_audio_is_encoded_once_for_the_whole_file(clip, tmp_path, codec):
+    output = tmp_path / f"audio-{codec}.mp4"
+    audio = ff.AudioRendition(name=codec, codec=codec, bitrate_kbps=64, channels=2)
+    ff.run_ffmpeg(ff.build_audio_command(input_url=clip("plain"), output_path=output, rendition=audio))
+    info = ff.probe(output)
+    assert info.video is None
+    assert [(a.codec, a.channels, a.sample_rate) for a in info.audio] == [
+        ({"aac": "aac", "libopus": "opus"}[codec], 2, 48000)
+    ]
+    assert ff.stream_durations(output)["audio"] == pytest.approx(4.0, abs=0.05)
+
+
+def test_audio_starts_with_the_first_video_frame(clip, tmp_path):
+    info = ff.probe(clip("late_video"))
+    output = tmp_path / "audio.mp4"
+    audio = ff.AudioRendition(name="aac", codec="aac", bitrate_kbps=64)
+    ff.run_ffmpeg(
+        ff.build_audio_command(
+            input_url=clip("late_video"),
+            output_path=output,
+            rendition=audio,
+            video_start_offset_s=info.video.start_offset_s,
+        )
+    )
+    assert ff.stream_durations(output)["audio"] == pytest.approx(6.0 - 0.2, abs=0.05)
+
+
+# --------------------------------------------------------------------------------------
+# packaging: DASH + HLS in one run, master playlist, poster, sprite
+# --------------------------------------------------------------------------------------
+
+
+@pytest.fixture(scope="module")
+def packaged(clip, tmp_path_factory) -> Path:
+    work = tmp_path_factory.mktemp("package")
+    source = clip("package")
+    video = ff.probe(source).video
+    [whole] = plan_chunks(duration_s=video.duration_s, fps=video.fps, chunk_seconds=6, segment_seconds=2)
+    renditions = [
+        rendition(height=180, crf=28),
+        rendition(height=90, crf=30),
+        rendition("libvpx-vp9", crf=40),
+    ]
+    inputs = []
+    for rend in renditions:
+        [output] = encode_units(
+            source, [whole], rend, fps=video.fps, segment_seconds=2, out_dir=work, video=video
+        )
+        inputs.append((output, rend))
+    audio = work / "audio.mp4"
+    ff.run_ffmpeg(
+        ff.build_audio_command(
+            input_url=source,
+            output_path=audio,
+            rendition=ff.AudioRendition(name="aac", codec="aac", bitrate_kbps=64),
+        )
+    )
+    out_dir = work / "out"
+    out_dir.mkdir()
+    ff.run_ffmpeg(
+        pk.package_command(
+            video_inputs=inputs,
+            audio_inputs=[audio],
+            out_dir=out_dir,
+            segment_seconds=segment_duration_s(fps=video.fps, segment_seconds=2),
+        )
+    )
+    return out_dir
+
+
+def test_one_run_writes_dash_and_hls_over_the_same_segments(packaged):
+    master = m3u8.load(str(packaged / pk.MASTER_NAME))
+    assert master.is_variant
+    assert [(p.stream_info.resolution, p.stream_info.codecs.split(",")[0][:4]) for p in master.playlists] == [
+        ((320, 180), "avc1"),
+        ((160, 90), "avc1"),
+        ((160, 90), "vp09"),
+    ]
+    [audio_media] = [m for m in master.media if m.type == "AUDIO"]
+    for playlist in master.playlists:
+        assert playlist.stream_info.bandwidth > 0
+        assert "mp4a.40.2" in playlist.stream_info.codecs
+        assert playlist.stream_info.audio == audio_media.group_id
+    hls_segments = set()
+    for uri in [p.uri for p in master.playlists] + [audio_media.uri]:
+        media = m3u8.load(str(packaged / uri))
+        assert media.is_endlist and media.segment_map[0].uri.startswith("init-")
+        assert all((packaged / s.uri).exists() for s in media.segments)
+        assert sum(s.duration for s in media.segments) == pytest.approx(6.0, abs=0.1)
+        hls_segments.update(s.uri for s in media.segments)
+    # The DASH manifest names the very files the HLS playlists list.
+    mpd = (packaged / pk.MANIFEST_NAME).read_text()
+    assert "chunk-$RepresentationID$-$Number%05d$.m4s" in mpd
+    assert all(re.fullmatch(r"chunk-\d-\d{5}\.m4s", name) for name in hls_segments)
+    probed = subprocess.run(
+        [
+            ff.FFPROBE,
+            "-v",
+            "error",
+            "-show_entries",
+            "stream=codec_name,width,height",
+            "-of",
+            "csv=p=0",
+            str(packaged / pk.MANIFEST_NAME),
+        ],
+        capture_output=True,
+        text=True,
+        check=True,
+    ).stdout.split()
+    assert sorted(set(probed)) == ["aac", "h264,160,90", "h264,320,180", "vp9,160,90"]
+
+
+def test_master_playlist_is_rewritten_with_peak_bandwidth(packaged, tmp_path):
+    out = tmp_path / "copy"
+    shutil.copytree(packaged, out)
+    before = {p.uri: p.stream_info.bandwidth for p in m3u8.load(str(out / pk.MASTER_NAME)).playlists}
+    variants = pk.write_master_playlist(out_dir=out, frame_rate=Fraction(25))
+    pk.write_master_playlist(out_dir=out, frame_rate=Fraction(25))  # idempotent
+    master = m3u8.load(str(out / pk.MASTER_NAME))
+    assert [p.uri for p in master.playlists] == [v.uri for v in variants] == list(before)
+    for playlist in master.playlists:
+        info = playlist.stream_info
+        assert info.bandwidth >= info.average_bandwidth > 0
+        assert info.bandwidth >= before[playlist.uri]  # ffmpeg wrote the average
+        assert info.resolution and info.codecs and info.audio and info.frame_rate == 25.0
+        media = m3u8.load(str(out / playlist.uri))
+        assert media.playlist_type == "vod" and not media.program_date_time
+    assert "#EXT-X-INDEPENDENT-SEGMENTS" in (out / pk.MASTER_NAME).read_text()
+
+
+def test_poster_is_one_frame_at_a_tenth_of_the_video(clip, tmp_path):
+    video = ff.probe(clip("package")).video
+    poster = tmp_path / "poster.jpg"
+    ff.run_ffmpeg(
+        pk.poster_command(
+            input_url=clip("package"), output_path=poster, duration_s=6, source=video, height=90
+        )
+    )
+    info = ff.probe(poster)
+    assert (info.video.codec, info.video.width, info.video.height) == ("mjpeg", 160, 90)
+
+
+def test_sprite_and_its_webvtt_map_every_thumbnail(clip, tmp_path):
+    video = ff.probe(clip("package")).video
+    layout = pk.sprite_layout(duration_s=6, source=video, interval_s=1, columns=4, thumb_height=36)
+    sprite = tmp_path / "sprite.jpg"
+    ff.run_ffmpeg(pk.sprite_command(input_url=clip("package"), output_path=sprite, layout=layout))
+    info = ff.probe(sprite).video
+    assert (layout.count, layout.columns, layout.rows) == (6, 4, 2)
+    assert (info.width, info.height) == (4 * 64, 2 * 36)
+
+    vtt = pk.sprite_vtt(layout=layout, duration_s=6, sprite_url="sprite.jpg")
+    cues = re.findall(r"(\S+) --> (\S+)\n(\S+)", vtt)
+    assert vtt.startswith("WEBVTT\n")
+    assert len(cues) == 6
+    assert cues[0] == ("00:00:00.000", "00:00:01.000", "sprite.jpg#xywh=0,0,64,36")
+    assert cues[5] == ("00:00:05.000", "00:00:06.000", "sprite.jpg#xywh=64,36,64,36")
