@@ -105,7 +105,9 @@ def job_ingest_run(*, job_id: int) -> None:
         return
     try:
         info = ffmpeg.probe(_source_url(job.asset))
-        ffmpeg.validate_source(info, max_duration_s=settings.REELFLOW_MAX_DURATION_SECONDS)
+        ffmpeg.validate_source(
+            info, max_duration_s=settings.REELFLOW_MAX_DURATION_SECONDS, max_pixels=settings.REELFLOW_MAX_PIXELS
+        )
         fps = planned_fps(info.video)
         chunks = chunking.plan_chunks(
             duration_s=_plan_duration(info, fps),
@@ -236,9 +238,13 @@ def _encode_audio_unit(unit: Unit, asset: Asset, workdir: Path, forward: _Progre
     )
     output = workdir / f"audio-{unit.pk}.mp4"
     video = asset.probe.get("video") or {}
+    fps = planned_fps(video_info_from_json(video))
+    frames = sum(unit.job.chunks.values_list("frame_count", flat=True))
     args = ffmpeg.build_audio_command(
         input_url=_source_url(asset), output_path=output, rendition=rendition,
+        stream_index=(asset.probe.get("audio") or [{}])[0].get("index"),
         video_start_offset_s=video.get("start_offset_s", 0.0),
+        duration_s=float(frames / fps),
     )
     result = ffmpeg.run_ffmpeg(args, on_progress=forward, duration_s=asset.duration_s, cancel_event=forward.cancel_event)
     size = _upload(output, unit.output_key)
@@ -259,7 +265,7 @@ def unit_run(*, unit_id: int, worker: str = "", rq_job_id: str = "") -> None:
     cancel_event = threading.Event()
     forward = _ProgressForwarder(unit, cancel_event)
     try:
-        with tempfile.TemporaryDirectory(prefix="reelflow-unit-", dir=_work_dir()) as tmp:
+        with progress.UnitHeartbeat(unit_id), tempfile.TemporaryDirectory(prefix="reelflow-unit-", dir=_work_dir()) as tmp:
             encode = _encode_video_unit if unit.rendition.kind == RenditionKind.VIDEO else _encode_audio_unit
             result = encode(unit, asset, Path(tmp), forward)
     except ffmpeg.MediaCancelledError:

@@ -1081,7 +1081,9 @@ def _rate_args(rendition: VideoRendition) -> list[str]:
     if rendition.bitrate_kbps is not None:
         args += ["-b:v", f"{rendition.bitrate_kbps}k"]
     elif rendition.codec == "libvpx-vp9":
-        args += ["-b:v", "0"]  # libvpx: CRF alone is only constant-quality with -b:v 0
+        # libvpx: CRF with -b:v 0 is constant quality; CRF capped by a maxrate needs the cap
+        # as -b:v (constrained quality), it refuses a maxrate "without a bitrate".
+        args += ["-b:v", f"{rendition.maxrate_kbps}k" if rendition.maxrate_kbps else "0"]
     if rendition.maxrate_kbps is not None:
         args += ["-maxrate", f"{rendition.maxrate_kbps}k", "-bufsize", f"{rendition.bufsize_kbps}k"]
     return args
@@ -1226,6 +1228,7 @@ def build_audio_command(
     rendition: AudioRendition,
     stream_index: int | None = None,
     video_start_offset_s: float = 0.0,
+    duration_s: float | None = None,
 ) -> list[str]:
     """Arguments that encode one audio rendition of the WHOLE file, once.
 
@@ -1234,15 +1237,22 @@ def build_audio_command(
     precedes the first video frame, and ``aresample=async=1:first_pts=0`` pads audio that
     starts late with silence, so audio and the video units both start at 0.
     ``stream_index`` is ``AudioInfo.index`` (absolute); by default the first audio stream.
+    ``duration_s`` (the video's planned duration) pads audio that ends early with silence and
+    cuts audio that runs long, so audio and video end within one audio frame of each other.
     """
     args = _input_options(input_url, reconnect=True)
     if video_start_offset_s > 0:
         args += ["-ss", _seconds(video_start_offset_s)]
+    audio_filter = "aresample=async=1:first_pts=0"
+    limit: list[str] = []
+    if duration_s is not None:
+        audio_filter += f",apad=whole_dur={duration_s:.6f}"
+        limit = ["-t", f"{duration_s:.6f}"]
     args += [
         "-i", str(input_url),
         "-map", "0:a:0" if stream_index is None else f"0:{stream_index}", "-vn", "-sn", "-dn",
         "-map_metadata", "-1", "-map_chapters", "-1",
-        "-af", "aresample=async=1:first_pts=0",
+        "-af", audio_filter, *limit,
         "-c:a", rendition.codec, "-b:a", f"{rendition.bitrate_kbps}k",
         "-ac", str(rendition.channels), "-ar", str(rendition.sample_rate),
         "-movflags", "+faststart", "-f", "mp4", str(output_path),

@@ -6,6 +6,7 @@ snapshot and then listens can drop what the snapshot already contains.
 """
 
 import logging
+import threading
 import time
 
 import django_rq
@@ -78,3 +79,51 @@ def cancel_flag_set(job_id: int) -> None:
 
 def cancel_flag_is_set(job_id: int) -> bool:
     return bool(django_rq.get_connection("default").exists(cancel_key(job_id)))
+
+
+# --- Liveness of running units -------------------------------------------------------------
+# A running unit refreshes a short-lived key from a background thread; the reconciler treats a
+# RUNNING unit without its key as lost (its worker was killed or its machine vanished). RQ's
+# own worker heartbeat is too coarse for this (tens of seconds to minutes).
+UNIT_ALIVE_TTL_S = 15
+UNIT_ALIVE_EVERY_S = 3
+
+
+def _alive_key(unit_id: int) -> str:
+    return f"reelflow:unit:{unit_id}:alive"
+
+
+class UnitHeartbeat:
+    """`with UnitHeartbeat(unit_id):` keeps the unit's liveness key fresh until the block ends."""
+
+    def __init__(self, unit_id: int) -> None:
+        self.unit_id = unit_id
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._run, name=f"unit-{unit_id}-heartbeat", daemon=True)
+
+    def _beat(self) -> None:
+        django_rq.get_connection("default").set(_alive_key(self.unit_id), "1", ex=UNIT_ALIVE_TTL_S)
+
+    def _run(self) -> None:
+        while not self._stop.wait(UNIT_ALIVE_EVERY_S):
+            try:
+                self._beat()
+            except Exception:  # noqa: BLE001 - a missed beat only risks a harmless re-run
+                logger.warning("heartbeat of unit %s not sent", self.unit_id, exc_info=True)
+
+    def __enter__(self) -> "UnitHeartbeat":
+        self._beat()
+        self._thread.start()
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self._stop.set()
+        self._thread.join(timeout=5)
+        django_rq.get_connection("default").delete(_alive_key(self.unit_id))
+
+
+def units_alive(unit_ids: list[int]) -> set[int]:
+    if not unit_ids:
+        return set()
+    values = django_rq.get_connection("default").mget([_alive_key(u) for u in unit_ids])
+    return {u for u, v in zip(unit_ids, values, strict=True) if v}

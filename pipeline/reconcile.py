@@ -1,8 +1,8 @@
 """The database is the truth; Redis may forget. This sweep puts back what it forgot.
 
 Runs every few seconds from the scheduler. It re-enqueues:
-- units RUNNING on a worker that is gone (killed, machine lost): RQ would only notice at its
-  next registry cleanup, minutes later;
+- units RUNNING whose liveness key has lapsed (worker killed, machine lost): RQ would only
+  notice at its next registry cleanup, minutes later;
 - units QUEUED whose RQ job no longer exists (Redis restarted or flushed);
 - the single follow-up step (ingest, assemble, package) of a job whose RQ job is gone.
 Every decision is re-checked under a row lock by the service it calls, so a sweep that races a
@@ -10,29 +10,28 @@ live worker does no harm: at worst a unit is queued twice and its second run fin
 """
 
 import logging
-from datetime import timedelta
+from datetime import UTC, timedelta
 
 import django_rq
+from django.conf import settings
 from django.db import transaction
 from django.utils import timezone
 from rq.job import Job
-from rq.worker import Worker
 
-from pipeline import services
+from pipeline import progress, services
 from pipeline.models import EncodeJob, JobState, Rendition, RenditionState, Unit, UnitState
 
 logger = logging.getLogger(__name__)
 
-# A unit that started this recently may not have its worker registered yet in our view.
-GRACE = timedelta(seconds=15)
 
 
-def _live_workers(conn) -> set[str]:
-    return {w.name for w in Worker.all(connection=conn)}
+# A busy RQ worker refreshes its started job's heartbeat every job-monitoring interval (30 s by
+# default); a started job whose heartbeat is older than this has lost its worker.
+STARTED_JOB_STALE = timedelta(seconds=120)
 
 
-def _rq_job_alive(conn, rq_id: str, live_workers: set[str]) -> bool:
-    """Waiting in a queue, or started by a worker that is still alive."""
+def _rq_job_alive(conn, rq_id: str) -> bool:
+    """Waiting in a queue, or started by a worker that still beats."""
     if not rq_id:
         return False
     try:
@@ -41,22 +40,23 @@ def _rq_job_alive(conn, rq_id: str, live_workers: set[str]) -> bool:
     except Exception:  # noqa: BLE001 - NoSuchJobError or an unreadable hash: not alive either way
         return False
     if status == "started":
-        return job.worker_name in live_workers
+        beat = job.last_heartbeat or job.started_at
+        return beat is not None and timezone.now() - beat.replace(tzinfo=UTC) < STARTED_JOB_STALE
     return status in ("queued", "deferred", "scheduled")
 
 
 def reconcile_units(*, conn=None) -> list[int]:
     conn = conn or django_rq.get_connection("encode")
-    live = _live_workers(conn)
-    cutoff = timezone.now() - GRACE
-    requeue: list[int] = []
-    running = Unit.objects.filter(state=UnitState.RUNNING, started_at__lt=cutoff, job__state=JobState.ENCODING)
-    for unit_id, worker in running.values_list("pk", "worker"):
-        if worker not in live:
-            requeue.append(unit_id)
+    cutoff = timezone.now() - timedelta(seconds=settings.REELFLOW_RECONCILE_GRACE_SECONDS)
+    running = list(
+        Unit.objects.filter(state=UnitState.RUNNING, started_at__lt=cutoff, job__state=JobState.ENCODING)
+        .values_list("pk", flat=True)
+    )
+    alive = progress.units_alive(running)
+    requeue: list[int] = [unit_id for unit_id in running if unit_id not in alive]
     queued = Unit.objects.filter(state=UnitState.QUEUED, job__state=JobState.ENCODING)
     for unit_id, rq_id in queued.values_list("pk", "rq_job_id"):
-        if not _rq_job_alive(conn, rq_id, live):
+        if not _rq_job_alive(conn, rq_id):
             requeue.append(unit_id)
     if requeue:
         with transaction.atomic():
@@ -75,27 +75,26 @@ def reconcile_steps(*, conn=None) -> list[str]:
     from pipeline import jobs
 
     conn = conn or django_rq.get_connection("default")
-    live = _live_workers(conn)
     redone = []
-    cutoff = timezone.now() - GRACE
+    cutoff = timezone.now() - timedelta(seconds=settings.REELFLOW_RECONCILE_GRACE_SECONDS)
     for job_id in EncodeJob.objects.filter(state__in=[JobState.QUEUED, JobState.PROBING], created_at__lt=cutoff).values_list(
         "pk", flat=True
     ):
-        if not _rq_job_alive(conn, f"ingest-{job_id}", live):
+        if not _rq_job_alive(conn, f"ingest-{job_id}"):
             django_rq.get_queue("ingest").enqueue(jobs.ingest, job_id, job_id=f"ingest-{job_id}", **jobs.ENQUEUE_OPTIONS["ingest"])
             redone.append(f"ingest-{job_id}")
     for rendition_id in Rendition.objects.filter(
         state=RenditionState.ASSEMBLING, job__state=JobState.ENCODING
     ).values_list("pk", flat=True):
         rq_id = f"assemble-{rendition_id}"
-        if not _rq_job_alive(conn, rq_id, live):
+        if not _rq_job_alive(conn, rq_id):
             django_rq.get_queue("assemble").enqueue(
                 jobs.assemble_rendition, rendition_id, job_id=rq_id, **jobs.ENQUEUE_OPTIONS["assemble_rendition"]
             )
             redone.append(rq_id)
     for job_id in EncodeJob.objects.filter(state=JobState.PACKAGING).values_list("pk", flat=True):
         rq_id = f"package-{job_id}"
-        if not _rq_job_alive(conn, rq_id, live):
+        if not _rq_job_alive(conn, rq_id):
             django_rq.get_queue("assemble").enqueue(
                 jobs.package_job, job_id, job_id=rq_id, **jobs.ENQUEUE_OPTIONS["package_job"]
             )

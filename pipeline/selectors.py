@@ -1,9 +1,9 @@
 """Reads of pipeline data shaped for the pages and sockets that show them."""
 
-from django.db.models import Count, Q, QuerySet
+from django.db.models import Count, OuterRef, Q, QuerySet, Subquery
 
 from pipeline import progress
-from pipeline.models import Asset, EncodeJob, Rendition, Unit, UnitState
+from pipeline.models import Asset, EncodeJob, IngestEvent, JobState, Rendition, Unit, UnitState
 
 
 def assets_for_publisher(*, publisher, state: str | None = None, search: str = "") -> QuerySet[Asset]:
@@ -85,3 +85,43 @@ def job_unit_counts(*, job_id: int) -> dict[str, int]:
         running=Count("id", filter=Q(state=UnitState.RUNNING)),
         failed=Count("id", filter=Q(state=UnitState.FAILED)),
     )
+
+
+# --- Reads for the studio's pages (studio -> pipeline) ---------------------------------------
+
+
+def assets_listing(*, publisher, state: str | None = None, search: str = "") -> QuerySet[Asset]:
+    """The publisher's assets with their latest job's id, state, reason and profile name
+    annotated, so a page of the list costs one query whatever its length."""
+    latest = EncodeJob.objects.filter(asset=OuterRef("pk")).order_by("-created_at", "-id")
+    return assets_for_publisher(publisher=publisher, state=state, search=search).annotate(
+        job_id=Subquery(latest.values("id")[:1]),
+        job_state=Subquery(latest.values("state")[:1]),
+        job_reason=Subquery(latest.values("failure_reason")[:1]),
+        profile_name=Subquery(latest.values("profile__name")[:1]),
+    )
+
+
+def job_published_latest(*, asset: Asset) -> EncodeJob | None:
+    """The newest job whose package can be played, if any."""
+    return (
+        asset.jobs.filter(state=JobState.PUBLISHED)
+        .exclude(master_playlist_key="")
+        .order_by("-created_at", "-id")
+        .first()
+    )
+
+
+def job_renditions(*, job_id: int) -> QuerySet[Rendition]:
+    return Rendition.objects.filter(job_id=job_id).order_by("kind", "-height", "name")
+
+
+def job_for_object(*, bucket: str, key: str) -> EncodeJob | None:
+    """The job an announcement of this object started (whichever source announced it first)."""
+    event = (
+        IngestEvent.objects.filter(bucket=bucket, key=key, job__isnull=False)
+        .select_related("job__asset")
+        .order_by("-id")
+        .first()
+    )
+    return event.job if event else None

@@ -29,3 +29,4 @@ REELFLOW_SEGMENT_SECONDS = 2
 # write the same rows as the test that started them.
 if env.str("REELFLOW_TEST_DB_NAME", default=""):
     DATABASES["default"]["NAME"] = env.str("REELFLOW_TEST_DB_NAME")  # noqa: F405
+REELFLOW_RECONCILE_GRACE_SECONDS = 2

@@ -12,7 +12,16 @@ ALL_QUEUES = ("assemble", "encode", "ingest", "default")
 
 
 @pytest.fixture
-def publisher(transactional_db, make_user):
+def ladders(transactional_db):
+    """The shipped ladders (a data migration loads them; transactional tests flush them)."""
+    from pipeline.ladders import ladders_sync
+    from pipeline.models import AudioRenditionSpec, Profile, VideoRenditionSpec
+
+    ladders_sync(Profile, VideoRenditionSpec, AudioRenditionSpec)
+
+
+@pytest.fixture
+def publisher(transactional_db, ladders, make_user):
     return make_user(f"pub{uuid.uuid4().hex[:6]}", role=Role.PUBLISHER)
 
 

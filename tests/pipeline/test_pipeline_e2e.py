@@ -77,3 +77,73 @@ def test_ten_seconds_in_two_second_chunks_publishes_hls_and_dash(
     assert {s["codec_type"] for s in dash["streams"]} == {"video", "audio"}
     assert (package / "poster.jpg").stat().st_size > 0
     assert "#xywh=" in (package / "sprite.vtt").read_text()
+
+
+SAMPLE = Path(__file__).resolve().parents[2].parent / "shared" / "samples" / "flower.mp4"
+
+
+def _video_renditions(job):
+    return list(Rendition.objects.filter(job=job, kind="video").order_by("height"))
+
+
+def test_source_variants_each_publish_with_exact_frames(tmp_path, publisher, upload, run_workers, s3, settings):
+    settings.REELFLOW_CHUNK_SECONDS = 2
+    settings.REELFLOW_SEGMENT_SECONDS = 2
+    sources = {
+        "no-audio": make_clip(tmp_path / "noaudio.mp4", duration=3, width=320, height=240, audio=False),
+        "odd": make_clip(tmp_path / "odd.mp4", duration=3, width=321, height=241, pix_fmt="yuv444p"),
+        "vfr": make_clip(tmp_path / "vfr.mp4", duration=4, width=320, height=240, vfr=True),
+        "rotated": make_clip(tmp_path / "rot.mp4", duration=3, width=320, height=240, rotate=90),
+    }
+    if SAMPLE.exists():
+        sources["real-footage"] = SAMPLE
+    jobs = {name: announce(upload(path, publisher, profile="fast")).job_id for name, path in sources.items()}
+
+    run_workers(2)
+
+    for name, job_id in jobs.items():
+        job = EncodeJob.objects.get(pk=job_id)
+        assert job.state == JobState.PUBLISHED, (name, job.failure_reason)
+        planned = sum(job.chunks.values_list("frame_count", flat=True))
+        for rendition in _video_renditions(job):
+            assert rendition.frame_count == planned, (name, rendition.name)
+            assert rendition.width % 2 == 0 and rendition.height % 2 == 0, (name, rendition.name)
+            out = ffprobe_json("-show_streams", "-select_streams", "v:0", s3_url(rendition.output_key))
+            stream = out["streams"][0]
+            assert stream.get("sample_aspect_ratio", "1:1") in ("1:1", "0:1"), name
+            assert not any(sd.get("rotation") for sd in stream.get("side_data_list", [])), name
+    audio = {name: Rendition.objects.filter(job_id=job_id, kind="audio").count() for name, job_id in jobs.items()}
+    assert audio["no-audio"] == 0 and audio["odd"] == 1
+    rotated = _video_renditions(EncodeJob.objects.get(pk=jobs["rotated"]))
+    assert all(r.height > r.width for r in rotated), "a rotated source plays upright (portrait)"
+    assert EncodeJob.objects.get(pk=jobs["vfr"]).asset.probe["video"]["vfr"] is True
+
+
+def s3_url(key: str) -> str:
+    from core import s3 as s3_module
+
+    return s3_module.presign_get(settings.S3_BUCKET_MEDIA, key, public=False)
+
+
+def test_full_profile_runs_every_codec_and_skips_taller_rungs(tmp_path, publisher, upload, run_workers, s3, settings):
+    settings.REELFLOW_CHUNK_SECONDS = 2
+    settings.REELFLOW_SEGMENT_SECONDS = 2
+    clip = make_clip(tmp_path / "small.mp4", duration=2, width=320, height=180, fps=25)
+    job_id = announce(upload(clip, publisher, profile="full")).job_id
+
+    run_workers(2, timeout=600)
+
+    job = EncodeJob.objects.get(pk=job_id)
+    assert job.state == JobState.PUBLISHED, job.failure_reason
+    videos = _video_renditions(job)
+    assert {r.params["codec"] for r in videos} == {"libx264", "libx265", "libvpx-vp9", "libsvtav1"}
+    assert all(r.height <= 180 for r in videos), "rungs taller than the source are skipped"
+    assert len(videos) == 8  # 144p at two rates for each of the four codecs
+    assert Rendition.objects.filter(job=job, kind="audio").count() == 4
+    package = download_package(s3, job, tmp_path / "pkg")
+    master = m3u8.load(str(package / "master.m3u8"))
+    codecs = " ".join(v.stream_info.codecs for v in master.playlists)
+    for prefix in ("avc1", "hvc1", "vp09", "av01"):
+        assert prefix in codecs, (prefix, codecs)
+    dash = ffprobe_json("-show_streams", str(package / "manifest.mpd"))
+    assert {s["codec_name"] for s in dash["streams"] if s["codec_type"] == "video"} == {"h264", "hevc", "vp9", "av1"}

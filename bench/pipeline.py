@@ -1,0 +1,210 @@
+"""Pipeline benchmark: Reelflow from object-created to PUBLISHED against one ffmpeg process
+producing the same ladder, on the same source, in the same run.
+
+    .venv/bin/python bench/pipeline.py [--duration 60] [--chunk-seconds 20] [--workers 2] [--runs 1]
+
+(a) baseline: one ffmpeg, `split` filter, the same x264/AAC settings as the units, MP4 out.
+(b) Reelflow: upload to the ingest bucket, the object-created event, probe, chunked encode on
+    N RQ worker processes, assemble, package HLS+DASH, poster and sprite, until PUBLISHED.
+
+Prints the wall-time ratio b/a, the CPU-seconds ratio, and the fixed cost per unit (unit wall
+time minus ffmpeg's own), then one line with a JSON object of the figures.
+"""
+
+import argparse
+import json
+import os
+import resource
+import shutil
+import signal
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+import uuid
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(ROOT))
+PY = sys.executable
+
+
+def children_cpu() -> float:
+    usage = resource.getrusage(resource.RUSAGE_CHILDREN)
+    return usage.ru_utime + usage.ru_stime
+
+
+def make_source(path: Path, duration: int) -> None:
+    subprocess.run(
+        [
+            "ffmpeg", "-v", "error", "-y",
+            "-f", "lavfi", "-i", f"testsrc2=size=1280x720:rate=25:duration={duration}",
+            "-f", "lavfi", "-i", f"sine=frequency=440:sample_rate=48000:duration={duration}",
+            "-c:v", "libx264", "-preset", "veryfast", "-crf", "18", "-g", "50",
+            "-c:a", "aac", "-b:a", "192k", "-movflags", "+faststart", str(path),
+        ],
+        check=True,
+    )
+
+
+def baseline(source: Path, out: Path, rungs: list[tuple[dict, int, int]], audio: list[dict], gop: int) -> tuple[float, float]:
+    """One ffmpeg: decode once, split, scale and encode every rung with the units' settings."""
+    from pipeline import ffmpeg
+
+    n = len(rungs)
+    graph = f"[0:v]split={n}" + "".join(f"[s{i}]" for i in range(n)) + ";"
+    graph += ";".join(f"[s{i}]scale={w}:{h},setsar=1,format=yuv420p[v{i}]" for i, (_, w, h) in enumerate(rungs))
+    args = ["ffmpeg", "-v", "error", "-y", "-i", str(source), "-filter_complex", graph]
+    for i, (params, _, _) in enumerate(rungs):
+        rendition = ffmpeg.VideoRendition(
+            name=params["name"], codec=params["codec"], height=params["height"], crf=params.get("crf"),
+            maxrate_kbps=params.get("maxrate_kbps"), bufsize_kbps=params.get("bufsize_kbps"),
+            preset=params.get("preset") or None,
+        )
+        args += ["-map", f"[v{i}]", *ffmpeg._encoder_args(rendition, gop=gop), "-an", str(out / f"{params['name']}.mp4")]
+    for spec in audio:
+        args += ["-map", "0:a:0", "-vn", "-c:a", spec["codec"], "-b:a", f"{spec['bitrate_kbps']}k",
+                 "-ac", str(spec["channels"]), str(out / f"{spec['name']}.mp4")]
+    cpu0, t0 = children_cpu(), time.monotonic()
+    subprocess.run(args, check=True)
+    return time.monotonic() - t0, children_cpu() - cpu0
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser()
+    parser.add_argument("--duration", type=int, default=60)
+    parser.add_argument("--chunk-seconds", type=int, default=20)
+    parser.add_argument("--segment-seconds", type=int, default=4)
+    parser.add_argument("--workers", type=int, default=2)
+    parser.add_argument("--profile", default="standard")
+    parser.add_argument("--runs", type=int, default=1, help="repeat both sides; medians are reported")
+    args = parser.parse_args()
+
+    work = Path(tempfile.mkdtemp(prefix="reelflow-bench-"))
+    from devservices.seaweed import start_seaweed
+
+    server = start_seaweed(data_dir=work / "s3", access_key="bench-access", secret_key="bench-secret-key-123456")
+    env = {
+        **os.environ,
+        "DJANGO_SETTINGS_MODULE": "config.settings.base",
+        "DATABASE_URL": f"sqlite:///{work / 'bench.sqlite3'}",
+        "REDIS_URL": os.environ.get("BENCH_REDIS_URL", "redis://127.0.0.1:6379/12"),
+        "S3_ENDPOINT_URL": server.endpoint_url,
+        "S3_ACCESS_KEY": "bench-access",
+        "S3_SECRET_KEY": "bench-secret-key-123456",
+        "REELFLOW_CHUNK_SECONDS": str(args.chunk_seconds),
+        "REELFLOW_SEGMENT_SECONDS": str(args.segment_seconds),
+        "PYTHONUNBUFFERED": "1",
+    }
+    os.environ.update(env)
+    import django
+
+    django.setup()
+    import django_rq
+    from django.conf import settings
+    from django.core.management import call_command
+
+    from core import s3
+    from core.roles import Role
+    from core.services import user_create_with_role
+    from pipeline import chunking, events, ffmpeg
+    from pipeline.models import EncodeJob, IngestEvent, JobState, Unit
+    from pipeline.services import _rendition_plan
+
+    django_rq.get_connection("default").flushdb()
+    call_command("migrate", verbosity=0)
+    s3.buckets_ensure([settings.S3_BUCKET_INGEST, settings.S3_BUCKET_MEDIA, settings.S3_BUCKET_BACKUP])
+    publisher, _ = user_create_with_role(username="bench", role=Role.PUBLISHER)
+
+    source = work / "source.mp4"
+    print(f"making a {args.duration} s 720p source ...", flush=True)
+    make_source(source, args.duration)
+    info = ffmpeg.probe(str(source))
+    fps = chunking.planning_fps(fps=info.video.fps, avg_fps=info.video.avg_fps, vfr=info.video.vfr)
+    gop = chunking.segment_frames(fps=fps, segment_seconds=args.segment_seconds)
+
+    results = []
+    try:
+        for run in range(args.runs):
+            # (b) Reelflow
+            workers = [
+                subprocess.Popen([PY, "manage.py", "rqworker", "assemble", "encode", "ingest", "default"],
+                                 cwd=ROOT, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+                for _ in range(args.workers)
+            ]
+            time.sleep(3)  # workers import Django and register; not part of a job's time
+            cpu0 = children_cpu()
+            key = f"uploads/bench/{uuid.uuid4().hex[:8]}-source.mp4"
+            s3.client().upload_file(str(source), settings.S3_BUCKET_INGEST, key, ExtraArgs={"Metadata": {"profile": args.profile}})
+            t0 = time.monotonic()
+            event = events.object_created_receive(
+                created=events.ObjectCreated(bucket=settings.S3_BUCKET_INGEST, key=key), source=IngestEvent.Source.CLI
+            )
+            job = event.job
+            while True:
+                job.refresh_from_db()
+                if job.state in (JobState.PUBLISHED, JobState.FAILED, JobState.CANCELLED):
+                    break
+                time.sleep(0.1)
+            wall_b = time.monotonic() - t0
+            for w in workers:
+                w.send_signal(signal.SIGTERM)
+            for w in workers:
+                w.wait(timeout=60)
+            cpu_b = children_cpu() - cpu0
+            if job.state != JobState.PUBLISHED:
+                print(f"job failed: {job.failure_reason}", file=sys.stderr)
+                return 1
+            units = list(Unit.objects.filter(job=job))
+            fixed_ms = [(u.wall_s - u.ffmpeg_s) * 1000 for u in units if u.wall_s and u.ffmpeg_s]
+            unit_cpu = sum(u.cpu_s or 0 for u in units)
+
+            # (a) one ffmpeg, same ladder
+            rungs, audio = _rendition_plan(job, info)
+            out = work / f"baseline-{run}"
+            out.mkdir()
+            wall_a, cpu_a = baseline(source, out, rungs, audio, gop)
+            results.append(
+                {
+                    "wall_a": wall_a, "wall_b": wall_b, "cpu_a": cpu_a, "cpu_b": cpu_b, "unit_cpu": unit_cpu,
+                    "fixed_ms": statistics.median(fixed_ms), "fixed_ms_p95": sorted(fixed_ms)[int(0.95 * (len(fixed_ms) - 1))],
+                    "units": len(units), "renditions": len(rungs) + len(audio),
+                }
+            )
+            r = results[-1]
+            print(f"run {run + 1}: baseline {wall_a:.1f} s wall / {cpu_a:.1f} s CPU; "
+                  f"reelflow {wall_b:.1f} s wall / {cpu_b:.1f} s CPU ({len(units)} units)", flush=True)
+    finally:
+        server.stop()
+        shutil.rmtree(work, ignore_errors=True)
+
+    def med(key: str) -> float:
+        return statistics.median(r[key] for r in results)
+
+    figures = {
+        "source_s": args.duration,
+        "chunk_s": args.chunk_seconds,
+        "workers": args.workers,
+        "profile": args.profile,
+        "units": results[-1]["units"],
+        "renditions": results[-1]["renditions"],
+        "baseline_wall_s": round(med("wall_a"), 2),
+        "reelflow_wall_s": round(med("wall_b"), 2),
+        "wall_ratio": round(med("wall_b") / med("wall_a"), 3),
+        "baseline_cpu_s": round(med("cpu_a"), 2),
+        "reelflow_cpu_s": round(med("cpu_b"), 2),
+        "cpu_ratio": round(med("cpu_b") / med("cpu_a"), 3),
+        "unit_ffmpeg_cpu_s": round(med("unit_cpu"), 2),
+        "fixed_cost_ms_per_unit": round(med("fixed_ms"), 1),
+        "fixed_cost_ms_p95": round(med("fixed_ms_p95"), 1),
+    }
+    print(f"wall-time ratio (reelflow / one ffmpeg): {figures['wall_ratio']}  (goal <= 1.10)")
+    print(f"CPU-seconds ratio: {figures['cpu_ratio']}")
+    print(f"fixed cost per unit: {figures['fixed_cost_ms_per_unit']} ms median (goal <= 150 ms)")
+    print(json.dumps(figures))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

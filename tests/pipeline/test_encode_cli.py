@@ -1,0 +1,65 @@
+"""`manage.py encode PATH --profile fast --wait` in a real subprocess, with real workers."""
+
+import subprocess
+import sys
+
+import pytest
+
+from pipeline.models import EncodeJob, JobState
+from tests.conftest import ROOT, worker_env
+from tests.pipeline.clips import make_clip, make_text
+
+pytestmark = [pytest.mark.slow]
+
+
+def encode(*args: str, timeout: float = 240) -> subprocess.CompletedProcess:
+    return subprocess.run(
+        [sys.executable, "manage.py", "encode", *args],
+        cwd=ROOT, env=worker_env({"REELFLOW_CHUNK_SECONDS": "2", "REELFLOW_SEGMENT_SECONDS": "2"}),
+        capture_output=True, text=True, timeout=timeout,
+    )
+
+
+@pytest.fixture
+def workers(rq_worker_process, publisher):
+    for _ in range(2):
+        rq_worker_process("assemble", "encode", "ingest", "default")
+
+
+def test_cli_encodes_and_prints_the_master_playlist(tmp_path, publisher, workers, s3):
+    clip = make_clip(tmp_path / "cli.mp4", duration=4, width=640, height=360)
+    result = encode(str(clip), "--profile", "fast", "--publisher", publisher.username, "--wait")
+    assert result.returncode == 0, result.stderr
+    assert "published in" in result.stdout
+    assert "/hls/master.m3u8" in result.stdout
+    job = EncodeJob.objects.get(asset__publisher=publisher)
+    assert job.state == JobState.PUBLISHED and job.profile.slug == "fast"
+    assert job.asset.title == "cli"
+
+
+def test_cli_exits_non_zero_with_the_reason(tmp_path, publisher, workers, s3):
+    result = encode(str(make_text(tmp_path / "notes.mp4")), "--profile", "fast", "--publisher", publisher.username, "--wait")
+    assert result.returncode != 0
+    assert "failed" in result.stderr and "not a media file" in result.stderr
+
+
+@pytest.mark.parametrize(
+    ("args", "message"),
+    [
+        (["/no/such/file.mp4"], "no such file"),
+        (["--profile", "nope"], "unknown profile 'nope'"),
+        (["--publisher", "ghost"], "no publisher named 'ghost'"),
+    ],
+)
+def test_cli_refuses_bad_arguments_clearly(tmp_path, publisher, s3, args, message):
+    clip = tmp_path / "x.mp4"
+    clip.write_bytes(b"x")
+    base = {"source": str(clip), "--profile": "fast", "--publisher": publisher.username}
+    if args[0].startswith("/"):
+        base["source"] = args[0]
+    else:
+        base[args[0]] = args[1]
+    argv = [base.pop("source")] + [item for pair in base.items() for item in pair]
+    result = encode(*argv, timeout=60)
+    assert result.returncode != 0
+    assert message in result.stderr
