@@ -138,6 +138,9 @@ PORT_FLAGS: dict[str, str] = {
 }
 # Offsets from the S3 port for stable development ports.
 DEV_PORT_OFFSETS: dict[str, int] = {name: i for i, name in enumerate(PORT_FLAGS)}
+# weed 4.48's built-in maintenance worker dials the admin server at its HTTP port + 10000,
+# whatever -admin.port.grpc says; give the admin gRPC port that number so the two meet.
+DEV_PORT_OFFSETS["admin_grpc"] = DEV_PORT_OFFSETS["admin"] + 10000
 
 # Environment variables weed mini would act on; never passed through.
 _ENV_DROP = (
@@ -191,7 +194,7 @@ def free_ports(count: int, ip: str = DEFAULT_IP) -> list[int]:
 
 def dev_ports(s3_port: int) -> dict[str, int]:
     """Stable ports for development: the S3 port and the nine ports right after it."""
-    if not 0 < s3_port <= 65535 - len(DEV_PORT_OFFSETS):
+    if not 0 < s3_port <= 65535 - max(DEV_PORT_OFFSETS.values()):
         raise ValueError(f"s3 port out of range: {s3_port}")
     return {name: s3_port + offset for name, offset in DEV_PORT_OFFSETS.items()}
 

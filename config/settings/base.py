@@ -145,11 +145,14 @@ FFPROBE_BINARY = env.str("FFPROBE_BINARY", default="ffprobe")
 REELFLOW_CHUNK_SECONDS = env.int("REELFLOW_CHUNK_SECONDS", default=300)
 REELFLOW_SEGMENT_SECONDS = env.int("REELFLOW_SEGMENT_SECONDS", default=4)
 REELFLOW_MAX_DURATION_SECONDS = env.int("REELFLOW_MAX_DURATION_SECONDS", default=6 * 3600)
+REELFLOW_MAX_PIXELS = env.int("REELFLOW_MAX_PIXELS", default=8192 * 4320)
 REELFLOW_MAX_UPLOAD_BYTES = env.int("REELFLOW_MAX_UPLOAD_BYTES", default=50 * 1024**3)
 REELFLOW_DEFAULT_PROFILE = env.str("REELFLOW_DEFAULT_PROFILE", default="standard")
 # Bounded automatic re-runs: transient unit failures (RQ retries) and invalid outputs.
 REELFLOW_UNIT_RETRIES = env.int("REELFLOW_UNIT_RETRIES", default=3)
 REELFLOW_PROGRESS_INTERVAL_MS = env.int("REELFLOW_PROGRESS_INTERVAL_MS", default=250)
+# A step started less than this long ago is never judged lost by the reconciler.
+REELFLOW_RECONCILE_GRACE_SECONDS = env.int("REELFLOW_RECONCILE_GRACE_SECONDS", default=20)
 
 # --- Auth -------------------------------------------------------------------------------------
 LOGIN_URL = "login"

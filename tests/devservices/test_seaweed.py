@@ -220,7 +220,8 @@ def test_dev_ports_are_stable_and_distinct():
     ports = dev_ports(8333)
     assert ports == dev_ports(8333)
     assert ports["s3"] == 8333
-    assert sorted(ports.values()) == list(range(8333, 8343))
+    assert sorted(ports.values()) == [*range(8333, 8342), 8341 + 10000]
+    assert ports["admin_grpc"] == ports["admin"] + 10000  # where weed's worker dials it
     assert set(ports) == set(PORT_FLAGS)
 
 
