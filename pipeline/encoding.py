@@ -104,6 +104,9 @@ def job_ingest_run(*, job_id: int) -> None:
     if job is None:
         return
     try:
+        if job.asset.source_size == 0:
+            # S3 answers a ranged read of an empty object with 416, which reads as a glitch.
+            raise ffmpeg.PermanentMediaError("not a media file: the file is empty (0 bytes); upload it again")
         info = ffmpeg.probe(_source_url(job.asset))
         ffmpeg.validate_source(
             info, max_duration_s=settings.REELFLOW_MAX_DURATION_SECONDS, max_pixels=settings.REELFLOW_MAX_PIXELS

@@ -62,7 +62,7 @@ def test_worker_killed_mid_unit_the_job_still_completes(tmp_path, publisher, upl
         running = wait_until(
             lambda: Unit.objects.filter(job_id=job_id, state=UnitState.RUNNING, chunk__isnull=False).first()
             if ffmpeg_children(victim) else None,
-            timeout=60, interval=0.05, message="a unit with ffmpeg running",
+            timeout=120, interval=0.05, message="a unit with ffmpeg running",
         )
         kill_tree(victim)
         survivor = start_worker()
@@ -94,7 +94,7 @@ def test_cancel_stops_running_ffmpeg_and_drops_queued_units(tmp_path, publisher,
     worker = start_worker()
     try:
         wait_until(lambda: ffmpeg_children(worker) and Unit.objects.filter(job_id=job_id, state=UnitState.RUNNING).exists(),
-                   timeout=60, interval=0.05, message="a running unit")
+                   timeout=120, interval=0.05, message="a running unit")
         pids = [p.pid for p in ffmpeg_children(worker)]
         cancelled_at = time.monotonic()
         services.job_cancel(job_id=job_id)
