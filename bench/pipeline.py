@@ -35,6 +35,18 @@ def children_cpu() -> float:
     return usage.ru_utime + usage.ru_stime
 
 
+def stop_workers(workers: list[subprocess.Popen]) -> None:
+    for w in workers:
+        if w.poll() is None:
+            w.send_signal(signal.SIGTERM)
+    for w in workers:
+        try:
+            w.wait(timeout=60)
+        except subprocess.TimeoutExpired:
+            w.kill()
+            w.wait()
+
+
 def make_source(path: Path, duration: int) -> None:
     subprocess.run(
         [
@@ -79,6 +91,7 @@ def main() -> int:
     parser.add_argument("--workers", type=int, default=2)
     parser.add_argument("--profile", default="standard")
     parser.add_argument("--runs", type=int, default=1, help="repeat both sides; medians are reported")
+    parser.add_argument("--timeout", type=float, default=1800, help="give up on a job after this many seconds")
     args = parser.parse_args()
 
     work = Path(tempfile.mkdtemp(prefix="reelflow-bench-"))
@@ -109,7 +122,7 @@ def main() -> int:
     from core.roles import Role
     from core.services import user_create_with_role
     from pipeline import chunking, events, ffmpeg
-    from pipeline.models import EncodeJob, IngestEvent, JobState, Unit
+    from pipeline.models import IngestEvent, JobState, Unit
     from pipeline.services import _rendition_plan
 
     django_rq.get_connection("default").flushdb()
@@ -128,10 +141,11 @@ def main() -> int:
     try:
         for run in range(args.runs):
             # (b) Reelflow
+            logs = [open(work / f"worker-{run}-{i}.log", "w") for i in range(args.workers)]  # noqa: SIM115
             workers = [
                 subprocess.Popen([PY, "manage.py", "rqworker", "assemble", "encode", "ingest", "default"],
-                                 cwd=ROOT, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-                for _ in range(args.workers)
+                                 cwd=ROOT, env=env, stdout=log, stderr=subprocess.STDOUT)
+                for log in logs
             ]
             time.sleep(3)  # workers import Django and register; not part of a job's time
             cpu0 = children_cpu()
@@ -142,17 +156,32 @@ def main() -> int:
                 created=events.ObjectCreated(bucket=settings.S3_BUCKET_INGEST, key=key), source=IngestEvent.Source.CLI
             )
             job = event.job
+            last_report = time.monotonic()
             while True:
                 job.refresh_from_db()
                 if job.state in (JobState.PUBLISHED, JobState.FAILED, JobState.CANCELLED):
                     break
+                if time.monotonic() - last_report > 15:
+                    done = Unit.objects.filter(job=job, state="done").count()
+                    print(f"  ... {job.state}, {done}/{Unit.objects.filter(job=job).count()} units done", flush=True)
+                    last_report = time.monotonic()
+                if time.monotonic() - t0 > args.timeout:
+                    for log in logs:
+                        log.flush()
+                        print(f"timed out; {log.name} tail:\n" + Path(log.name).read_text()[-3000:])
+                    stop_workers(workers)
+                    return 1
                 time.sleep(0.1)
             wall_b = time.monotonic() - t0
-            for w in workers:
-                w.send_signal(signal.SIGTERM)
-            for w in workers:
-                w.wait(timeout=60)
+            stop_workers(workers)
             cpu_b = children_cpu() - cpu0
+            phase_lines = [
+                line for log in logs for line in Path(log.name).read_text().splitlines() if "ms total, ffmpeg" in line
+            ]
+            for line in phase_lines[:4]:
+                print("   ", line.split("pipeline.encoding: ")[-1])
+            for log in logs:
+                log.close()
             if job.state != JobState.PUBLISHED:
                 print(f"job failed: {job.failure_reason}", file=sys.stderr)
                 return 1
@@ -172,7 +201,6 @@ def main() -> int:
                     "units": len(units), "renditions": len(rungs) + len(audio),
                 }
             )
-            r = results[-1]
             print(f"run {run + 1}: baseline {wall_a:.1f} s wall / {cpu_a:.1f} s CPU; "
                   f"reelflow {wall_b:.1f} s wall / {cpu_b:.1f} s CPU ({len(units)} units)", flush=True)
     finally:

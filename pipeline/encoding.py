@@ -196,7 +196,7 @@ class _ProgressForwarder:
         )
 
 
-def _encode_video_unit(unit: Unit, asset: Asset, workdir: Path, forward: _ProgressForwarder) -> dict:
+def _encode_video_unit(unit: Unit, asset: Asset, workdir: Path, forward: _ProgressForwarder, mark) -> dict:
     video = video_info_from_json(asset.probe["video"])
     fps = planned_fps(video)
     params = unit.rendition.params
@@ -215,13 +215,16 @@ def _encode_video_unit(unit: Unit, asset: Asset, workdir: Path, forward: _Progre
         fps=fps, segment_seconds=unit.job.segment_seconds, source=video,
     )
     ffmpeg_s = cpu_s = 0.0
+    mark("command")
     for attempt in range(VALIDATION_RETRIES + 1):
         result = ffmpeg.run_ffmpeg(
             args, on_progress=forward, total_frames=chunk.frame_count, cancel_event=forward.cancel_event
         )
         ffmpeg_s += result.wall_s
         cpu_s += result.cpu_s
-        frames = ffmpeg.count_frames(output)
+        # ffmpeg's own count of the frames it wrote; a second ffprobe pass would cost a
+        # process start (~150 ms) per unit. The assemble step re-counts the joined file.
+        frames = result.frames if result.frames is not None else ffmpeg.count_frames(output)
         if frames == chunk.frame_count:
             break
         logger.warning("unit %s gave %s frames, planned %s (attempt %s)", unit.pk, frames, chunk.frame_count, attempt + 1)
@@ -230,11 +233,13 @@ def _encode_video_unit(unit: Unit, asset: Asset, workdir: Path, forward: _Progre
             f"chunk {chunk.index} encoded to {frames} frames instead of {chunk.frame_count}, "
             f"{VALIDATION_RETRIES + 1} times; the source may be damaged near {chunk.start_s:.1f} s"
         )
+    mark("ffmpeg")
     size = _upload(output, unit.output_key, metadata={"frames": frames})
+    mark("upload")
     return {"frames": frames, "ffmpeg_s": ffmpeg_s, "cpu_s": cpu_s, "command": result.command, "size": size}
 
 
-def _encode_audio_unit(unit: Unit, asset: Asset, workdir: Path, forward: _ProgressForwarder) -> dict:
+def _encode_audio_unit(unit: Unit, asset: Asset, workdir: Path, forward: _ProgressForwarder, mark) -> dict:
     params = unit.rendition.params
     rendition = ffmpeg.AudioRendition(
         name=params["name"], codec=params["codec"], bitrate_kbps=params["bitrate_kbps"], channels=params["channels"]
@@ -257,20 +262,22 @@ def _encode_audio_unit(unit: Unit, asset: Asset, workdir: Path, forward: _Progre
 def unit_run(*, unit_id: int, worker: str = "", rq_job_id: str = "") -> None:
     """Encode one unit. Permanent media errors fail the job at once; transient ones raise."""
     started = time.monotonic()
+    marks = {}
     unit = services.unit_start(unit_id=unit_id, worker=worker or f"{socket.gethostname()}:{os.getpid()}", rq_job_id=rq_job_id)
     if unit is None:
         return
     asset = unit.job.asset
     planned = unit.chunk.frame_count if unit.chunk else None
-    if _output_is_valid(unit.output_key, planned) and unit.attempts > 1:
+    if unit.attempts > 1 and _output_is_valid(unit.output_key, planned):
         services.unit_finish(unit_id=unit_id, result={"frames": planned, "wall_s": time.monotonic() - started})
         return
     cancel_event = threading.Event()
     forward = _ProgressForwarder(unit, cancel_event)
+    marks["start"] = time.monotonic() - started
     try:
         with progress.UnitHeartbeat(unit_id), tempfile.TemporaryDirectory(prefix="reelflow-unit-", dir=_work_dir()) as tmp:
             encode = _encode_video_unit if unit.rendition.kind == RenditionKind.VIDEO else _encode_audio_unit
-            result = encode(unit, asset, Path(tmp), forward)
+            result = encode(unit, asset, Path(tmp), forward, lambda name: marks.__setitem__(name, time.monotonic() - started))
     except ffmpeg.MediaCancelledError:
         logger.info("unit %s stopped: job %s was cancelled", unit_id, unit.job_id)
         return
@@ -294,8 +301,14 @@ def unit_run(*, unit_id: int, worker: str = "", rq_job_id: str = "") -> None:
             "worker": unit.worker,
         },
     )
+    marks["artifact"] = time.monotonic() - started
     result["wall_s"] = time.monotonic() - started
     services.unit_finish(unit_id=unit_id, result=result)
+    marks["finish"] = time.monotonic() - started
+    logger.info(
+        "unit %s: %.0f ms total, ffmpeg %.0f ms; elapsed at each phase's end %s", unit_id, result["wall_s"] * 1000,
+        result["ffmpeg_s"] * 1000, {k: round(v * 1000) for k, v in marks.items()},
+    )
 
 
 # --- Assemble -------------------------------------------------------------------------------

@@ -125,3 +125,18 @@ def job_for_object(*, bucket: str, key: str) -> EncodeJob | None:
         .first()
     )
     return event.job if event else None
+
+
+# --- Reads for the operations console (console -> pipeline) ----------------------------------
+
+
+def job_seqs(*, job_ids: list[int], conn=None) -> dict[int, int]:
+    """Each job's current progress sequence number, in one Redis round trip: a page listing
+    many jobs is current to these, and drops "jobs" group messages at or below them."""
+    if not job_ids:
+        return {}
+    import django_rq
+
+    conn = conn or django_rq.get_connection("default")
+    values = conn.mget([progress._seq_key(job_id) for job_id in job_ids])
+    return {job_id: int(value or 0) for job_id, value in zip(job_ids, values, strict=True)}

@@ -423,3 +423,189 @@ def artifact_record(
         if parent_keys:
             artifact.parents.set(Artifact.objects.filter(bucket=bucket, key__in=parent_keys))
     return artifact
+
+
+# --- Operator actions (the operations console) ----------------------------------------------
+# An operator acts on a job that the pipeline gave up on, or that must jump the queue. Each
+# function locks the job, decides from the rows (never from what a page showed), records who
+# acted, and enqueues on commit. Nothing valid is redone: DONE units and READY renditions stay.
+
+
+class JobActionRefused(ValueError):
+    """The action does not apply to the job in its current state; the message says why."""
+
+
+def _rq_step_enqueue_on_commit(queue_name: str, func_path: str, arg: int, rq_id: str, *, at_front: bool = False) -> None:
+    """Enqueue a step with a deterministic RQ id once the transaction commits. A failed earlier
+    run under the same id is taken out of the failed registry first, so the registry only
+    lists what is still failed."""
+
+    def enqueue() -> None:
+        from pipeline import jobs
+
+        queue = django_rq.get_queue(queue_name)
+        queue.failed_job_registry.remove(rq_id)
+        queue.enqueue(getattr(jobs, func_path), arg, job_id=rq_id, at_front=at_front, **jobs.ENQUEUE_OPTIONS[func_path])
+
+    transaction.on_commit(enqueue)
+
+
+def _failed_unit_attempts_forget(unit_ids: list[int]) -> None:
+    """Drop the given units' exhausted RQ attempts from the encode queue's failed registry."""
+    if not unit_ids:
+        return
+    registry = django_rq.get_queue("encode").failed_job_registry
+    prefixes = tuple(f"unit-{uid}-" for uid in unit_ids)
+    stale = [rq_id for rq_id in registry.get_job_ids(cleanup=False) if rq_id.startswith(prefixes)]
+    for rq_id in stale:
+        registry.remove(rq_id)
+
+
+def _job_resume(job: EncodeJob, *, actor, event_type: str, first_unit_ids: list[int] | None = None, **payload) -> str:
+    """Put a stopped job back to work from its first step whose output is missing or invalid.
+
+    Returns that step: "ingest" (never planned), "encode" (units not done are re-queued, the
+    ones in `first_unit_ids` first), "assemble" (every unit done, a rendition not joined) or
+    "package" (every rendition ready). A unit still RUNNING is left to its worker; the
+    reconciler re-queues it if that worker is gone.
+    """
+    from django.db.models import Count
+
+    job_id = job.pk
+    # The flag a cancel left would stop every re-run unit at its first progress report.
+    transaction.on_commit(lambda: django_rq.get_connection("default").delete(progress.cancel_key(job_id)))
+    job.failure_reason = ""
+    job.finished_at = None
+    requeue: list[int] = []
+    if not Unit.objects.filter(job=job).exists():
+        step = "ingest"
+        job.state = JobState.QUEUED
+        _rq_step_enqueue_on_commit("ingest", "ingest", job_id, f"ingest-{job_id}", at_front=job.priority > 0)
+    else:
+        requeue = list(
+            Unit.objects.filter(job=job)
+            .exclude(state__in=[UnitState.DONE, UnitState.RUNNING])
+            .order_by("-cost", "pk")
+            .values_list("pk", flat=True)
+        )
+        waiting = set(requeue)
+        first = [uid for uid in (first_unit_ids or []) if uid in waiting]
+        requeue = first + [uid for uid in requeue if uid not in set(first)]
+        Unit.objects.filter(pk__in=requeue).update(state=UnitState.QUEUED, worker="")
+        pending = False
+        done_counts = dict(
+            Unit.objects.filter(job=job, state=UnitState.DONE).values_list("rendition_id").annotate(n=Count("id"))
+        )
+        for rendition in Rendition.objects.select_for_update().filter(job=job).exclude(state=RenditionState.READY):
+            pending = True
+            # The counter is recomputed from the rows: it decides the fan-in below.
+            rendition.units_done = done_counts.get(rendition.pk, 0)
+            rendition.failure_reason = ""
+            if rendition.units_done >= rendition.units_total:
+                rendition.state = RenditionState.ASSEMBLING
+                _rq_step_enqueue_on_commit("assemble", "assemble_rendition", rendition.pk, f"assemble-{rendition.pk}")
+            else:
+                rendition.state = RenditionState.ENCODING
+            rendition.save(update_fields=["units_done", "failure_reason", "state"])
+        if pending:
+            job.state = JobState.ENCODING
+            step = "encode" if requeue else "assemble"
+        else:
+            job.state = JobState.PACKAGING
+            step = "package"
+            _rq_step_enqueue_on_commit("assemble", "package_job", job_id, f"package-{job_id}")
+    job.save(update_fields=["state", "failure_reason", "finished_at"])
+    asset = job.asset
+    if asset.state == AssetState.FAILED:
+        asset.state = AssetState.PROCESSING
+        asset.save(update_fields=["state"])
+    _job_event(job, event_type, actor=actor, step=step, units=len(requeue), **payload)
+    _job_state_message(job)
+    if requeue:
+        at_front = job.priority > 0
+        transaction.on_commit(lambda: _failed_unit_attempts_forget(requeue))
+        transaction.on_commit(lambda: units_enqueue(unit_ids=requeue, at_front=at_front))
+    return step
+
+
+@transaction.atomic
+def job_restart(*, job_id: int, actor=None) -> str:
+    """Restart a failed or cancelled job from the failed step; returns the step it resumed at."""
+    job = EncodeJob.objects.select_for_update().select_related("asset").get(pk=job_id)
+    if job.state not in (JobState.FAILED, JobState.CANCELLED):
+        raise JobActionRefused(
+            f"Job {job.pk} is {job.get_state_display().lower()}: only failed or cancelled jobs can be restarted."
+        )
+    return _job_resume(job, actor=actor, event_type="job.restarted", previous=job.state)
+
+
+@transaction.atomic
+def job_retry_failed_units(*, job_id: int, actor=None) -> list[int]:
+    """Re-run the job's failed units (first in the queue); returns their ids.
+
+    A failed unit fails its job, which drops the units still queued: those go back on the
+    queue too (after the failed ones), or the job could never finish.
+    """
+    job = EncodeJob.objects.select_for_update().select_related("asset").get(pk=job_id)
+    failed = list(Unit.objects.filter(job=job, state=UnitState.FAILED).order_by("-cost", "pk").values_list("pk", flat=True))
+    if not failed:
+        hint = " Restart it from the failed step instead." if job.state in (JobState.FAILED, JobState.CANCELLED) else ""
+        raise JobActionRefused(f"Job {job.pk} has no failed units.{hint}")
+    if job.state == JobState.FAILED:
+        _job_resume(job, actor=actor, event_type="job.units_retried", first_unit_ids=failed, failed_units=failed)
+        return failed
+    if job.state != JobState.ENCODING:
+        raise JobActionRefused(f"Job {job.pk} is {job.get_state_display().lower()}: its units cannot be retried.")
+    Unit.objects.filter(pk__in=failed).update(state=UnitState.QUEUED, worker="")
+    Rendition.objects.filter(job=job, state=RenditionState.FAILED).update(state=RenditionState.ENCODING, failure_reason="")
+    _job_event(job, "job.units_retried", actor=actor, step="encode", units=len(failed), failed_units=failed)
+    transaction.on_commit(lambda: _failed_unit_attempts_forget(failed))
+    transaction.on_commit(lambda: units_enqueue(unit_ids=failed, at_front=True))
+    return failed
+
+
+PRIORITY_MAX = 100
+
+
+@transaction.atomic
+def job_priority_raise(*, job_id: int, actor=None) -> EncodeJob:
+    """Raise the job's priority by one and move its waiting work to the front of its queue.
+
+    Queued units get fresh RQ jobs at the front of the encode queue (their old RQ jobs are
+    removed, and would find themselves stale if a worker had already taken one); a queued
+    ingest or package step is moved to the front of its queue. Later enqueues of this job's
+    units (re-runs, reconcile) go to the front too, since its priority is above zero.
+    """
+    job = EncodeJob.objects.select_for_update().select_related("asset").get(pk=job_id)
+    if job.is_final or job.state == JobState.HELD:
+        raise JobActionRefused(f"Job {job.pk} is {job.get_state_display().lower()}: it has no work waiting.")
+    job.priority = min(max(job.priority, 0) + 1, PRIORITY_MAX)
+    job.save(update_fields=["priority"])
+    units = list(
+        Unit.objects.filter(job=job, state=UnitState.QUEUED).order_by("-cost", "pk").values_list("pk", "rq_job_id")
+    )
+    steps = {
+        JobState.QUEUED: ("ingest", "ingest", f"ingest-{job.pk}"),
+        JobState.PACKAGING: ("assemble", "package_job", f"package-{job.pk}"),
+    }
+    step = steps.get(job.state)
+    _job_event(job, "job.priority_raised", actor=actor, priority=job.priority, units=len(units))
+
+    def move_to_front() -> None:
+        from pipeline import jobs
+
+        encode = django_rq.get_queue("encode")
+        for _, rq_id in units:
+            if rq_id:
+                encode.remove(rq_id)
+        still_queued = set(Unit.objects.filter(pk__in=[u for u, _ in units], state=UnitState.QUEUED).values_list("pk", flat=True))
+        units_enqueue(unit_ids=[u for u, _ in units if u in still_queued], at_front=True)
+        if step is not None:
+            queue_name, func_path, rq_id = step
+            queue = django_rq.get_queue(queue_name)
+            # Only a step still waiting moves; one a worker has started is left to finish.
+            if queue.remove(rq_id):
+                queue.enqueue(getattr(jobs, func_path), job.pk, job_id=rq_id, at_front=True, **jobs.ENQUEUE_OPTIONS[func_path])
+
+    transaction.on_commit(move_to_front)
+    return job
