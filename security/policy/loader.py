@@ -1,0 +1,436 @@
+"""Read policy files in Cloud Custodian's syntax (the subset in docs/security.md), with line numbers.
+
+Validation collects every error with the line it is on instead of stopping at the first, so
+`manage.py policy validate` shows an author everything to fix at once. A real Custodian EC2
+policy inside the subset loads unchanged; keys Custodian uses only to deploy (a mode's `role`,
+`schedule`, `memory`...) are accepted and ignored, anything else is reported.
+"""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import jmespath
+import yaml
+from jmespath.exceptions import JMESPathError
+
+from core.models import AlertSeverity
+from security.models import ResourceKind
+
+
+class LineDict(dict):
+    line: int = 0
+    key_lines: dict
+
+
+class LineList(list):
+    line: int = 0
+    item_lines: list
+
+
+class _Loader(yaml.SafeLoader):
+    """SafeLoader whose mappings and sequences remember the line they start on."""
+
+
+def _construct_mapping(loader: _Loader, node: yaml.MappingNode) -> LineDict:
+    result = LineDict()
+    result.line = node.start_mark.line + 1
+    result.key_lines = {}
+    for key_node, value_node in node.value:
+        key = loader.construct_object(key_node, deep=True)
+        if key in result:
+            # YAML keeps the last duplicate silently; in a policy that hides a mistake.
+            raise PolicyError(key_node.start_mark.line + 1, f"duplicate key {key!r}")
+        result[key] = loader.construct_object(value_node, deep=True)
+        result.key_lines[key] = key_node.start_mark.line + 1
+    return result
+
+
+def _construct_sequence(loader: _Loader, node: yaml.SequenceNode) -> LineList:
+    result = LineList(loader.construct_object(child, deep=True) for child in node.value)
+    result.line = node.start_mark.line + 1
+    result.item_lines = [child.start_mark.line + 1 for child in node.value]
+    return result
+
+
+_Loader.add_constructor(yaml.resolver.BaseResolver.DEFAULT_MAPPING_TAG, _construct_mapping)
+_Loader.add_constructor(yaml.resolver.BaseResolver.DEFAULT_SEQUENCE_TAG, _construct_sequence)
+
+
+@dataclass
+class PolicyError(Exception):
+    line: int
+    message: str
+    source: str = ""
+
+    def __str__(self) -> str:
+        return f"{self.source or '<policy>'}:{self.line}: {self.message}"
+
+
+class PolicyValidationError(Exception):
+    def __init__(self, errors: list[PolicyError]):
+        self.errors = sorted(errors, key=lambda e: (e.source, e.line, e.message))
+        super().__init__("\n".join(str(e) for e in self.errors))
+
+
+# --- the subset ---------------------------------------------------------------------------------
+
+RESOURCES = {"ec2": ResourceKind.EC2, "aws.ec2": ResourceKind.EC2, "reelflow.worker": ResourceKind.WORKER}
+
+# Custodian's operator names and aliases -> ours.
+OPS = {
+    "eq": "eq", "equal": "eq",
+    "ne": "ne", "not-equal": "ne",
+    "in": "in",
+    "not-in": "not-in", "ni": "not-in",
+    "regex": "regex",
+    "contains": "contains",
+    "gt": "gt", "greater-than": "gt",
+    "lt": "lt", "less-than": "lt",
+    "ge": "ge", "gte": "ge",
+    "le": "le", "lte": "le",
+    "absent": "absent", "present": "present",
+}  # fmt: skip
+# Custodian spells these as values (`value: absent`); the brief's subset also allows them as ops.
+SPECIAL_VALUES = {"absent", "present", "empty", "not-null"}
+VALUE_TYPES = {"normalize", "integer", "size"}
+FILTER_KEYS = {"type", "key", "op", "value", "value_type"}
+
+SEVERITIES = {
+    "info": AlertSeverity.INFO, "low": AlertSeverity.INFO,
+    "warning": AlertSeverity.WARNING, "medium": AlertSeverity.WARNING,
+    "high": AlertSeverity.CRITICAL, "critical": AlertSeverity.CRITICAL,
+}  # fmt: skip
+
+MODE_PERIODIC, MODE_ON_START = "periodic", "on-start"
+MODES = {
+    "pull": MODE_PERIODIC, "periodic": MODE_PERIODIC,
+    "ec2-instance-state": MODE_ON_START, "cloudtrail": MODE_ON_START, "on-start": MODE_ON_START,
+}  # fmt: skip
+# Keys of a Custodian mode that only concern deploying a Lambda; they change nothing here.
+MODE_DEPLOY_KEYS = {
+    "role", "schedule", "timeout", "memory", "runtime", "tags", "execution-options", "packages",
+    "member-role", "function-prefix", "layers", "concurrency", "dead_letter_config", "environment",
+    "kms_key_arn", "security_groups", "subnets", "timezone", "scheduler-role", "group-name",
+}  # fmt: skip
+POLICY_KEYS = {"name", "resource", "filters", "actions", "mode", "severity", "description", "comment",
+               "comments", "metadata", "tags"}  # fmt: skip
+
+EC2_ACTIONS = {"alert", "notify", "tag", "mark", "stop", "quarantine", "modify-security-groups", "terminate"}
+WORKER_ACTIONS = {"alert", "notify", "shutdown-worker"}
+_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,127}$")
+# Values a policy may take from where it runs, as Custodian's {account_id} and {region} do.
+_PLACEHOLDER = re.compile(r"\{(fleet_version|account_id|region)\}")
+
+
+@dataclass(frozen=True)
+class ActionSpec:
+    type: str  # alert | tag | stop | quarantine | terminate | shutdown-worker
+    params: dict = field(default_factory=dict)
+    line: int = 0
+
+
+@dataclass
+class PolicySpec:
+    """A validated policy, before compiling: what the file said, normalized."""
+
+    name: str
+    resource: str
+    filters: list
+    actions: list[ActionSpec]
+    mode: str
+    events: tuple[str, ...]
+    severity: str
+    description: str
+    source: str
+    line: int
+    compliant_hint: str = ""
+
+
+class _Errors:
+    def __init__(self, source: str):
+        self.source, self.items = source, []
+
+    def add(self, line: int, message: str) -> None:
+        self.items.append(PolicyError(line, message, self.source))
+
+
+def _line(container: Any, key: Any = None, default: int = 0) -> int:
+    if isinstance(container, LineDict):
+        return container.key_lines.get(key, container.line) if key is not None else container.line
+    if isinstance(container, LineList):
+        if isinstance(key, int) and key < len(container.item_lines):
+            return container.item_lines[key]
+        return container.line
+    return default
+
+
+def _interpolate(value: Any, context: dict[str, str]) -> Any:
+    if isinstance(value, str):
+        return _PLACEHOLDER.sub(lambda m: context.get(m.group(1), m.group(0)), value)
+    if isinstance(value, list):
+        return [_interpolate(v, context) for v in value]
+    return value
+
+
+def _check_filter(node: Any, line: int, errors: _Errors, context: dict[str, str]) -> Any:
+    """Validate one filter and return its normalized form: ("value", spec) / ("and"|"or"|"not", [..])."""
+    if not isinstance(node, dict) or not node:
+        errors.add(line, "a filter must be a mapping (`type: value` or `and`/`or`/`not`)")
+        return None
+    line = _line(node, default=line)
+    if len(node) == 1:
+        (only_key,) = node
+        if only_key in ("and", "or", "not"):
+            children = node[only_key]
+            if not isinstance(children, list) or not children:
+                errors.add(_line(node, only_key), f"`{only_key}` takes a non-empty list of filters")
+                return None
+            parts = [
+                _check_filter(c, _line(children, i, line), errors, context) for i, c in enumerate(children)
+            ]
+            return (only_key, parts)
+        if only_key != "type":
+            # Custodian's shorthand: `- "tag:owner": absent` or `- State.Name: running`.
+            return _check_value_filter(
+                {"key": only_key, "value": node[only_key]}, node, line, errors, context
+            )
+    kind = node.get("type")
+    if kind != "value":
+        if kind is None:
+            errors.add(line, "a filter needs `type: value` (the only filter type this subset supports)")
+        else:
+            errors.add(_line(node, "type"), f"filter type {kind!r} is not supported; use `type: value`")
+        return None
+    return _check_value_filter(node, node, line, errors, context)
+
+
+def _check_value_filter(spec: dict, node: Any, line: int, errors: _Errors, context: dict[str, str]) -> Any:
+    for extra in sorted(set(spec) - FILTER_KEYS, key=str):
+        errors.add(
+            _line(node, extra, line),
+            f"unknown filter key {extra!r} (allowed: {', '.join(sorted(FILTER_KEYS))})",
+        )
+    key = spec.get("key")
+    if not isinstance(key, str) or not key:
+        errors.add(line, "a value filter needs a `key` (a JMESPath expression or tag:NAME)")
+        return None
+    if not key.startswith("tag:"):
+        try:
+            jmespath.compile(key)
+        except JMESPathError as exc:
+            errors.add(
+                _line(node, "key", line), f"key {key!r} is not valid JMESPath: {exc}".replace("\n", " ")
+            )
+            return None
+    value = _interpolate(spec.get("value"), context)
+    op_name = spec.get("op")
+    if op_name is None:
+        op = value if value in SPECIAL_VALUES else "eq"
+    else:
+        op = OPS.get(op_name) if isinstance(op_name, str) else None
+        if op is None:
+            errors.add(
+                _line(node, "op", line),
+                f"op {op_name!r} is not supported (supported: {', '.join(sorted(OPS))})",
+            )
+            return None
+    if "value" not in spec and op not in ("absent", "present"):
+        errors.add(line, f"a value filter with op {op!r} needs a `value`")
+        return None
+    if op in ("in", "not-in") and not isinstance(value, list):
+        errors.add(_line(node, "value", line), f"op {op!r} needs a list value")
+        return None
+    if op == "regex":
+        try:
+            re.compile(str(value))
+        except re.error as exc:
+            errors.add(_line(node, "value", line), f"invalid regular expression {value!r}: {exc}")
+            return None
+    value_type = spec.get("value_type")
+    if value_type is not None and value_type not in VALUE_TYPES:
+        errors.add(
+            _line(node, "value_type", line),
+            f"value_type {value_type!r} is not supported ({', '.join(sorted(VALUE_TYPES))})",
+        )
+        return None
+    return ("value", {"key": key, "op": op, "value": value, "value_type": value_type, "line": line})
+
+
+def _check_action(raw: Any, line: int, resource: str, errors: _Errors) -> ActionSpec | None:
+    if isinstance(raw, str):
+        raw = {"type": raw}
+    if not isinstance(raw, dict) or not isinstance(raw.get("type"), str):
+        errors.add(line, "an action is a name or a mapping with a `type`")
+        return None
+    line = _line(raw, default=line)
+    kind = raw["type"]
+    allowed = EC2_ACTIONS if resource == ResourceKind.EC2 else WORKER_ACTIONS
+    if kind not in allowed:
+        errors.add(
+            _line(raw, "type", line),
+            f"action {kind!r} is not available for {resource} (available: {', '.join(sorted(allowed))})",
+        )
+        return None
+    params = {k: v for k, v in raw.items() if k != "type"}
+    if kind in ("alert", "notify"):
+        return ActionSpec("alert", {}, line)  # every violation alerts; notify's transport is ours
+    if kind in ("tag", "mark"):
+        tags = dict(params.get("tags") or {})
+        if "key" in params:
+            tags[str(params["key"])] = str(params.get("value", ""))
+        if not tags or not all(isinstance(k, str) and k for k in tags):
+            errors.add(line, "a tag action needs `key` and `value`, or `tags: {name: value}`")
+            return None
+        return ActionSpec("tag", {"tags": {k: str(v) for k, v in tags.items()}}, line)
+    if kind == "modify-security-groups":
+        # Custodian's way to quarantine: isolation group in, every other group out.
+        if params.get("remove") not in ("all", "matched") or not params.get("isolation-group"):
+            errors.add(
+                line,
+                "modify-security-groups is supported as quarantine only: `remove: all` and `isolation-group`",
+            )
+            return None
+        return ActionSpec("quarantine", {"isolation-group": str(params["isolation-group"])}, line)
+    if kind == "quarantine":
+        group = params.get("isolation-group")
+        return ActionSpec("quarantine", {"isolation-group": str(group)} if group else {}, line)
+    return ActionSpec(kind, {}, line)
+
+
+def policies_parse(
+    text: str, *, source: str = "<policy>", context: dict[str, str] | None = None
+) -> list[PolicySpec]:
+    """Parse and validate a policy document; raise PolicyValidationError with every error found."""
+    context = context or {}
+    errors = _Errors(source)
+    try:
+        doc = yaml.load(text, Loader=_Loader)  # noqa: S506 - _Loader is a SafeLoader subclass
+    except PolicyError as exc:
+        raise PolicyValidationError([PolicyError(exc.line, exc.message, source)]) from None
+    except yaml.YAMLError as exc:
+        mark = getattr(exc, "problem_mark", None)
+        problem = getattr(exc, "problem", None) or str(exc)
+        raise PolicyValidationError(
+            [PolicyError(mark.line + 1 if mark else 1, f"YAML: {problem}", source)]
+        ) from None
+    if not isinstance(doc, dict) or not isinstance(doc.get("policies"), list):
+        raise PolicyValidationError(
+            [PolicyError(_line(doc, default=1) or 1, "the file needs a top-level `policies:` list", source)]
+        )
+    for extra in sorted(set(doc) - {"policies", "vars"}, key=str):
+        errors.add(_line(doc, extra), f"unknown top-level key {extra!r}")
+    specs, seen = [], {}
+    policies = doc["policies"]
+    for index, raw in enumerate(policies):
+        line = _line(policies, index)
+        if not isinstance(raw, dict):
+            errors.add(line, "a policy must be a mapping")
+            continue
+        line = _line(raw, default=line)
+        for extra in sorted(set(raw) - POLICY_KEYS, key=str):
+            errors.add(_line(raw, extra), f"unknown policy key {extra!r}")
+        name = raw.get("name")
+        if not isinstance(name, str) or not _NAME.match(name):
+            errors.add(_line(raw, "name"), "a policy needs a `name` of letters, digits, '-', '_' or '.'")
+            name = f"<policy {index + 1}>"
+        elif name in seen:
+            errors.add(_line(raw, "name"), f"policy name {name!r} is already used on line {seen[name]}")
+        else:
+            seen[name] = _line(raw, "name")
+        resource = RESOURCES.get(raw.get("resource")) if isinstance(raw.get("resource"), str) else None
+        if resource is None:
+            errors.add(
+                _line(raw, "resource"),
+                f"resource {raw.get('resource')!r} is not supported ({', '.join(RESOURCES)})",
+            )
+            continue
+        filters_raw = raw.get("filters", [])
+        if not isinstance(filters_raw, list):
+            errors.add(_line(raw, "filters"), "`filters` must be a list")
+            filters_raw = []
+        filters = [
+            _check_filter(f, _line(filters_raw, i, line), errors, context) for i, f in enumerate(filters_raw)
+        ]
+        actions_raw = raw.get("actions", [])
+        if not isinstance(actions_raw, list):
+            errors.add(_line(raw, "actions"), "`actions` must be a list")
+            actions_raw = []
+        actions = [
+            _check_action(a, _line(actions_raw, i, line), resource, errors) for i, a in enumerate(actions_raw)
+        ]
+        mode, events = _check_mode(raw, resource, errors)
+        metadata = raw.get("metadata") if isinstance(raw.get("metadata"), dict) else {}
+        severity_raw = raw.get("severity", metadata.get("severity", "warning"))
+        severity = SEVERITIES.get(str(severity_raw).lower())
+        if severity is None:
+            errors.add(
+                _line(raw, "severity"), f"severity {severity_raw!r} is not one of {', '.join(SEVERITIES)}"
+            )
+            severity = AlertSeverity.WARNING
+        specs.append(
+            PolicySpec(
+                name=name,
+                resource=resource,
+                filters=filters,
+                actions=[a for a in actions if a is not None],
+                mode=mode,
+                events=events,
+                severity=severity,
+                description=str(raw.get("description") or raw.get("comment") or raw.get("comments") or ""),
+                source=source,
+                line=line,
+                compliant_hint=str(metadata.get("compliant", "")),
+            )
+        )
+    if errors.items:
+        raise PolicyValidationError(errors.items)
+    return specs
+
+
+def _check_mode(raw: dict, resource: str, errors: _Errors) -> tuple[str, tuple[str, ...]]:
+    mode_raw = raw.get("mode")
+    if mode_raw is None:
+        return MODE_PERIODIC, ()
+    if not isinstance(mode_raw, dict) or mode_raw.get("type") not in MODES:
+        errors.add(_line(raw, "mode"), f"mode needs a `type` of {', '.join(MODES)}")
+        return MODE_PERIODIC, ()
+    kind = mode_raw["type"]
+    for extra in sorted(set(mode_raw) - MODE_DEPLOY_KEYS - {"type", "events"}, key=str):
+        errors.add(_line(mode_raw, extra), f"unknown mode key {extra!r}")
+    events = mode_raw.get("events") or []
+    if kind == "ec2-instance-state":
+        if resource != ResourceKind.EC2:
+            errors.add(_line(mode_raw, "type"), "mode ec2-instance-state is for resource ec2")
+        bad = [
+            e
+            for e in events
+            if e not in ("pending", "running", "stopping", "stopped", "shutting-down", "terminated")
+        ]
+        if not events or bad:
+            errors.add(
+                _line(mode_raw, "events"),
+                "ec2-instance-state needs `events` from the EC2 states (e.g. [running])",
+            )
+    if kind == "cloudtrail":
+        names = [e.get("event") if isinstance(e, dict) else e for e in events]
+        if names != ["RunInstances"] and (not names or any(n != "RunInstances" for n in names)):
+            errors.add(_line(mode_raw, "events"), "cloudtrail mode is supported for RunInstances only")
+    return MODES[kind], tuple(str(e) if not isinstance(e, dict) else str(e.get("event")) for e in events)
+
+
+def policy_files(paths: list[str]) -> list[Path]:
+    """The YAML files under each path (a file, or a folder searched one level deep)."""
+    found: list[Path] = []
+    for raw in paths:
+        path = Path(raw)
+        if path.is_dir():
+            found += sorted(p for p in path.iterdir() if p.suffix in (".yml", ".yaml") and p.is_file())
+        elif path.exists():
+            found.append(path)
+        else:
+            raise PolicyValidationError([PolicyError(0, "no such file or folder", str(path))])
+    return found
