@@ -1,0 +1,185 @@
+"""Needs-backup detection: compare a streamed listing of each source with the ledger.
+
+One page of the listing at a time (never the whole listing in memory): the page's current
+ledger rows are loaded in one query, new and changed objects get a ledger version and a copy
+task, unchanged ones are stamped as seen by this run. The page and the scan cursor are
+committed together, so a run killed mid-scan continues after the last committed page. When a
+source prefix is done, current versions this run did not see were deleted from the source.
+
+Change means a different ETag or size. ETags are only ever compared with ETags here: a
+multipart ETag is never taken for an MD5.
+"""
+
+import logging
+import queue
+import threading
+import time
+from collections.abc import Iterator
+
+from django.db import transaction
+from django.db.models import F
+from django.db.models.functions import Left
+from django.utils import timezone
+
+from backups import storage
+from backups.models import BackupRun, CopyTask, ObjectVersion, PolicySource, TaskState, VersionState
+from backups.services.common import rows_insert, source_place
+from core import s3
+
+logger = logging.getLogger(__name__)
+
+PAGE_SIZE = 1000
+
+
+def key_prefix_filter(queryset, prefix: str):
+    """Rows whose key starts with `prefix`, case-sensitively on every database (SQLite's LIKE
+    ignores case, so `key__startswith` could match another object)."""
+    if not prefix:
+        return queryset
+    return queryset.annotate(_key_head=Left("key", len(prefix))).filter(_key_head=prefix)
+
+
+def _prefetched(pages: Iterator[list[dict]]) -> Iterator[list[dict]]:
+    """Fetch the next listing page while the caller records this one (the listing and the
+    database work overlap, so a sweep runs at nearly the listing's own rate)."""
+    handoff: queue.Queue = queue.Queue(maxsize=2)
+    stop = threading.Event()
+    done = object()
+
+    def hand(item) -> bool:
+        while not stop.is_set():
+            try:
+                handoff.put(item, timeout=0.5)
+                return True
+            except queue.Full:
+                continue
+        return False
+
+    def produce() -> None:
+        try:
+            for page in pages:
+                if not hand(page):
+                    return
+            hand(done)
+        except BaseException as exc:  # noqa: BLE001 - handed to the consumer, which re-raises it
+            hand(exc)
+
+    thread = threading.Thread(target=produce, name="backup-listing", daemon=True)
+    thread.start()
+    try:
+        while True:
+            item = handoff.get()
+            if item is done:
+                return
+            if isinstance(item, BaseException):
+                raise item
+            yield item
+    finally:
+        stop.set()
+
+
+def scan_parts(run: BackupRun) -> list[tuple[PolicySource, str]]:
+    """(source, prefix) pairs this run scans: its scope, or every source of its policy."""
+    sources = {s.pk: s for s in run.policy.sources.select_related("endpoint").order_by("pk")}
+    if run.scope:
+        return [(sources[item["source"]], item["prefix"]) for item in run.scope if item["source"] in sources]
+    return [(source, source.prefix) for source in sources.values()]
+
+
+def _is_folder_marker(obj: dict) -> bool:
+    return obj["Key"].endswith("/") and not obj.get("Size")
+
+
+def scan_page_record(*, run: BackupRun, source: PolicySource, page: list[dict], cursor: dict) -> dict:
+    """Record one listing page against the ledger; returns the counts it added."""
+    objects = [o for o in page if not _is_folder_marker(o)]
+    keys = [o["Key"] for o in objects]
+    current = {
+        row["key"]: row
+        for row in ObjectVersion.objects.filter(source=source, is_current=True, key__in=keys).values(
+            "id", "key", "etag", "size", "state"
+        )
+    }
+    now = timezone.now()
+    new_versions: list[dict] = []
+    superseded: list[int] = []
+    seen: list[int] = []
+    retry: list[int] = []
+    counts = {"objects_scanned": 0, "bytes_scanned": 0, "objects_new": 0, "objects_changed": 0}
+    for obj in objects:
+        etag, size = s3.etag_clean(obj.get("ETag")), int(obj.get("Size") or 0)
+        counts["objects_scanned"] += 1
+        counts["bytes_scanned"] += size
+        row = current.get(obj["Key"])
+        if row is not None and row["etag"] == etag and row["size"] == size:
+            seen.append(row["id"])
+            if row["state"] == VersionState.PENDING:
+                retry.append(row["id"])  # an earlier copy failed: try again in this run
+            continue
+        if row is None:
+            counts["objects_new"] += 1
+        else:
+            counts["objects_changed"] += 1
+            superseded.append(row["id"])
+        new_versions.append(
+            {"source_id": source.pk, "key": obj["Key"], "etag": etag, "size": size,
+             "source_modified_at": obj.get("LastModified"), "first_seen_run_id": run.pk,
+             "last_seen_run_id": run.pk, "first_seen_at": now}
+        )
+    with transaction.atomic():
+        if superseded:
+            # Before the insert: at most one current version per key.
+            ObjectVersion.objects.filter(pk__in=superseded).update(is_current=False, superseded_at=now)
+        rows_insert(ObjectVersion, new_versions)
+        created = []
+        if new_versions:
+            created = list(
+                ObjectVersion.objects.filter(
+                    source=source, is_current=True, key__in=[v["key"] for v in new_versions]
+                ).values_list("pk", flat=True)
+            )
+        if seen:
+            ObjectVersion.objects.filter(pk__in=seen).update(last_seen_run=run)
+        rows_insert(CopyTask, [{"run_id": run.pk, "version_id": pk, "created_at": now} for pk in created + retry])
+        BackupRun.objects.filter(pk=run.pk).update(
+            scan_cursor=cursor, heartbeat_at=now, **{name: F(name) + value for name, value in counts.items()}
+        )
+    return counts
+
+
+def deletions_record(*, run: BackupRun, source: PolicySource, prefix: str) -> int:
+    """Current versions under `prefix` that this run's listing did not contain were deleted."""
+    now = timezone.now()
+    gone = key_prefix_filter(ObjectVersion.objects.filter(source=source, is_current=True), prefix).exclude(
+        last_seen_run=run
+    )
+    with transaction.atomic():
+        ids = list(gone.values_list("pk", flat=True))
+        if ids:
+            ObjectVersion.objects.filter(pk__in=ids).update(is_current=False, deleted_at=now)
+            # A version deleted before it was ever copied cannot be copied any more.
+            ObjectVersion.objects.filter(pk__in=ids, state=VersionState.PENDING).update(state=VersionState.VANISHED)
+            CopyTask.objects.filter(run=run, version_id__in=ids, state=TaskState.PENDING).update(
+                state=TaskState.SKIPPED, finished_at=now, error="deleted from the source"
+            )
+            BackupRun.objects.filter(pk=run.pk).update(objects_deleted=F("objects_deleted") + len(ids))
+    return len(ids)
+
+
+def run_scan(*, run: BackupRun, page_size: int = PAGE_SIZE, on_page=None) -> None:
+    """Scan every part of the run from its cursor; the cursor moves with each committed page."""
+    parts = scan_parts(run)
+    started = time.monotonic()
+    cursor = run.scan_cursor or {}
+    first_part = int(cursor.get("part", 0))
+    for index in range(first_part, len(parts)):
+        source, prefix = parts[index]
+        after = cursor.get("after", "") if index == first_part else ""
+        place = source_place(source)
+        for page in _prefetched(storage.list_pages(place, prefix, start_after=after, page_size=page_size)):
+            scan_page_record(run=run, source=source, page=page, cursor={"part": index, "after": page[-1]["Key"]})
+            if on_page:
+                on_page()
+        deletions_record(run=run, source=source, prefix=prefix)
+        BackupRun.objects.filter(pk=run.pk).update(scan_cursor={"part": index + 1, "after": ""})
+    BackupRun.objects.filter(pk=run.pk).update(scan_seconds=F("scan_seconds") + (time.monotonic() - started))
