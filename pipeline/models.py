@@ -148,7 +148,10 @@ class EncodeJob(models.Model):
 
     class Meta:
         ordering = ["-created_at", "-id"]
-        indexes = [models.Index(fields=["state", "-created_at"])]
+        indexes = [
+            models.Index(fields=["state", "-created_at"]),
+            models.Index(fields=["created_at", "id"], name="job_created_id_idx"),
+        ]
 
     def __str__(self) -> str:
         return f"job {self.pk} ({self.state})"
@@ -247,7 +250,13 @@ class Unit(models.Model):
 
     class Meta:
         ordering = ["job", "rendition", "chunk__index"]
-        indexes = [models.Index(fields=["job", "state"]), models.Index(fields=["state", "started_at"])]
+        indexes = [
+            models.Index(fields=["job", "state"]),
+            models.Index(fields=["state", "started_at"]),
+            models.Index(fields=["state", "finished_at"], name="unit_state_finished_idx"),
+            models.Index(fields=["rq_job_id"], name="unit_rq_job_idx"),
+            models.Index(fields=["worker", "state"], name="unit_worker_state_idx"),
+        ]
 
     def __str__(self) -> str:
         return f"unit {self.pk} ({self.state})"

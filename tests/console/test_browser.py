@@ -1,0 +1,90 @@
+"""The console's live pages in a real browser (Debian's Chromium through Playwright) against
+daphne serving config.asgi (the studio's browser fixtures): rows and counts follow state changes
+without a reload, a job that starts appears at the top, the grid recolours as units run, and
+the keyboard reaches every action."""
+
+import re
+
+import pytest
+
+from core.roles import Role
+from pipeline import services
+from pipeline.models import JobState, Unit, UnitState
+from tests.console.factories import job_with_units
+from tests.pipeline.conftest import ladders  # noqa: F401 - fixture
+from tests.studio.test_browser import chromium, static_root, web, web_server  # noqa: F401 - fixtures
+
+pytestmark = [pytest.mark.browser, pytest.mark.django_db(transaction=True)]
+Q, R, D = UnitState.QUEUED, UnitState.RUNNING, UnitState.DONE
+
+
+@pytest.fixture
+def operator_page(chromium, web, make_user):  # noqa: F811
+    make_user("olga", role=Role.OPERATIONS)
+    context = chromium.new_context(viewport={"width": 1200, "height": 900})
+    context.set_default_timeout(20_000)
+    errors: list[str] = []
+    page = context.new_page()
+    page.on("pageerror", lambda error: errors.append(str(error)))
+    page.goto(web.url("/accounts/login/"))
+    page.fill("#id_username", "olga")
+    page.fill("#id_password", "pw")
+    page.get_by_role("button", name="Log in").click()
+    page.wait_for_url(re.compile(r".*/ops/$"))
+    yield page
+    context.close()
+    assert not errors, errors
+
+
+def test_jobs_list_follows_state_changes_and_new_jobs_live(web, operator_page, make_user, ladders):  # noqa: F811
+    publisher = make_user("pat", role=Role.PUBLISHER)
+    running = job_with_units(publisher, unit_states={"h264-240p": [R, Q]})
+    page = operator_page
+    page.goto(web.url("/ops/jobs/"))
+    page.wait_for_selector("#live-status.live")
+    row = page.locator(f'tr[data-job="{running.pk}"]')
+    assert row.locator('[data-role="state"]').inner_text() == "Encoding"
+
+    services.job_cancel(job_id=running.pk)
+    row.locator('[data-role="state"]', has_text="Cancelled").wait_for()
+    page.locator('[data-count="cancelled"]', has_text="1").wait_for()
+
+    fresh = job_with_units(publisher, state=JobState.QUEUED)
+    services.job_probe_start(job_id=fresh.pk)  # its first state change announces it
+    page.locator(f'tbody tr:first-child[data-job="{fresh.pk}"]').wait_for()
+    assert "new job" in page.locator("#new-jobs").inner_text()
+    page.locator('[data-count="total"]', has_text="2").wait_for()
+
+    # Keyboard: tick the new job and cancel it with the bulk form.
+    page.locator(f'tr[data-job="{fresh.pk}"] input[name="job"]').focus()
+    page.keyboard.press("Space")
+    page.select_option("#bulk-action", "cancel")
+    page.once("dialog", lambda dialog: dialog.accept())
+    page.get_by_role("button", name="Apply to selected").press("Enter")
+    page.locator(".messages", has_text="Cancel: done for 1 job").wait_for()
+
+
+def test_job_page_grid_recolours_as_units_run(web, operator_page, make_user, ladders):  # noqa: F811
+    publisher = make_user("pat", role=Role.PUBLISHER)
+    job = job_with_units(publisher, unit_states={"h264-240p": [Q, Q], "aac-96k": [Q]})
+    unit = Unit.objects.filter(job=job, chunk__index=0).first()
+    page = operator_page
+    page.goto(web.url(f"/ops/jobs/{job.pk}/"))
+    page.wait_for_selector("#live-status.live")
+    cell = page.locator(f'#grid td[data-unit="{unit.pk}"]')
+    assert "unit-queued" in cell.get_attribute("class")
+
+    services.unit_start(unit_id=unit.pk, worker="w-test")
+    page.wait_for_selector(f'#grid td.unit-running[data-unit="{unit.pk}"]')
+    services.unit_finish(unit_id=unit.pk, result={"wall_s": 1.0, "frames": 100, "command": "ffmpeg", "log_tail": ""})
+    page.wait_for_selector(f'#grid td.unit-done[data-unit="{unit.pk}"]')
+    assert page.locator(f'tr[data-unit-row="{unit.pk}"] [data-role="ustate"]').inner_text() == "done"
+    assert page.locator("#changed").is_visible(), "the page offers a reload for the new details"
+
+    # Every action is a button the keyboard reaches; the cell links to its unit's row.
+    page.locator(f'#grid td[data-unit="{unit.pk}"] a').focus()
+    page.keyboard.press("Enter")
+    assert page.url.endswith(f"#unit-{unit.pk}")
+    page.get_by_role("button", name="Raise priority").focus()
+    page.keyboard.press("Enter")
+    page.locator(".messages", has_text="now has priority 1").wait_for()
