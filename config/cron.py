@@ -1,10 +1,22 @@
 """Periodic work, run by `manage.py rqcron config.cron` (the one scheduler process)."""
 
+from django.conf import settings
 from rq import cron
 
+from backups import jobs as backup_jobs
+from console import jobs as console_jobs
 from pipeline import jobs as pipeline_jobs
+from security import jobs as security_jobs
 
 # Put back what Redis forgot or dead workers dropped (the database is the truth).
 cron.register(pipeline_jobs.reconcile, "default", interval=10, job_timeout=120, name="pipeline-reconcile")
 # Start jobs for uploads that no storage event announced.
 cron.register(pipeline_jobs.ingest_sweep, "default", interval=60, job_timeout=600, name="pipeline-ingest-sweep")
+# Backups: follow storage events, start due and event runs, resume runs whose process died.
+cron.register(backup_jobs.tick, "backup", interval=settings.BACKUP_TICK_SECONDS, job_timeout=300, name="backups-tick")
+# Security: refresh EC2, reconcile workers, evaluate everything (catches what no event announced).
+cron.register(security_jobs.sweep, "security", interval=settings.SECURITY_SWEEP_SECONDS, job_timeout=600, name="security-sweep")
+# Security: reopen acknowledgements past their expiry.
+cron.register(security_jobs.acknowledgements_expire, "security", interval=60, job_timeout=120, name="security-ack-expiry")
+# Operations console: every queue's depth once a minute, for the workers page's chart.
+cron.register(console_jobs.queue_samples_record, "default", interval=60, job_timeout=60, name="console-queue-samples")

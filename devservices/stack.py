@@ -68,6 +68,16 @@ def stack_env(*, start_local: bool) -> tuple[dict[str, str], list[str]]:
         s3_port = user.get("S3_PORT", "8333")
         endpoints |= {"S3_PORT": s3_port, "S3_ENDPOINT_URL": f"http://127.0.0.1:{s3_port}"}
         services.append("s3")
+    if start_local and not any(user.get(k) for k in ("AWS_ENDPOINT_URL_EC2", "AWS_ACCESS_KEY_ID", "AWS_PROFILE")):
+        # A SIMULATED cloud (moto_server, not AWS) with a demo EC2 fleet for the security pages.
+        moto_port = user.get("REELFLOW_MOTO_PORT", "5005")
+        moto_url = f"http://127.0.0.1:{moto_port}"
+        endpoints |= {
+            "REELFLOW_MOTO_PORT": moto_port, "AWS_ENDPOINT_URL_EC2": moto_url, "AWS_ENDPOINT_URL_SQS": moto_url,
+            "AWS_REGIONS": "us-east-1", "AWS_ACCESS_KEY_ID": "simulated", "AWS_SECRET_ACCESS_KEY": "simulated",
+            "SECURITY_LAUNCH_ALLOWLIST": "arn:aws:iam::123456789012:role/reelflow-*",
+        }
+        services.append("moto")
     env = {**stored, **endpoints, **user}
     if start_local:
         # What manage.py run by hand later should reach: the secrets plus this run's endpoints.

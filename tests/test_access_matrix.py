@@ -20,9 +20,56 @@ EXPECTED: dict[str, tuple] = {
     "login": (200, 302, 302, 302, 302),
     "logout": (405,) * 5,  # GET; logging out takes a POST with a CSRF token
     "studio:home": (LOGIN, 200, 403, 403, 200),
+    "studio:upload": (LOGIN, 200, 403, 403, 200),
+    # The upload API takes POSTs only; a GET shows the permission check runs first.
+    "studio:upload_start": (LOGIN, 405, 403, 403, 405),
+    "studio:upload_parts": (LOGIN, 405, 403, 403, 405),
+    "studio:upload_complete": (LOGIN, 405, 403, 403, 405),
+    "studio:upload_abort": (LOGIN, 405, 403, 403, 405),
+    # The sample asset is the publisher's own; operations staff may open any asset.
+    "studio:asset": (LOGIN, 200, 200, 403, 200),
+    "studio:asset_player": (LOGIN, 200, 200, 403, 200),
+    "studio:hls": (LOGIN, 200, 200, 403, 200),
+    "studio:download": (LOGIN, 302, 302, 403, 302),
     "console:home": (LOGIN, 403, 200, 403, 200),
+    "console:jobs": (LOGIN, 403, 200, 403, 200),
+    "console:job": (LOGIN, 403, 200, 403, 200),  # the sample job
+    "console:workers": (LOGIN, 403, 200, 403, 200),
+    "console:events": (LOGIN, 403, 200, 403, 200),
+    # Console actions take CSRF-protected POSTs only: a GET shows the permission check runs first.
+    "console:jobs_bulk": (LOGIN, 403, 405, 403, 405),
+    "console:job_action": (LOGIN, 403, 405, 403, 405),
+    "console:failed_requeue": (LOGIN, 403, 405, 403, 405),
     "backups:home": (LOGIN, 403, 200, 403, 200),
+    "backups:runs": (LOGIN, 403, 200, 403, 200),
+    "backups:runs_csv": (LOGIN, 403, 200, 403, 200),
+    "backups:runs_json": (LOGIN, 403, 200, 403, 200),
+    "backups:restore_new": (LOGIN, 403, 200, 403, 200),
+    # Backups ids are 0 here (no such row): operations staff get 404, POST-only routes 405.
+    "backups:run_detail": (LOGIN, 403, 404, 403, 404),
+    "backups:run_json": (LOGIN, 403, 404, 403, 404),
+    "backups:run_failures_csv": (LOGIN, 403, 404, 403, 404),
+    "backups:restore_detail": (LOGIN, 403, 404, 403, 404),
+    "backups:run_start": (LOGIN, 403, 405, 403, 405),
+    "backups:failure_retry": (LOGIN, 403, 405, 403, 405),
+    "backups:s3_events": (405,) * 5,  # machines POST here with a bearer token
     "security:home": (LOGIN, 403, 403, 200, 200),
+    "security:violations": (LOGIN, 403, 403, 200, 200),
+    "security:violations_csv": (LOGIN, 403, 403, 200, 200),
+    "security:violations_json": (LOGIN, 403, 403, 200, 200),
+    "security:inventory": (LOGIN, 403, 403, 200, 200),
+    "security:policies": (LOGIN, 403, 403, 200, 200),
+    # Security ids are 0 here (no such row): reviewers get 404, POST-only routes 405.
+    "security:violation": (LOGIN, 403, 403, 404, 404),
+    "security:alert": (LOGIN, 403, 403, 404, 404),
+    "security:violation_acknowledge": (LOGIN, 403, 403, 405, 405),
+    "security:violation_assign": (LOGIN, 403, 403, 405, 405),
+    "security:violation_resolve": (LOGIN, 403, 403, 405, 405),
+    "security:alert_acknowledge": (LOGIN, 403, 403, 405, 405),
+    "security:alert_resolve": (LOGIN, 403, 403, 405, 405),
+    "security:response_undo": (LOGIN, 403, 403, 405, 405),
+    "security:ec2_events": (405,) * 5,  # machines POST here with a bearer token
+    "events:s3": (405,) * 5,  # the storage-event webhook: machines POST with a bearer token
     "admin:index": (302, 302, 302, 302, 200),
     "django_rq:home": (302, 302, 302, 302, 200),
 }
@@ -66,10 +113,43 @@ def clients(make_user, client, django_user_model):
     return made
 
 
+def route_params(url_name: str) -> list[str]:
+    """The names of the arguments a route's pattern takes, read from the URL conf."""
+    resolver = get_resolver()
+    *namespaces, name = url_name.split(":")
+    for namespace in namespaces:
+        resolver = resolver.namespace_dict[namespace][1]
+    return resolver.reverse_dict.getlist(name)[0][0][0][1]
+
+
+@pytest.fixture
+def sample_kwargs(clients, s3):
+    """An argument for every route parameter: the publisher's own published asset (with a
+    master playlist in S3), any upload session id, a playlist path, a download."""
+    import uuid
+
+    from django.conf import settings
+    from django.contrib.auth import get_user_model
+
+    from pipeline.ladders import ladders_sync
+    from pipeline.models import Asset, AudioRenditionSpec, EncodeJob, JobState, Profile, VideoRenditionSpec
+
+    ladders_sync(Profile, VideoRenditionSpec, AudioRenditionSpec)
+    publisher = get_user_model().objects.get(username="publisher")
+    asset = Asset.objects.create(publisher=publisher, title="Sample", source_bucket=settings.S3_BUCKET_INGEST,
+                                 source_key="uploads/publisher/sample.mp4", state="ready")
+    key = f"assets/{asset.pk}/package/master.m3u8"
+    job = EncodeJob.objects.create(asset=asset, profile=Profile.objects.get(slug="fast"), chunk_seconds=4, segment_seconds=2,
+                             state=JobState.PUBLISHED, master_playlist_key=key)
+    s3.put_object(Bucket=settings.S3_BUCKET_MEDIA, Key=key, Body=b"#EXTM3U\n#EXT-X-VERSION:7\n")
+    return {"asset_id": asset.pk, "job_id": job.pk, "session_id": uuid.uuid4(), "path": "master.m3u8", "what": "source",
+            "violation_id": 0, "alert_id": 0, "response_id": 0, "run_id": 0, "failure_id": 0, "restore_id": 0}
+
+
 @pytest.mark.django_db
 @pytest.mark.parametrize("url_name", sorted(EXPECTED))
-def test_route_answers_each_role_as_expected(url_name, clients, s3, redis_conn):
-    url = reverse(url_name)
+def test_route_answers_each_role_as_expected(url_name, clients, sample_kwargs, s3, redis_conn):
+    url = reverse(url_name, kwargs={param: sample_kwargs[param] for param in route_params(url_name)})
     for role, expected in zip(ROLES, EXPECTED[url_name], strict=True):
         response = clients[role].get(url)
         if expected == LOGIN:

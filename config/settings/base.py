@@ -151,8 +151,41 @@ REELFLOW_DEFAULT_PROFILE = env.str("REELFLOW_DEFAULT_PROFILE", default="standard
 # Bounded automatic re-runs: transient unit failures (RQ retries) and invalid outputs.
 REELFLOW_UNIT_RETRIES = env.int("REELFLOW_UNIT_RETRIES", default=3)
 REELFLOW_PROGRESS_INTERVAL_MS = env.int("REELFLOW_PROGRESS_INTERVAL_MS", default=250)
+
+# --- Studio: browser uploads straight to S3, publisher pages ----------------------------------
+# Multipart part size (S3 needs at least 5 MiB for every part but the last; raised as needed to
+# stay within 10,000 parts) and how many parts a browser sends at once.
+STUDIO_UPLOAD_PART_BYTES = env.int("STUDIO_UPLOAD_PART_BYTES", default=16 * 1024**2)
+STUDIO_UPLOAD_PARALLEL_PARTS = env.int("STUDIO_UPLOAD_PARALLEL_PARTS", default=4)
+STUDIO_UPLOAD_PART_URL_SECONDS = env.int("STUDIO_UPLOAD_PART_URL_SECONDS", default=900)
+# An unfinished upload can be resumed this long; then its parts are deleted.
+STUDIO_UPLOAD_SESSION_HOURS = env.int("STUDIO_UPLOAD_SESSION_HOURS", default=48)
+# Bytes of sources (finished and in flight) each publisher may keep; 0 means no quota.
+STUDIO_QUOTA_BYTES = env.int("STUDIO_QUOTA_BYTES", default=0)
+# Lifetime of the segment URLs inside playlists (stretched to cover a long video's playback).
+STUDIO_PLAYBACK_URL_SECONDS = env.int("STUDIO_PLAYBACK_URL_SECONDS", default=3600)
+STUDIO_ASSETS_PER_PAGE = env.int("STUDIO_ASSETS_PER_PAGE", default=20)
 # A step started less than this long ago is never judged lost by the reconciler.
 REELFLOW_RECONCILE_GRACE_SECONDS = env.int("REELFLOW_RECONCILE_GRACE_SECONDS", default=20)
+
+# --- Operations console (console/, docs/operations.md) ---------------------------------------
+CONSOLE_JOBS_PER_PAGE = env.int("CONSOLE_JOBS_PER_PAGE", default=50)
+CONSOLE_EVENTS_PER_PAGE = env.int("CONSOLE_EVENTS_PER_PAGE", default=50)
+
+# --- Backups: policies are data (backups.BackupPolicy); these tune how runs move bytes -------
+# Parallel S3 transfers per run process (threads; the database is written by one thread only).
+BACKUP_COPY_CONCURRENCY = env.int("BACKUP_COPY_CONCURRENCY", default=8)
+BACKUP_VERIFY_CONCURRENCY = env.int("BACKUP_VERIFY_CONCURRENCY", default=8)
+# Objects up to this size are read into memory and written with one PUT; larger ones stream.
+BACKUP_INLINE_MAX_BYTES = env.int("BACKUP_INLINE_MAX_BYTES", default=8 * 1024**2)
+BACKUP_PART_BYTES = env.int("BACKUP_PART_BYTES", default=16 * 1024**2)
+# A task claimed by a process that stopped heartbeating for this long is taken over.
+BACKUP_LEASE_SECONDS = env.int("BACKUP_LEASE_SECONDS", default=600)
+BACKUP_TASK_ATTEMPTS = env.int("BACKUP_TASK_ATTEMPTS", default=3)
+# Extra RQ jobs that help copy one run's tasks (useful with workers on several machines).
+BACKUP_COPY_HELPERS = env.int("BACKUP_COPY_HELPERS", default=0)
+BACKUP_PROGRESS_INTERVAL_MS = env.int("BACKUP_PROGRESS_INTERVAL_MS", default=500)
+BACKUP_TICK_SECONDS = env.int("BACKUP_TICK_SECONDS", default=30)
 
 # --- Auth -------------------------------------------------------------------------------------
 LOGIN_URL = "login"
@@ -169,6 +202,32 @@ CSRF_COOKIE_HTTPONLY = False  # the upload page's fetch() reads it to sign its P
 X_FRAME_OPTIONS = "DENY"
 SECURE_CONTENT_TYPE_NOSNIFF = True
 SECURE_REFERRER_POLICY = "same-origin"
+
+# --- Security (security/, docs/security.md) -------------------------------------------------
+# EC2 inventory: empty AWS_REGIONS turns it off. The service-specific endpoint variables are
+# boto3's own names, so they never redirect the S3 client; empty means real AWS.
+AWS_REGIONS = env.list("AWS_REGIONS", default=[])
+AWS_ENDPOINT_URL_EC2 = env.str("AWS_ENDPOINT_URL_EC2", default="")
+AWS_ENDPOINT_URL_SQS = env.str("AWS_ENDPOINT_URL_SQS", default="")
+AWS_ACCESS_KEY_ID = env.str("AWS_ACCESS_KEY_ID", default="")  # empty: boto3's default chain
+AWS_SECRET_ACCESS_KEY = env.str("AWS_SECRET_ACCESS_KEY", default="")
+SECURITY_POLICY_PATHS = env.list("SECURITY_POLICY_PATHS", default=[str(BASE_DIR / "security" / "policies")])
+SECURITY_EVENTS_TOKEN = env.str("SECURITY_EVENTS_TOKEN", default="")  # bearer for /security/events/ec2/
+SECURITY_SQS_QUEUE_URL = env.str("SECURITY_SQS_QUEUE_URL", default="")
+SECURITY_LAUNCH_ALLOWLIST = env.list("SECURITY_LAUNCH_ALLOWLIST", default=[])  # principal ARN globs
+SECURITY_ALLOW_TERMINATE = env.bool("SECURITY_ALLOW_TERMINATE", default=False)
+SECURITY_ISOLATION_GROUP_NAME = env.str("SECURITY_ISOLATION_GROUP_NAME", default="reelflow-quarantine")
+SECURITY_WORKER_TOKEN = env.str("SECURITY_WORKER_TOKEN", default="")  # empty: derived from SECRET_KEY
+SECURITY_FLEET_VERSION = env.str("SECURITY_FLEET_VERSION", default="")  # empty: the code's; set at migrate
+SECURITY_SWEEP_SECONDS = env.int("SECURITY_SWEEP_SECONDS", default=60)
+SECURITY_LOGIN_FAILURES_PER_USER = env.int("SECURITY_LOGIN_FAILURES_PER_USER", default=5)
+SECURITY_LOGIN_FAILURES_PER_ADDRESS = env.int("SECURITY_LOGIN_FAILURES_PER_ADDRESS", default=20)
+SECURITY_LOGIN_WINDOW_SECONDS = env.int("SECURITY_LOGIN_WINDOW_SECONDS", default=900)
+SECURITY_LOGIN_LOCK_SECONDS = env.int("SECURITY_LOGIN_LOCK_SECONDS", default=3600)  # 0: until lifted
+SECURITY_PROBE_THRESHOLD = env.int("SECURITY_PROBE_THRESHOLD", default=20)  # distinct denied paths
+SECURITY_PROBE_WINDOW_SECONDS = env.int("SECURITY_PROBE_WINDOW_SECONDS", default=300)
+AUTHENTICATION_BACKENDS = ["security.backends.LockoutModelBackend"]
+MIDDLEWARE += ["security.middleware.AccessDeniedMiddleware"]
 
 LANGUAGE_CODE = "en-us"
 TIME_ZONE = "UTC"

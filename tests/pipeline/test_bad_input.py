@@ -2,7 +2,6 @@
 forever, the source object stays, and the workers live on."""
 
 import pytest
-from django.conf import settings
 
 from pipeline.models import EncodeJob, JobState, Unit
 from tests.pipeline import clips

@@ -7,7 +7,6 @@ import time
 
 import psutil
 import pytest
-from django.conf import settings
 
 from pipeline import services
 from pipeline.models import EncodeJob, JobState, Unit, UnitState
