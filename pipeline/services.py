@@ -281,7 +281,8 @@ def job_cancel(*, job_id: int, actor=None) -> EncodeJob:
 def unit_start(*, unit_id: int, worker: str, rq_job_id: str = "") -> Unit | None:
     """QUEUED/RUNNING -> RUNNING for this worker; None if the unit must not run: done,
     cancelled, or this RQ job is a stale attempt that a newer one replaced."""
-    unit = Unit.objects.select_for_update().select_related("job", "rendition", "chunk").get(pk=unit_id)
+    # of=("self",): PostgreSQL refuses FOR UPDATE on the nullable side of the outer join to chunk.
+    unit = Unit.objects.select_for_update(of=("self",)).select_related("job", "rendition", "chunk").get(pk=unit_id)
     if unit.state in (UnitState.DONE, UnitState.CANCELLED, UnitState.FAILED) or unit.job.is_final:
         return None
     if rq_job_id and unit.rq_job_id and rq_job_id != unit.rq_job_id:
@@ -304,7 +305,7 @@ def unit_start(*, unit_id: int, worker: str, rq_job_id: str = "") -> Unit | None
 def unit_finish(*, unit_id: int, result: dict) -> Unit:
     """RUNNING -> DONE; the last unit of a rendition moves it to ASSEMBLING exactly once."""
     unit = Unit.objects.select_for_update().get(pk=unit_id)
-    if unit.state == UnitState.DONE:
+    if unit.state in (UnitState.DONE, UnitState.CANCELLED):
         return unit
     for field in ("wall_s", "ffmpeg_s", "cpu_s", "frames", "command", "log_tail"):
         setattr(unit, field, result.get(field))
