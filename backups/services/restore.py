@@ -207,7 +207,7 @@ def _item_specs(restore: Restore) -> list[_ItemSpec]:
 def restore_execute(*, restore_id: int, concurrency: int | None = None) -> Restore | None:
     """Carry out a restore's pending items; idempotent (done items are not redone)."""
     with transaction.atomic():
-        restore = Restore.objects.select_for_update().select_related("policy", "target_endpoint").get(pk=restore_id)
+        restore = Restore.objects.select_for_update(of=("self",)).select_related("policy", "target_endpoint").get(pk=restore_id)
         if restore.finished_at is not None:
             return restore
         restore.state, restore.started_at = RestoreState.RUNNING, restore.started_at or timezone.now()
