@@ -223,7 +223,7 @@ def upload_browser_path(*, origin: str, session, path: Path, parallel: int) -> t
     upload = started.json()
     part_size, total = upload["partSize"], upload["partsTotal"]
     pending = list(range(1, total + 1))
-    urls: dict[int, str] = {}
+    urls: dict[int, str] = {int(n): u for n, u in upload.get("partUrls", {}).items()}
 
     def sign(first: int) -> None:
         nonlocal api_s

@@ -7,6 +7,7 @@ from backups import jobs as backup_jobs
 from console import jobs as console_jobs
 from pipeline import jobs as pipeline_jobs
 from security import jobs as security_jobs
+from studio import jobs as studio_jobs
 
 # Put back what Redis forgot or dead workers dropped (the database is the truth).
 cron.register(pipeline_jobs.reconcile, "default", interval=10, job_timeout=120, name="pipeline-reconcile")
@@ -20,3 +21,5 @@ cron.register(security_jobs.sweep, "security", interval=settings.SECURITY_SWEEP_
 cron.register(security_jobs.acknowledgements_expire, "security", interval=60, job_timeout=120, name="security-ack-expiry")
 # Operations console: every queue's depth once a minute, for the workers page's chart.
 cron.register(console_jobs.queue_samples_record, "default", interval=60, job_timeout=60, name="console-queue-samples")
+# Studio: abort multipart uploads whose session expired (their parts cost storage).
+cron.register(studio_jobs.upload_sessions_expire, "default", interval=600, job_timeout=300, name="studio-upload-expiry")

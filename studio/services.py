@@ -15,7 +15,7 @@ import unicodedata
 import urllib.parse
 import uuid
 from collections.abc import Iterable
-from dataclasses import dataclass
+from dataclasses import dataclass, field, replace
 from datetime import datetime, timedelta
 from pathlib import PurePosixPath
 
@@ -71,6 +71,8 @@ class UploadStarted:
     # Parts S3 already holds: {part number: size}.
     parts_stored: dict[int, int]
     notice: str = ""
+    # URLs for the first parts still to send, so a small file needs no signing round trip.
+    part_urls: dict[int, str] = field(default_factory=dict)
 
 
 def human_bytes(size: int) -> str:
@@ -204,13 +206,49 @@ def upload_start(
     title: str,
     profile_slug: str,
     head: bytes,
+    sign_parts: int = 0,
 ) -> UploadStarted:
-    """Resume the publisher's unfinished upload of this very file, or start a new one.
+    """Resume the publisher's unfinished upload of this very file, or start a new one, and
+    sign URLs for up to `sign_parts` of the parts still to send.
 
     "This very file" is the same name, size, lastModified and fingerprint (SHA-256 of its
     first bytes, computed by the browser). Title and profile of a resumed upload are the ones
     it started with: they are fixed in the object's metadata.
     """
+    started = _upload_open(
+        publisher=publisher,
+        filename=filename,
+        size=size,
+        last_modified_ms=last_modified_ms,
+        fingerprint=fingerprint,
+        content_type=content_type,
+        title=title,
+        profile_slug=profile_slug,
+        head=head,
+    )
+    session = started.session
+    missing = [
+        n
+        for n in range(1, session.parts_total + 1)
+        if started.parts_stored.get(n) != _expected_part_size(session, n)
+    ][: min(sign_parts, MAX_PARTS_PER_SIGNING)]
+    if not missing:
+        return started
+    return replace(started, part_urls=upload_parts_sign(session=session, part_numbers=missing))
+
+
+def _upload_open(
+    *,
+    publisher,
+    filename: str,
+    size: int,
+    last_modified_ms: int,
+    fingerprint: str,
+    content_type: str,
+    title: str,
+    profile_slug: str,
+    head: bytes,
+) -> UploadStarted:
     filename = filename_clean(filename)
     if size <= 0:
         raise UploadRefused(Refusal.EMPTY, f"“{filename}” is empty.")

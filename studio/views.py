@@ -35,6 +35,8 @@ REFUSAL_STATUS = {
     Refusal.INCOMPLETE: 409,
 }
 _FINGERPRINT = re.compile(r"^[0-9a-f]{64}$")
+# Part URLs signed with the start: a file of up to this many parts needs no signing round trip.
+PART_URLS_WITH_START = 20
 
 
 # --- Asset list -----------------------------------------------------------------------------
@@ -172,12 +174,20 @@ def upload_start(request: HttpRequest) -> JsonResponse:
                 data, "profile", str, default=settings.REELFLOW_DEFAULT_PROFILE, max_length=50
             ),
             head=head,
+            sign_parts=PART_URLS_WITH_START,
         )
     except UploadRefused as exc:
         return _refused(exc)
     parts = [{"number": n, "size": size} for n, size in sorted(started.parts_stored.items())]
     return JsonResponse(
-        _session_json(started.session, resumed=started.resumed, partsStored=parts, notice=started.notice),
+        _session_json(
+            started.session,
+            resumed=started.resumed,
+            partsStored=parts,
+            notice=started.notice,
+            partUrls={str(n): url for n, url in started.part_urls.items()},
+            expiresIn=settings.STUDIO_UPLOAD_PART_URL_SECONDS,
+        ),
         status=200 if started.resumed else 201,
     )
 

@@ -222,6 +222,8 @@
         });
         this.session = session;
         if (this.cancelled) { await this.abortOnServer(); return; }
+        const until = Date.now() + session.expiresIn * 1000;
+        Object.entries(session.partUrls || {}).forEach(([num, url]) => this.urls.set(Number(num), { url, until }));
         this.$(".upload-title").value = session.title;
         const stored = new Map(session.partsStored.map((p) => [p.number, p.size]));
         this.pending = [];

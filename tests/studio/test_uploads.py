@@ -238,3 +238,20 @@ def test_part_size_keeps_parallel_slots_busy_and_respects_s3_limits(settings):
     assert part_size_for(64 * MIB) == 8 * MIB  # eight parts for four slots
     assert part_size_for(10 * 1024 * MIB) == 16 * MIB  # the setting
     assert part_size_for(5 * 1024**4) >= 5 * 1024**4 / 10_000  # at most 10,000 parts
+
+
+def test_start_signs_the_first_parts_so_small_files_need_no_signing_call(tmp_path, studio_api):
+    clip = fake_video(tmp_path / "small.mp4", 11 * MIB)
+    session = studio_api.start(clip).json()
+    assert sorted(session["partUrls"]) == ["1", "2", "3"]
+    for number, url in session["partUrls"].items():
+        n = int(number)
+        data = clip.read_bytes()[(n - 1) * session["partSize"] : n * session["partSize"]]
+        assert requests.put(url, data=data, timeout=30).status_code == 200
+    assert studio_api.post(session["completeUrl"]).status_code == 200
+    # Resuming signs only what is missing.
+    other = fake_video(tmp_path / "other.mp4", 11 * MIB)
+    first = studio_api.start(other).json()
+    studio_api.put_parts(first, other, [1, 3])
+    resumed = studio_api.start(other).json()
+    assert resumed["resumed"] and sorted(resumed["partUrls"]) == ["2"]
