@@ -1,10 +1,19 @@
 """The RQ worker class every Reelflow worker runs: it registers with security when it starts
 and is checked against the worker rules before it takes a job.
 
-`manage.py rqworker --worker-class security.worker.RegisteringWorker`. Registration comes after
+It is the default class (`RQ["WORKER_CLASS"]`, env `REELFLOW_WORKER_CLASS`), so a plain
+`manage.py rqworker QUEUE...` runs it. Registration comes after
 the worker subscribed to its command channel, so the shutdown a failed check sends is never
 missed. The worker checks itself, which is sound because what it is held to (token digest,
 fleet version) comes from the fleet baseline in the database, not from its own settings.
+
+`RegisteringWorker` runs each job in the worker process itself (RQ's SimpleWorker): no fork
+per job, so the S3 client, Redis and database connections and ffmpeg's version stay warm
+between units. A forked work horse had to rebuild them for every job, which measured 0.4-1.0 s
+of a unit's fixed cost (docs/benchmarks.md). Isolation does not depend on the fork: ffmpeg runs
+in its own process that dies with the worker, a job's timeout is enforced by SIGALRM in the
+worker, and a worker that dies mid-unit is caught by the reconciler's liveness keys.
+`RegisteringForkWorker` keeps RQ's fork-per-job model for those who want it.
 """
 
 from __future__ import annotations
@@ -12,13 +21,13 @@ from __future__ import annotations
 import logging
 import signal
 
-from django.db import DatabaseError, connections
-from rq import Worker
+from django.db import DatabaseError, close_old_connections, connections
+from rq import SimpleWorker, Worker
 
 logger = logging.getLogger(__name__)
 
 
-class RegisteringWorker(Worker):
+class _Registering:
     def _stop_during_bootstrap(self, signum, frame) -> None:
         self._stop_requested = True
 
@@ -61,3 +70,30 @@ class RegisteringWorker(Worker):
             logger.error("worker %s: could not record its stop: %s", self.name, exc)
         finally:
             connections.close_all()
+
+
+class RegisteringWorker(_Registering, SimpleWorker):
+    def bootstrap(self, *args, **kwargs) -> None:
+        super().bootstrap(*args, **kwargs)
+        # Warm what every unit needs, so the first job does not pay for it (0.3-0.6 s measured).
+        from core import s3
+        from pipeline import ffmpeg
+
+        try:
+            s3.client()
+            ffmpeg.ffmpeg_version()
+        except Exception as exc:  # noqa: BLE001 - a cold start only costs time; the job reports real errors
+            logger.warning("worker %s: warm-up skipped: %s", self.name, exc)
+
+    def perform_job(self, job, queue) -> bool:
+        # Outside a request nothing closes stale database connections (a PostgreSQL restart,
+        # CONN_MAX_AGE); do what Django's request cycle does, around every job.
+        close_old_connections()
+        try:
+            return super().perform_job(job, queue)
+        finally:
+            close_old_connections()
+
+
+class RegisteringForkWorker(_Registering, Worker):
+    pass

@@ -97,7 +97,9 @@ RQ_QUEUES = {
     name: {"URL": REDIS_URL, "DEFAULT_TIMEOUT": RQ_DEFAULT_TIMEOUT} for name in RQ_QUEUE_NAMES
 }
 # Jobs are enqueued only once the transaction that made them true has committed.
-RQ = {"COMMIT_MODE": "on_db_commit"}
+# The worker class every `rqworker` runs (security registration; no fork per job).
+RQ_WORKER_CLASS = env.str("REELFLOW_WORKER_CLASS", default="security.worker.RegisteringWorker")
+RQ = {"COMMIT_MODE": "on_db_commit", "WORKER_CLASS": RQ_WORKER_CLASS}
 RQ_SHOW_ADMIN_LINK = True
 
 CHANNEL_LAYERS = {

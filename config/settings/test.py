@@ -14,7 +14,7 @@ RQ_QUEUES = {name: {"URL": REDIS_URL, "DEFAULT_TIMEOUT": 600} for name in RQ_QUE
 DATABASES["default"].setdefault("TEST", {})  # noqa: F405
 if DATABASES["default"]["ENGINE"].endswith("sqlite3"):  # noqa: F405
     DATABASES["default"]["TEST"]["NAME"] = str(VAR_DIR / "test-db.sqlite3")  # noqa: F405
-RQ = {"COMMIT_MODE": "auto"}  # tests run in transactions that never commit
+RQ = {"COMMIT_MODE": "auto", "WORKER_CLASS": RQ_WORKER_CLASS}  # noqa: F405  # tests run in transactions that never commit
 CHANNEL_LAYERS["default"]["CONFIG"]["hosts"] = [{"address": REDIS_URL, "socket_timeout": None}]  # noqa: F405
 CHANNEL_LAYERS["default"]["CONFIG"]["prefix"] = "reelflow-test"  # noqa: F405
 CACHES["default"]["LOCATION"] = REDIS_URL  # noqa: F405
