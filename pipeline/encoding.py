@@ -107,6 +107,13 @@ def job_ingest_run(*, job_id: int) -> None:
         if job.asset.source_size == 0:
             # S3 answers a ranged read of an empty object with 416, which reads as a glitch.
             raise ffmpeg.PermanentMediaError("not a media file: the file is empty (0 bytes); upload it again")
+        limit = settings.REELFLOW_MAX_UPLOAD_BYTES
+        if job.asset.source_size and job.asset.source_size > limit:
+            # The studio refuses such uploads up front; a file put straight into the bucket
+            # (aws s3 cp, the SQS path) is only seen here.
+            raise ffmpeg.PermanentMediaError(
+                f"the file is {_mib(job.asset.source_size)}, over the {_mib(limit)} upload limit"
+            )
         info = ffmpeg.probe(_source_url(job.asset))
         ffmpeg.validate_source(
             info, max_duration_s=settings.REELFLOW_MAX_DURATION_SECONDS, max_pixels=settings.REELFLOW_MAX_PIXELS
@@ -125,6 +132,10 @@ def job_ingest_run(*, job_id: int) -> None:
         services.job_fail(job_id=job_id, reason=f"cannot plan this source: {exc}")
         return
     services.job_plan(job_id=job_id, info=_StoredInfo(info), chunks=chunks)
+
+
+def _mib(size: int) -> str:
+    return f"{size / 1024**2:,.1f} MiB"
 
 
 class _StoredInfo:
@@ -471,6 +482,11 @@ def job_package_run(*, job_id: int) -> None:
             )
         )
         (out / "sprite.vtt").write_text(packaging_cmds.sprite_vtt(layout=layout, duration_s=asset.duration_s))
+        for name in ("poster.jpg", "sprite.jpg"):
+            # ffmpeg exits 0 when a filter emits no frame; never publish a package naming a
+            # picture that is not there.
+            if not (out / name).is_file():
+                raise ffmpeg.PermanentMediaError(f"packaging wrote no {name} (ffmpeg produced no frame for it)")
         files = sorted(p for p in out.rglob("*") if p.is_file())
         with ThreadPoolExecutor(max_workers=8) as pool:
             sizes = list(pool.map(lambda p: _upload(p, f"{prefix}/{p.relative_to(out).as_posix()}"), files))

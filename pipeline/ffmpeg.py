@@ -88,6 +88,9 @@ _TEXT_FORMATS = frozenset({"tty", "srt", "webvtt", "ass", "microdvd", "subviewer
 # First-box types of an ISO BMFF (MP4/MOV) file: tells "truncated MP4" from "random bytes".
 _BMFF_BOXES = frozenset({b"ftyp", b"moov", b"mdat", b"free", b"skip", b"wide", b"pnot", b"uuid"})
 _DEFAULT_MAX_PIXELS = 8192 * 4320
+# Smaller pictures cannot be scaled to an even-sized rendition that anyone could watch.
+MIN_DIMENSION = 16
+_PICTURE_SIZE_INVALID = re.compile(r"Picture size (\d+)x(\d+) is invalid")
 
 
 # --------------------------------------------------------------------------------------
@@ -484,6 +487,12 @@ def _probe_failure(
             return PermanentMediaError(f"file not found: {path}", **kwargs)
         if path.stat().st_size == 0:
             return PermanentMediaError("not a media file: the file is empty", **kwargs)
+    oversized = _PICTURE_SIZE_INVALID.search(stderr)
+    if oversized:
+        # ffmpeg refuses to allocate a frame this large before any of our checks can run.
+        return PermanentMediaError(
+            f"dimensions {oversized[1]}x{oversized[2]} exceed what can be decoded (the limit is 8K)", **kwargs
+        )
     if "moov atom not found" in stderr:
         head = _sniff(url_or_path, timeout=timeout)
         if len(head) >= 8 and head[4:8] in _BMFF_BOXES:
@@ -593,6 +602,16 @@ def _decodable_codecs(binary: str) -> frozenset[str]:
     return frozenset(names)
 
 
+def _human_duration(seconds: float) -> str:
+    """6 h, 1.5 h, 2 min 5 s, 40 s: a limit and a length a publisher can compare."""
+    if seconds >= 3600:
+        return f"{seconds / 3600:.1f}".rstrip("0").rstrip(".") + " h"
+    if seconds >= 60:
+        minutes, rest = divmod(round(seconds), 60)
+        return f"{minutes} min" + (f" {rest} s" if rest else "")
+    return f"{seconds:.1f}".rstrip("0").rstrip(".") + " s"
+
+
 def validate_source(
     info: MediaInfo, *, max_duration_s: float = 6 * 3600, max_pixels: int = _DEFAULT_MAX_PIXELS
 ) -> None:
@@ -616,22 +635,36 @@ def validate_source(
             "file is truncated: it holds less data than its index describes; upload it again"
         )
     duration = info.duration or (video.duration_s if video is not None else None)
+    if duration is None and video is not None:
+        raise PermanentMediaError(
+            "duration unknown: the file has no timestamps or index (a bare stream?); "
+            "put it in an MP4 or MKV container and upload it again"
+        )
     if not duration or duration <= 0:
         raise PermanentMediaError("zero duration: the file contains no playable media")
     if video is None:
         raise PermanentMediaError("no video stream: the file is audio only")
     if video.codec in {"none", ""} or video.codec not in _decodable_codecs(FFMPEG):
-        raise PermanentMediaError(
-            f"unsupported video codec '{video.codec}': this ffmpeg build cannot decode it"
+        # ffprobe names no codec it cannot identify; the container's four-character tag
+        # (e.g. 'zzzz') is then the best clue for the publisher.
+        tag = next(
+            (s.get("codec_tag_string") for s in info.raw.get("streams", []) if s.get("index") == video.index), None
         )
+        name = video.codec if video.codec not in {"none", ""} else (tag or "unknown")
+        raise PermanentMediaError(f"unsupported video codec '{name}': this ffmpeg build cannot decode it")
     if video.width <= 0 or video.height <= 0:
         raise PermanentMediaError("the video stream has no picture size (undecodable)")
+    if min(video.width, video.height) < MIN_DIMENSION:
+        raise PermanentMediaError(
+            f"too small: {video.width}x{video.height} pixels; a video must be at least "
+            f"{MIN_DIMENSION}x{MIN_DIMENSION}"
+        )
     if video.width * video.height > max_pixels:
         limit = "the 8K limit" if max_pixels == _DEFAULT_MAX_PIXELS else f"{max_pixels} pixels"
         raise PermanentMediaError(f"dimensions {video.width}x{video.height} exceed {limit}")
     if duration > max_duration_s:
         raise PermanentMediaError(
-            f"longer than the {max_duration_s / 3600:g} h limit ({duration / 3600:.1f} h)"
+            f"longer than the {_human_duration(max_duration_s)} limit ({_human_duration(duration)})"
         )
     if video.fps <= 0 and video.avg_fps <= 0:
         raise PermanentMediaError("the video stream has no usable frame rate")

@@ -302,8 +302,10 @@ def sprite_command(
     long videos, thumbnails then come from the nearest segment start.
     """
     interval = Fraction(layout.interval_s).limit_denominator(1000)
+    # eof_action=pass: a video shorter than one interval still gives its first frame (with
+    # the default rounding the fps filter emits nothing and no sprite is written at all).
     filters = (
-        f"fps=fps={interval.denominator}/{interval.numerator}:start_time=0,"
+        f"fps=fps={interval.denominator}/{interval.numerator}:start_time=0:eof_action=pass,"
         f"scale={layout.thumb_width}:{layout.thumb_height},setsar=1,"
         f"tile={layout.columns}x{layout.rows}"
     )
