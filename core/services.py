@@ -1,6 +1,7 @@
 """Every write to core's models goes through here."""
 
 import secrets
+from collections.abc import Callable
 from datetime import datetime
 
 from django.contrib.auth import get_user_model
@@ -20,6 +21,17 @@ def _subject_ref(subject: models.Model | tuple[str, str | int]) -> tuple[str, st
     return subject_type, str(subject_id)
 
 
+# Functions called with every recorded event, inside the transaction that records it (e.g. the
+# webhooks app creates its deliveries there). Apps register in AppConfig.ready, so core imports
+# none of them.
+_event_sinks: list[Callable[[Event], None]] = []
+
+
+def event_sink_register(sink: Callable[[Event], None]) -> None:
+    if sink not in _event_sinks:
+        _event_sinks.append(sink)
+
+
 def event_record(
     *,
     type: str,  # noqa: A002 - the event's type is its natural name
@@ -35,15 +47,20 @@ def event_record(
         actor_label = actor.get_username()
     else:
         actor = None
-    return Event.objects.create(
-        type=type,
-        subject_type=subject_type,
-        subject_id=subject_id,
-        actor=actor,
-        actor_label=actor_label,
-        owner=owner,
-        payload=payload or {},
-    )
+    # One transaction with what the sinks write (no savepoint: a failing sink fails the caller's).
+    with transaction.atomic(savepoint=False):
+        event = Event.objects.create(
+            type=type,
+            subject_type=subject_type,
+            subject_id=subject_id,
+            actor=actor,
+            actor_label=actor_label,
+            owner=owner,
+            payload=payload or {},
+        )
+        for sink in _event_sinks:
+            sink(event)
+    return event
 
 
 @transaction.atomic
