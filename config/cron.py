@@ -8,6 +8,7 @@ from console import jobs as console_jobs
 from pipeline import jobs as pipeline_jobs
 from security import jobs as security_jobs
 from studio import jobs as studio_jobs
+from webhooks import jobs as webhook_jobs
 
 # Put back what Redis forgot or dead workers dropped (the database is the truth).
 cron.register(pipeline_jobs.reconcile, "default", interval=10, job_timeout=120, name="pipeline-reconcile")
@@ -23,3 +24,7 @@ cron.register(security_jobs.acknowledgements_expire, "security", interval=60, jo
 cron.register(console_jobs.queue_samples_record, "default", interval=60, job_timeout=60, name="console-queue-samples")
 # Studio: abort multipart uploads whose session expired (their parts cost storage).
 cron.register(studio_jobs.upload_sessions_expire, "default", interval=600, job_timeout=300, name="studio-upload-expiry")
+# Webhooks: queue every due delivery attempt (retries are scheduled in the database).
+cron.register(webhook_jobs.deliveries_sweep, "default", interval=10, job_timeout=60, name="webhooks-sweep")
+# Webhooks: forget finished deliveries past their retention.
+cron.register(webhook_jobs.deliveries_prune, "default", interval=3600, job_timeout=600, name="webhooks-prune")

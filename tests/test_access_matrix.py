@@ -76,6 +76,24 @@ EXPECTED: dict[str, tuple] = {
 
 # Third-party namespaces whose own routes are guarded by their index's decorator.
 THIRD_PARTY_PREFIXES = ("admin:", "django_rq:")
+    # Webhooks: the sample endpoint and delivery are the publisher's own; a superuser is not
+    # their owner (404 on the publisher's pages) but sees them on the operations pages.
+    "webhooks:endpoints": (LOGIN, 200, 403, 403, 200),
+    "webhooks:endpoint_new": (LOGIN, 200, 403, 403, 200),
+    "webhooks:endpoint": (LOGIN, 200, 403, 403, 404),
+    "webhooks:endpoint_edit": (LOGIN, 200, 403, 403, 404),
+    "webhooks:endpoint_delete": (LOGIN, 200, 403, 403, 404),  # GET asks to confirm; POST deletes
+    "webhooks:delivery": (LOGIN, 200, 403, 403, 404),
+    "webhooks:endpoint_rotate": (LOGIN, 405, 403, 403, 405),
+    "webhooks:endpoint_disable": (LOGIN, 405, 403, 403, 405),
+    "webhooks:endpoint_enable": (LOGIN, 405, 403, 403, 405),
+    "webhooks:endpoint_ping": (LOGIN, 405, 403, 403, 405),
+    "webhooks:delivery_redeliver": (LOGIN, 405, 403, 403, 405),
+    "webhooks_ops:endpoints": (LOGIN, 403, 200, 403, 200),
+    "webhooks_ops:endpoint": (LOGIN, 403, 200, 403, 200),
+    "webhooks_ops:deliveries": (LOGIN, 403, 200, 403, 200),
+    "webhooks_ops:delivery": (LOGIN, 403, 200, 403, 200),
+    "webhooks_ops:delivery_redeliver": (LOGIN, 403, 405, 403, 405),
 THIRD_PARTY_MODULES = ("django.contrib.admin", "django_rq")
 
 
@@ -128,6 +146,21 @@ def sample_kwargs(clients, s3):
     master playlist in S3), any upload session id, a playlist path, a download."""
     import uuid
 
+@pytest.fixture
+def webhook_kwargs(clients):
+    """The publisher's own webhook endpoint and one delivery to it."""
+    from django.contrib.auth import get_user_model
+
+    from core.services import event_record
+    from webhooks.models import Delivery
+    from webhooks.services import endpoint_create
+
+    publisher = get_user_model().objects.get(username="publisher")
+    endpoint, _ = endpoint_create(owner=publisher, url="http://127.0.0.1:9/hook")
+    event = event_record(type="job.published", subject=("pipeline.encodejob", 1), owner=publisher)
+    return {"endpoint_id": endpoint.pk, "delivery_id": Delivery.objects.get(event=event).pk}
+
+
     from django.conf import settings
     from django.contrib.auth import get_user_model
 
@@ -148,8 +181,9 @@ def sample_kwargs(clients, s3):
 
 @pytest.mark.django_db
 @pytest.mark.parametrize("url_name", sorted(EXPECTED))
-def test_route_answers_each_role_as_expected(url_name, clients, sample_kwargs, s3, redis_conn):
-    url = reverse(url_name, kwargs={param: sample_kwargs[param] for param in route_params(url_name)})
+def test_route_answers_each_role_as_expected(url_name, clients, sample_kwargs, webhook_kwargs, s3, redis_conn):
+    arguments = {**sample_kwargs, **webhook_kwargs}
+    url = reverse(url_name, kwargs={param: arguments[param] for param in route_params(url_name)})
     for role, expected in zip(ROLES, EXPECTED[url_name], strict=True):
         response = clients[role].get(url)
         if expected == LOGIN:

@@ -19,3 +19,7 @@ if _env_file.is_file():
     environ.Env.read_env(str(_env_file), overwrite=False)
 
 from .base import *  # noqa: E402,F403
+from .base import env  # noqa: E402
+
+# `make run` is a developer's machine: webhook receivers there listen on 127.0.0.1.
+WEBHOOKS_ALLOW_PRIVATE_TARGETS = env.bool("WEBHOOKS_ALLOW_PRIVATE_TARGETS", default=True)

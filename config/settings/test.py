@@ -30,3 +30,5 @@ REELFLOW_SEGMENT_SECONDS = 2
 if env.str("REELFLOW_TEST_DB_NAME", default=""):
     DATABASES["default"]["NAME"] = env.str("REELFLOW_TEST_DB_NAME")  # noqa: F405
 REELFLOW_RECONCILE_GRACE_SECONDS = 2
+# Test receivers listen on 127.0.0.1; the SSRF tests turn this off where they need it.
+WEBHOOKS_ALLOW_PRIVATE_TARGETS = env.bool("WEBHOOKS_ALLOW_PRIVATE_TARGETS", default=True)
