@@ -5,6 +5,8 @@ uploads for its outputs); nothing here assumes a disk shared with any other proc
 State changes are delegated to pipeline.services, which decide under row locks.
 """
 
+import errno
+import functools
 import logging
 import mimetypes
 import os
@@ -96,9 +98,25 @@ def _plan_duration(info: ffmpeg.MediaInfo, fps: Fraction) -> float:
     return video.duration_s or info.duration
 
 
+def _alive_while_running(rq_id_for):
+    """Keep the step's liveness key fresh while it runs, so the reconciler can tell a long
+    step from a lost one (see progress.step_heartbeat). Keyed by the step's RQ id."""
+
+    def decorate(step):
+        @functools.wraps(step)
+        def wrapped(**kwargs):
+            with progress.step_heartbeat(rq_id_for(kwargs)):
+                return step(**kwargs)
+
+        return wrapped
+
+    return decorate
+
+
 # --- Ingest: probe and plan -----------------------------------------------------------------
 
 
+@_alive_while_running(lambda kwargs: f"ingest-{kwargs['job_id']}")
 def job_ingest_run(*, job_id: int) -> None:
     job = services.job_probe_start(job_id=job_id)
     if job is None:
@@ -280,6 +298,16 @@ def _encode_audio_unit(unit: Unit, asset: Asset, workdir: Path, forward: _Progre
     return {"frames": None, "ffmpeg_s": result.wall_s, "cpu_s": result.cpu_s, "command": result.command, "size": size}
 
 
+def _stop_taking_work(worker: str, reason: str) -> None:
+    """A worker whose disk is full would fail every unit it takes and burn their retries:
+    it finishes this job (the unit is retried, elsewhere) and then shuts down."""
+    logger.error("worker %s stops taking units: %s", worker or os.getpid(), reason)
+    if worker:
+        from rq.command import send_shutdown_command
+
+        send_shutdown_command(progress.redis_conn(), worker)
+
+
 def unit_run(*, unit_id: int, worker: str = "", rq_job_id: str = "") -> None:
     """Encode one unit. Permanent media errors fail the job at once; transient ones raise."""
     started = time.monotonic()
@@ -305,8 +333,14 @@ def unit_run(*, unit_id: int, worker: str = "", rq_job_id: str = "") -> None:
     except ffmpeg.PermanentMediaError as exc:
         services.unit_fail(unit_id=unit_id, reason=exc.reason, log_tail=exc.stderr_tail, permanent=True)
         return
+    except ffmpeg.TransientMediaError as exc:
+        if exc.reason.startswith(ffmpeg.DISK_FULL_REASON):
+            _stop_taking_work(worker, exc.reason)
+        raise
     except OSError as exc:
         # Disk full or unwritable temp folder on this worker: retry, possibly elsewhere.
+        if exc.errno == errno.ENOSPC:
+            _stop_taking_work(worker, str(exc))
         raise ffmpeg.TransientMediaError(f"worker {socket.gethostname()} could not write its temp files: {exc}") from exc
     services.artifact_record(
         job_id=unit.job_id, kind=Artifact.Kind.UNIT if unit.chunk else Artifact.Kind.AUDIO,
@@ -354,6 +388,7 @@ def _fail_on_permanent(step):
     return wrapped
 
 
+@_alive_while_running(lambda kwargs: f"assemble-{kwargs['rendition_id']}")
 @_fail_on_permanent
 def rendition_assemble_run(*, rendition_id: int) -> None:
     rendition = Rendition.objects.select_related("job__asset").get(pk=rendition_id)
@@ -435,6 +470,7 @@ def _check_av_sync(video_durations: list[float], audio_durations: list[float]) -
                 )
 
 
+@_alive_while_running(lambda kwargs: f"package-{kwargs['job_id']}")
 @_fail_on_permanent
 def job_package_run(*, job_id: int) -> None:
     job = EncodeJob.objects.select_related("asset").get(pk=job_id)

@@ -169,6 +169,8 @@ _FAILURE_RULES: tuple[tuple[re.Pattern[str], type[MediaError], str], ...] = tupl
 )  # fmt: skip
 
 _NO_SPACE = re.compile(r"No space left on device", re.IGNORECASE)
+DISK_FULL_REASON = "the worker's disk is full (No space left on device)"
+_OUTPUT_NOT_FINISHED = re.compile(r"Error writing trailer|Error closing file|No space left on device", re.IGNORECASE)
 
 # A corrupt packet in the middle of a usable file is logged at error level but ffmpeg goes
 # on; such lines must not turn an unrelated failure into a permanent one.
@@ -191,9 +193,7 @@ def classify_failure(
     kwargs = {"stderr_tail": stderr_tail, "command": command}
 
     if _NO_SPACE.search(text):
-        return TransientMediaError(
-            "the worker's disk is full (No space left on device); free space, then retry", **kwargs
-        )
+        return TransientMediaError(f"{DISK_FULL_REASON}; free space, then retry", **kwargs)
     if returncode < 0:
         try:
             name = signal.Signals(-returncode).name
@@ -937,6 +937,10 @@ def run_ffmpeg(
         )
     if proc.returncode != 0:
         raise classify_failure(returncode=proc.returncode, stderr_tail=tail, command=command)
+    if _OUTPUT_NOT_FINISHED.search(tail):
+        # ffmpeg 5.1 exits 0 when the trailer (an MP4's index) cannot be written, e.g. on a
+        # full disk: the file looks written and is unplayable. Never let it pass as output.
+        raise classify_failure(returncode=1, stderr_tail=tail, command=command)
     return RunResult(
         wall_s=wall,
         cpu_user_s=usage.ru_utime,

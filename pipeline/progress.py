@@ -137,23 +137,28 @@ def _alive_key(unit_id: int) -> str:
     return f"reelflow:unit:{unit_id}:alive"
 
 
+def _step_alive_key(rq_id: str) -> str:
+    return f"reelflow:step:{rq_id}:alive"
+
+
 class UnitHeartbeat:
     """`with UnitHeartbeat(unit_id):` keeps the unit's liveness key fresh until the block ends."""
 
-    def __init__(self, unit_id: int) -> None:
+    def __init__(self, unit_id: int, *, key: str | None = None) -> None:
         self.unit_id = unit_id
+        self.key = key or _alive_key(unit_id)
         self._stop = threading.Event()
-        self._thread = threading.Thread(target=self._run, name=f"unit-{unit_id}-heartbeat", daemon=True)
+        self._thread = threading.Thread(target=self._run, name=f"{self.key}-heartbeat", daemon=True)
 
     def _beat(self) -> None:
-        redis_conn().set(_alive_key(self.unit_id), "1", ex=UNIT_ALIVE_TTL_S)
+        redis_conn().set(self.key, "1", ex=UNIT_ALIVE_TTL_S)
 
     def _run(self) -> None:
         while not self._stop.wait(UNIT_ALIVE_EVERY_S):
             try:
                 self._beat()
             except Exception:  # noqa: BLE001 - a missed beat only risks a harmless re-run
-                logger.warning("heartbeat of unit %s not sent", self.unit_id, exc_info=True)
+                logger.warning("heartbeat %s not sent", self.key, exc_info=True)
 
     def __enter__(self) -> "UnitHeartbeat":
         self._beat()
@@ -163,7 +168,22 @@ class UnitHeartbeat:
     def __exit__(self, *exc) -> None:
         self._stop.set()
         self._thread.join(timeout=5)
-        redis_conn().delete(_alive_key(self.unit_id))
+        redis_conn().delete(self.key)
+
+
+def step_heartbeat(rq_id: str) -> UnitHeartbeat:
+    """The same liveness key for a single step (ingest, assemble, package), by its RQ id.
+
+    RQ refreshes a started job's heartbeat only from a forking worker's monitor loop; the
+    in-process workers Reelflow runs set it once, at the start. Without this key a step running
+    longer than the reconciler's patience looked lost and was queued again, and a step whose
+    worker died was noticed only minutes later.
+    """
+    return UnitHeartbeat(0, key=_step_alive_key(rq_id))
+
+
+def step_alive(rq_id: str) -> bool:
+    return bool(redis_conn().exists(_step_alive_key(rq_id)))
 
 
 def units_alive(unit_ids: list[int]) -> set[int]:

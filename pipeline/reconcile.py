@@ -25,9 +25,10 @@ logger = logging.getLogger(__name__)
 
 
 
-# A busy RQ worker refreshes its started job's heartbeat every job-monitoring interval (30 s by
-# default); a started job whose heartbeat is older than this has lost its worker.
-STARTED_JOB_STALE = timedelta(seconds=120)
+# A started step (ingest, assemble, package) keeps a liveness key fresh while it runs
+# (progress.step_heartbeat); one without its key is lost once this long has passed since RQ
+# started it (the key is set before any work, so this only covers the moment in between).
+STARTED_JOB_STALE = timedelta(seconds=progress.UNIT_ALIVE_TTL_S * 2)
 
 
 def _rq_job_alive(conn, rq_id: str) -> bool:
@@ -40,6 +41,8 @@ def _rq_job_alive(conn, rq_id: str) -> bool:
     except Exception:  # noqa: BLE001 - NoSuchJobError or an unreadable hash: not alive either way
         return False
     if status == "started":
+        if progress.step_alive(rq_id):
+            return True
         beat = job.last_heartbeat or job.started_at
         return beat is not None and timezone.now() - beat.replace(tzinfo=UTC) < STARTED_JOB_STALE
     return status in ("queued", "deferred", "scheduled")
