@@ -260,6 +260,7 @@ def job_actions(*, job: EncodeJob, unit_counts: dict[str, int]) -> list[dict]:
     """Which operator actions apply to the job now, and why not when one does not. The page
     offers these; the pipeline's services decide again under lock when one is posted."""
     from console.services import JobAction
+    from pipeline.services import RESTARTABLE_STATES
 
     failed = unit_counts.get(UnitState.FAILED, 0)
     finished = job.state in JOB_FINAL_STATES
@@ -267,7 +268,7 @@ def job_actions(*, job: EncodeJob, unit_counts: dict[str, int]) -> list[dict]:
     rules = {
         JobAction.RETRY: (bool(failed) and job.state in (JobState.FAILED, JobState.ENCODING),
                           "no unit has failed" if not failed else f"the job is {state}"),
-        JobAction.RESTART: (job.state in (JobState.FAILED, JobState.CANCELLED), "only failed or cancelled jobs restart"),
+        JobAction.RESTART: (job.state in RESTARTABLE_STATES, "only failed, cancelled, held or rejected jobs restart"),
         JobAction.CANCEL: (not finished, f"the job is {state} already"),
         JobAction.PRIORITY: (not finished and job.state != JobState.HELD, "no work of this job is waiting"),
     }

@@ -125,6 +125,8 @@ def job(request: HttpRequest, job_id: int) -> HttpResponse:
         "unit_summary": ", ".join(f"{n} {label.lower()}" for value, label in UnitState.choices if (n := unit_counts[value])),
         "events": selectors.subject_events(subject_type="pipeline.encodejob", subject_id=job.pk),
         "actions": selectors.job_actions(job=job, unit_counts=unit_counts),
+        "evaluation": job.evaluations.order_by("-created_at", "-id").first(),
+        "reviews": list(job.reviews.select_related("actor")),
     })
 
 

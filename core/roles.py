@@ -18,6 +18,10 @@ class Role(models.TextChoices):
     SECURITY = "Security", "Security"
 
 
+# Publishers in this group pass the "publisher is verified" publish rule. It carries no
+# permission: verification is a fact about a publisher that rules read, not an access right.
+VERIFIED_PUBLISHERS_GROUP = "Verified publishers"
+
 # permission codename (app "core") -> human name
 PERMISSIONS = {
     "access_studio": "Can upload and manage own assets in the studio",

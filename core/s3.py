@@ -197,3 +197,12 @@ def buckets_ensure(names: Iterable[str], *, cors_origins: Iterable[str] = (), s3
             except ClientError as exc:
                 if exc.response.get("Error", {}).get("Code") != "NoSuchCORSConfiguration":
                     raise
+
+
+_SIGNED_QUERY = re.compile(r"(https?://[^\s?'\"]+)\?[^\s'\"]*X-Amz-[^\s'\"]*")
+
+
+def redact_presigned(text: str) -> str:
+    """`text` (an ffmpeg command, a log line) with the query of every presigned URL replaced:
+    a stored command must not hand out a working link to a private object."""
+    return _SIGNED_QUERY.sub(r"\1?(signature removed)", text)

@@ -11,7 +11,7 @@ from django.db import models, transaction
 from django.utils import timezone
 
 from core.models import Alert, AlertSeverity, AlertState, Event
-from core.roles import PERMISSIONS, ROLE_PERMISSIONS, Role
+from core.roles import PERMISSIONS, ROLE_PERMISSIONS, VERIFIED_PUBLISHERS_GROUP, Role
 
 
 def _subject_ref(subject: models.Model | tuple[str, str | int]) -> tuple[str, str]:
@@ -161,6 +161,7 @@ def roles_sync() -> None:
     for role in Role:
         group, _ = Group.objects.get_or_create(name=role.value)
         group.permissions.add(*(perms[c] for c in ROLE_PERMISSIONS[role]))
+    Group.objects.get_or_create(name=VERIFIED_PUBLISHERS_GROUP)
 
 
 DEMO_USERS = {"publisher": Role.PUBLISHER, "operations": Role.OPERATIONS, "security": Role.SECURITY}

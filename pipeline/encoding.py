@@ -411,7 +411,7 @@ def rendition_assemble_run(*, rendition_id: int) -> None:
     video = video_info_from_json(job.asset.probe["video"])
     fps = planned_fps(video)
     planned_frames = sum(u.chunk.frame_count for u in units)
-    key = f"{job.output_prefix}/renditions/{rendition.name}.mp4"
+    key = f"{job.output_prefix}/renditions/{rendition.name}-{services.params_digest(rendition.params)}.mp4"
     with tempfile.TemporaryDirectory(prefix="reelflow-asm-", dir=_work_dir()) as tmp:
         list_file = Path(tmp) / "units.txt"
         ffmpeg.write_concat_list(paths=[_media_url(u.output_key) for u in units], list_file=list_file)
@@ -540,10 +540,57 @@ def job_package_run(*, job_id: int) -> None:
         job_id=job.pk, kind=Artifact.Kind.SPRITE, key=f"{prefix}/sprite.jpg", size=None, step="package",
         inputs={"rendition": videos[-1].output_key, "interval_s": layout.interval_s}, parent_keys=[videos[-1].output_key],
     )
-    services.job_publish(
+    services.job_packaged(
         job_id=job.pk,
         master_key=f"{prefix}/{packaging_cmds.MASTER_NAME}",
         dash_key=f"{prefix}/{packaging_cmds.MANIFEST_NAME}",
         poster_key=f"{prefix}/poster.jpg",
+    )
+
+
+# --- Publish --------------------------------------------------------------------------------
+
+
+def published_prefix(job: EncodeJob) -> str:
+    """Where a published package lives: one stable folder per asset and job, apart from the
+    jobs' working outputs (a CDN or a public-read policy can be pointed at `published/`)."""
+    return f"published/{job.asset_id}/{job.pk}"
+
+
+@_fail_on_permanent
+def job_promote_run(*, job_id: int) -> None:
+    """Copy the package to the published prefix (server-side copies), then mark the job
+    PUBLISHED. Idempotent: a re-run copies again and finds the job already published."""
+    job = EncodeJob.objects.select_related("asset").get(pk=job_id)
+    if job.state != JobState.PUBLISHING:
+        return
+    source = job.master_playlist_key.rsplit("/", 1)[0]
+    target = published_prefix(job)
+    client = s3.client()
+    bucket = settings.S3_BUCKET_MEDIA
+    keys = [
+        obj["Key"]
+        for page in client.get_paginator("list_objects_v2").paginate(Bucket=bucket, Prefix=f"{source}/")
+        for obj in page.get("Contents", [])
+    ]
+    if not keys:
+        raise ffmpeg.PermanentMediaError(f"the package under {source}/ is missing; restart the job to rebuild it")
+
+    def copy(key: str) -> None:
+        client.copy_object(Bucket=bucket, Key=f"{target}/{key[len(source) + 1:]}", CopySource={"Bucket": bucket, "Key": key})
+
+    with ThreadPoolExecutor(max_workers=8) as pool:
+        list(pool.map(copy, keys))
+    master = f"{target}/{job.master_playlist_key[len(source) + 1:]}"
+    services.artifact_record(
+        job_id=job.pk, kind=Artifact.Kind.PUBLISHED, key=master, size=None, step="publish",
+        inputs={"package": job.master_playlist_key, "files": len(keys)}, parent_keys=[job.master_playlist_key],
+    )
+    services.job_publish(
+        job_id=job.pk,
+        master_key=master,
+        dash_key=f"{target}/{job.dash_manifest_key[len(source) + 1:]}" if job.dash_manifest_key else "",
+        poster_key=f"{target}/poster.jpg",
+        published_prefix=target,
     )
 

@@ -10,7 +10,7 @@ import logging
 
 from rq import Callback, Retry, get_current_job
 
-from pipeline import encoding, services
+from pipeline import encoding, quality, quality_work, services
 
 logger = logging.getLogger(__name__)
 
@@ -32,6 +32,21 @@ def assemble_rendition(rendition_id: int) -> None:
 
 def package_job(job_id: int) -> None:
     encoding.job_package_run(job_id=job_id)
+
+
+def publish_job(job_id: int) -> None:
+    encoding.job_promote_run(job_id=job_id)
+
+
+def measure_quality(task_id: int) -> None:
+    current = get_current_job()
+    quality_work.task_run(
+        task_id=task_id, worker=(current.worker_name if current else "") or "", rq_job_id=current.id if current else ""
+    )
+
+
+def quality_reconcile() -> None:
+    quality.reconcile_tasks()
 
 
 def reconcile() -> None:
@@ -78,6 +93,17 @@ def _unit_failed(job, connection, exc_type, value, tb) -> None:
     )
 
 
+def _quality_failed(job, connection, exc_type, value, tb) -> None:
+    # Marks the measurement only: a quality failure never fails the encode job.
+    quality.task_fail(
+        task_id=job.args[0],
+        reason=_reason(exc_type, value),
+        log_tail=getattr(value, "stderr_tail", "") or "",
+        permanent=_final(job),
+        rq_job_id=job.id,
+    )
+
+
 ENQUEUE_OPTIONS = {
     "ingest": {"retry": Retry(max=3, interval=_BACKOFF), "on_failure": Callback(_job_failed), "job_timeout": 900},
     "encode_unit": {
@@ -92,4 +118,11 @@ ENQUEUE_OPTIONS = {
         "job_timeout": 6 * 3600,
     },
     "package_job": {"retry": Retry(max=3, interval=_BACKOFF), "on_failure": Callback(_job_failed), "job_timeout": 6 * 3600},
+    "publish_job": {"retry": Retry(max=3, interval=_BACKOFF), "on_failure": Callback(_job_failed), "job_timeout": 3600},
+    "measure_quality": {
+        "retry": Retry(max=3, interval=_BACKOFF),
+        "on_failure": Callback(_quality_failed),
+        "job_timeout": 2 * 3600,
+        "result_ttl": 3600,
+    },
 }

@@ -88,8 +88,11 @@ class AudioRenditionSpec(models.Model):
 
 class AssetState(models.TextChoices):
     PROCESSING = "processing", "Processing"
+    HELD = "held", "Held for review"
     READY = "ready", "Ready"
+    REJECTED = "rejected", "Rejected"
     FAILED = "failed", "Failed"
+    CANCELLED = "cancelled", "Cancelled"
 
 
 class Asset(models.Model):
@@ -123,12 +126,15 @@ class JobState(models.TextChoices):
     ENCODING = "encoding", "Encoding"
     PACKAGING = "packaging", "Packaging"
     PUBLISHED = "published", "Published"
+    CHECKING = "checking", "Checking rules"
+    PUBLISHING = "publishing", "Publishing"
     HELD = "held_for_review", "Held for review"
+    REJECTED = "rejected", "Rejected"
     FAILED = "failed", "Failed"
     CANCELLED = "cancelled", "Cancelled"
 
 
-JOB_FINAL_STATES = {JobState.PUBLISHED, JobState.FAILED, JobState.CANCELLED}
+JOB_FINAL_STATES = {JobState.PUBLISHED, JobState.FAILED, JobState.CANCELLED, JobState.REJECTED}
 
 
 class EncodeJob(models.Model):
@@ -142,6 +148,8 @@ class EncodeJob(models.Model):
     output_prefix = models.CharField(max_length=512, blank=True)
     master_playlist_key = models.CharField(max_length=1024, blank=True)
     dash_manifest_key = models.CharField(max_length=1024, blank=True)
+    # Where the package was promoted when the job was published (the stable, public-facing copy).
+    published_prefix = models.CharField(max_length=512, blank=True)
     created_at = models.DateTimeField(default=timezone.now)
     started_at = models.DateTimeField(null=True, blank=True)
     finished_at = models.DateTimeField(null=True, blank=True)
@@ -272,6 +280,8 @@ class Artifact(models.Model):
         PACKAGE = "package", "HLS/DASH package"
         POSTER = "poster", "Poster"
         SPRITE = "sprite", "Thumbnail sprite"
+        QC = "qc", "Quality measurement"
+        PUBLISHED = "published", "Published package"
 
     job = models.ForeignKey(EncodeJob, on_delete=models.CASCADE, related_name="artifacts")
     kind = models.CharField(max_length=16, choices=Kind.choices)
@@ -316,3 +326,203 @@ class IngestEvent(models.Model):
 
     def __str__(self) -> str:
         return f"{self.source} {self.bucket}/{self.key}"
+
+
+# --- Publish rules ---------------------------------------------------------------------------
+
+
+class RuleSet(models.Model):
+    """Rules a packaged job must pass to be published. A set applies to every job when it is
+    the default, and otherwise to the jobs of the profiles and publishers it is attached to."""
+
+    name = models.CharField(max_length=100, unique=True)
+    description = models.TextField(blank=True)
+    is_active = models.BooleanField(default=True)
+    is_default = models.BooleanField(default=False, help_text="Applies to every job.")
+    profiles = models.ManyToManyField(Profile, blank=True, related_name="rule_sets")
+    publishers = models.ManyToManyField(settings.AUTH_USER_MODEL, blank=True, related_name="rule_sets")
+    created_at = models.DateTimeField(default=timezone.now)
+    updated_at = models.DateTimeField(default=timezone.now)
+
+    class Meta:
+        ordering = ["name"]
+
+    def __str__(self) -> str:
+        return self.name
+
+
+class RuleKind(models.TextChoices):
+    RENDITIONS_VALID = "renditions_valid", "Every rendition valid"
+    QUALITY_MIN = "quality_min", "Minimum quality"
+    DURATION_MATCH = "duration_match", "Duration matches the source"
+    BITRATE_CAP = "bitrate_cap", "No rendition above its bitrate cap"
+    PUBLISHER_VERIFIED = "publisher_verified", "Publisher is verified"
+
+
+class QualityMetric(models.TextChoices):
+    VMAF = "vmaf", "VMAF"
+    PSNR = "psnr", "PSNR (dB)"
+    SSIM = "ssim", "SSIM"
+
+
+class QualityStatistic(models.TextChoices):
+    MEAN = "mean", "mean"
+    P5 = "p5", "5th percentile"
+
+
+class Rule(models.Model):
+    rule_set = models.ForeignKey(RuleSet, on_delete=models.CASCADE, related_name="rules")
+    kind = models.CharField(max_length=24, choices=RuleKind.choices)
+    enabled = models.BooleanField(default=True)
+    # quality_min: metric [statistic] >= threshold for rungs of at least min_height; when the
+    # metric was not measured (no libvmaf), the fallback metric and threshold apply.
+    metric = models.CharField(max_length=8, choices=QualityMetric.choices, blank=True)
+    statistic = models.CharField(max_length=8, choices=QualityStatistic.choices, default=QualityStatistic.MEAN)
+    threshold = models.FloatField(null=True, blank=True)
+    fallback_metric = models.CharField(max_length=8, choices=QualityMetric.choices, blank=True)
+    fallback_threshold = models.FloatField(null=True, blank=True)
+    min_height = models.PositiveIntegerField(null=True, blank=True)
+    # duration_match: frames of tolerance; bitrate_cap: percent over the cap tolerated.
+    tolerance = models.FloatField(null=True, blank=True)
+
+    class Meta:
+        ordering = ["rule_set", "id"]
+
+    def __str__(self) -> str:
+        from pipeline.rules import rule_label
+
+        return rule_label(self)
+
+
+class RuleEvaluation(models.Model):
+    """One evaluation of a job against its rules; `results` lists each rule's outcome:
+    {"rule": id, "rule_set": name, "label": str, "passed": bool, "measured": str, "detail": str}."""
+
+    job = models.ForeignKey(EncodeJob, on_delete=models.CASCADE, related_name="evaluations")
+    passed = models.BooleanField()
+    results = models.JSONField(default=list)
+    rule_sets = models.JSONField(default=list)
+    created_at = models.DateTimeField(default=timezone.now)
+
+    class Meta:
+        ordering = ["job", "-created_at", "-id"]
+
+    def __str__(self) -> str:
+        return f"evaluation of job {self.job_id}: {'pass' if self.passed else 'fail'}"
+
+    @property
+    def failures(self) -> list[dict]:
+        return [r for r in self.results if not r.get("passed")]
+
+
+class Review(models.Model):
+    """An operator's decision on a job held for review."""
+
+    class Decision(models.TextChoices):
+        APPROVE = "approve", "Approved (published anyway)"
+        REJECT = "reject", "Rejected"
+
+    job = models.ForeignKey(EncodeJob, on_delete=models.CASCADE, related_name="reviews")
+    evaluation = models.ForeignKey(RuleEvaluation, null=True, blank=True, on_delete=models.SET_NULL, related_name="+")
+    decision = models.CharField(max_length=8, choices=Decision.choices)
+    reason = models.TextField()
+    actor = models.ForeignKey(settings.AUTH_USER_MODEL, null=True, on_delete=models.SET_NULL, related_name="+")
+    created_at = models.DateTimeField(default=timezone.now)
+
+    class Meta:
+        ordering = ["job", "-created_at"]
+
+    def __str__(self) -> str:
+        return f"{self.decision} job {self.job_id}"
+
+
+# --- Quality measurement (pipeline.quality, docs/quality.md) ----------------------------------
+
+
+class QualityState(models.TextChoices):
+    """A job's or a rendition's measurement as a whole."""
+
+    OFF = "off", "Off"
+    PENDING = "pending", "Measuring"
+    DONE = "done", "Measured"
+    FAILED = "failed", "Failed"
+
+
+class QualityTaskState(models.TextChoices):
+    QUEUED = "queued", "Queued"
+    RUNNING = "running", "Running"
+    DONE = "done", "Done"
+    FAILED = "failed", "Failed"
+
+
+class JobQuality(models.Model):
+    """Whether a job's renditions are measured, and how far that got. Created when its first
+    video rendition is ready; its row lock is the fan-in point of the job's measurements."""
+
+    job = models.OneToOneField(EncodeJob, on_delete=models.CASCADE, related_name="quality")
+    state = models.CharField(max_length=16, choices=QualityState.choices, default=QualityState.PENDING)
+    created_at = models.DateTimeField(default=timezone.now)
+    finished_at = models.DateTimeField(null=True, blank=True)
+
+    def __str__(self) -> str:
+        return f"quality of job {self.job_id} ({self.state})"
+
+
+class RenditionQuality(models.Model):
+    """Whole-rendition scores, aggregated over every frame of every chunk once the last chunk
+    is measured. `scores` maps each metric measured on every chunk to {"mean", "p5", "min"}."""
+
+    rendition = models.OneToOneField(Rendition, on_delete=models.CASCADE, related_name="quality")
+    job = models.ForeignKey(EncodeJob, on_delete=models.CASCADE, related_name="rendition_qualities")
+    state = models.CharField(max_length=16, choices=QualityState.choices, default=QualityState.PENDING)
+    scores = models.JSONField(default=dict, blank=True)
+    frames = models.PositiveIntegerField(null=True, blank=True)
+    compared_width = models.PositiveIntegerField(null=True, blank=True)
+    compared_height = models.PositiveIntegerField(null=True, blank=True)
+    tool = models.CharField(max_length=300, blank=True)
+    measured_at = models.DateTimeField(null=True, blank=True)
+
+    def __str__(self) -> str:
+        return f"quality of {self.rendition_id} ({self.state})"
+
+
+class QualityTask(models.Model):
+    """One measurement: one chunk of one video rendition against the same frames of the source.
+
+    `scores` maps each metric to {"mean", "p5", "min"} over the chunk's frames; `frame_scores`
+    keeps every frame's value (base64 of float32, pipeline.quality_cmds.frames_pack) so the
+    whole rendition's percentiles come from all its frames, not from per-chunk summaries.
+    """
+
+    job = models.ForeignKey(EncodeJob, on_delete=models.CASCADE, related_name="quality_tasks")
+    rendition = models.ForeignKey(Rendition, on_delete=models.CASCADE, related_name="quality_tasks")
+    chunk = models.ForeignKey(Chunk, on_delete=models.CASCADE, related_name="quality_tasks")
+    state = models.CharField(max_length=16, choices=QualityTaskState.choices, default=QualityTaskState.QUEUED)
+    attempts = models.PositiveSmallIntegerField(default=0)
+    rq_job_id = models.CharField(max_length=64, blank=True)
+    worker = models.CharField(max_length=200, blank=True)
+    scores = models.JSONField(default=dict, blank=True)
+    frame_scores = models.JSONField(default=dict, blank=True)
+    frames = models.PositiveIntegerField(null=True, blank=True)
+    compared_width = models.PositiveIntegerField(null=True, blank=True)
+    compared_height = models.PositiveIntegerField(null=True, blank=True)
+    tool = models.CharField(max_length=300, blank=True)
+    command = models.TextField(blank=True)
+    error = models.TextField(blank=True)
+    log_tail = models.TextField(blank=True)
+    queued_at = models.DateTimeField(default=timezone.now)
+    started_at = models.DateTimeField(null=True, blank=True)
+    finished_at = models.DateTimeField(null=True, blank=True)
+    wall_s = models.FloatField(null=True, blank=True)
+    cpu_s = models.FloatField(null=True, blank=True)
+
+    class Meta:
+        ordering = ["job", "rendition", "chunk__index"]
+        constraints = [models.UniqueConstraint(fields=["rendition", "chunk"], name="quality_task_unique_chunk")]
+        indexes = [
+            models.Index(fields=["job", "state"], name="quality_task_job_state_idx"),
+            models.Index(fields=["state", "queued_at"], name="quality_task_state_idx"),
+        ]
+
+    def __str__(self) -> str:
+        return f"quality task {self.pk} ({self.state})"

@@ -1,9 +1,11 @@
 """Reads of pipeline data shaped for the pages and sockets that show them."""
 
+from dataclasses import dataclass
+
 from django.db.models import Count, OuterRef, Q, QuerySet, Subquery
 
 from pipeline import progress
-from pipeline.models import Asset, EncodeJob, IngestEvent, JobState, Rendition, Unit, UnitState
+from pipeline.models import Artifact, Asset, EncodeJob, IngestEvent, JobState, Rendition, Unit, UnitState
 
 
 def assets_for_publisher(*, publisher, state: str | None = None, search: str = "") -> QuerySet[Asset]:
@@ -140,3 +142,119 @@ def job_seqs(*, job_ids: list[int], conn=None) -> dict[int, int]:
     conn = conn or django_rq.get_connection("default")
     values = conn.mget([progress._seq_key(job_id) for job_id in job_ids])
     return {job_id: int(value or 0) for job_id, value in zip(job_ids, values, strict=True)}
+
+
+# --- Lineage ---------------------------------------------------------------------------------
+
+LINEAGE_MAX_PER_COLUMN = 24
+def redact_signed_urls(text: str) -> str:
+    """A command as recorded, with the signature of every presigned URL left out (commands
+    are stored redacted; this also covers rows written before that)."""
+    from core.s3 import redact_presigned
+
+    return redact_presigned(text)
+
+
+def job_artifacts(*, job_id: int) -> list[Artifact]:
+    return list(Artifact.objects.filter(job_id=job_id).order_by("kind", "key"))
+
+
+@dataclass
+class LineageNode:
+    id: str
+    kind: str
+    label: str
+    detail: str
+    depth: int
+    artifact: Artifact | None = None
+    hidden: int = 0  # a "+N more" node stands for this many artifacts
+    x: float = 0
+    y: float = 0
+
+
+@dataclass
+class LineageGraph:
+    nodes: list[LineageNode]
+    edges: list[tuple[LineageNode, LineageNode]]
+    width: int
+    height: int
+    focus: LineageNode
+
+
+def _node_for(artifact: Artifact, depth: int) -> LineageNode:
+    name = artifact.key.rsplit("/", 2)
+    label = "/".join(name[-2:]) if artifact.kind == Artifact.Kind.UNIT else name[-1]
+    return LineageNode(id=f"a{artifact.pk}", kind=artifact.kind, label=label, detail=artifact.step, depth=depth,
+                       artifact=artifact)
+
+
+def artifact_lineage(*, artifact: Artifact, max_depth: int = 4) -> LineageGraph:
+    """The artifact with what it was made from (to the left, back to the source object) and
+    what was made from it (to the right), laid out in columns by distance. A column with
+    more than LINEAGE_MAX_PER_COLUMN artifacts shows the first ones and a "+N more" node."""
+    focus = _node_for(artifact, 0)
+    nodes: dict[str, LineageNode] = {focus.id: focus}
+    edges: list[tuple[str, str]] = []
+    for direction in (-1, 1):
+        frontier = [artifact]
+        for step in range(1, max_depth + 1):
+            related = Artifact.objects.filter(
+                **({"children__in": frontier} if direction < 0 else {"parents__in": frontier})
+            ).distinct().order_by("kind", "key")
+            batch = list(related[: LINEAGE_MAX_PER_COLUMN + 1])
+            if not batch:
+                break
+            shown = batch[:LINEAGE_MAX_PER_COLUMN]
+            ids = {a.pk for a in frontier}
+            through = Artifact.parents.through.objects.filter(
+                **({"from_artifact_id__in": ids, "to_artifact_id__in": [a.pk for a in shown]} if direction < 0
+                   else {"to_artifact_id__in": ids, "from_artifact_id__in": [a.pk for a in shown]})
+            ).values_list("from_artifact_id", "to_artifact_id")
+            for a in shown:
+                nodes.setdefault(f"a{a.pk}", _node_for(a, direction * step))
+            for child, parent in through:
+                if f"a{child}" in nodes and f"a{parent}" in nodes:
+                    edges.append((f"a{parent}", f"a{child}"))
+            if len(batch) > LINEAGE_MAX_PER_COLUMN:
+                total = related.count()
+                more = LineageNode(id=f"more{direction * step}", kind="more", label=f"+{total - len(shown)} more",
+                                   detail="not drawn", depth=direction * step, hidden=total - len(shown))
+                nodes[more.id] = more
+            frontier = shown
+    # The source object: what the first encode step read.
+    sources = {}
+    for node in list(nodes.values()):
+        source = (node.artifact.inputs or {}).get("source") if node.artifact else None
+        if source and node.artifact.kind in (Artifact.Kind.UNIT, Artifact.Kind.AUDIO):
+            sid = f"s:{source.get('bucket')}/{source.get('key')}"
+            if sid not in sources:
+                version = source.get("version") or ""
+                sources[sid] = LineageNode(
+                    id=f"src{len(sources)}", kind="source", label=str(source.get("key", "")).rsplit("/", 1)[-1],
+                    detail=f"s3://{source.get('bucket')}/{source.get('key')}" + (f" (version {version})" if version else ""),
+                    depth=node.depth - 1,
+                )
+            src = sources[sid]
+            src.depth = min(src.depth, node.depth - 1)
+            edges.append((src.id, node.id))
+    for src in sources.values():
+        nodes[src.id] = src
+    # Layout: one column per depth, nodes stacked; SVG coordinates of each node's box.
+    columns: dict[int, list[LineageNode]] = {}
+    for node in nodes.values():
+        columns.setdefault(node.depth, []).append(node)
+    depths = sorted(columns)
+    col_w, row_h, box_w = 220, 44, 190
+    tallest = max(len(c) for c in columns.values())
+    for ci, depth in enumerate(depths):
+        column = columns[depth]
+        offset = (tallest - len(column)) * row_h / 2
+        for ri, node in enumerate(column):
+            node.x = 10 + ci * col_w
+            node.y = 10 + offset + ri * row_h
+    by_id = nodes
+    drawn = [(by_id[a], by_id[b]) for a, b in dict.fromkeys(edges) if a in by_id and b in by_id]
+    return LineageGraph(
+        nodes=list(nodes.values()), edges=drawn, width=20 + len(depths) * col_w - (col_w - box_w),
+        height=20 + tallest * row_h, focus=focus,
+    )

@@ -30,6 +30,8 @@ from pipeline.models import (
     Rendition,
     RenditionKind,
     RenditionState,
+    Review,
+    RuleEvaluation,
     Unit,
     UnitState,
     VideoRenditionSpec,
@@ -59,6 +61,28 @@ def _job_event(job: EncodeJob, type_: str, *, actor=None, actor_label: str = "sy
         owner=job.asset.publisher,
         payload={"asset": job.asset_id, **payload},
     )
+
+
+def _unit_event(unit: Unit, type_: str, **payload) -> None:
+    """unit.* events: subject the unit, owner the asset's publisher (one indexed lookup)."""
+    owner = Asset.objects.select_related("publisher").get(jobs=unit.job_id).publisher
+    event_record(
+        type=type_, subject=unit, owner=owner,
+        payload={"job": unit.job_id, "rendition": unit.rendition.name,
+                 "chunk": unit.chunk.index if unit.chunk_id else None, **payload},
+    )
+
+
+def _asset_event(asset: Asset, type_: str, **payload) -> None:
+    event_record(type=type_, subject=asset, owner=asset.publisher, payload={"state": asset.state, **payload})
+
+
+def _asset_state_set(asset: Asset, state: str, **payload) -> None:
+    if asset.state == state:
+        return
+    asset.state = state
+    asset.save(update_fields=["state"])
+    _asset_event(asset, f"asset.{state}", **payload)
 
 
 def _job_state_message(job: EncodeJob) -> None:
@@ -104,6 +128,7 @@ def job_create_for_upload(*, publisher, bucket: str, key: str, version: str, siz
     job.save(update_fields=["output_prefix"])
     event_record(type="asset.created", subject=asset, owner=publisher, payload={"key": key, "size": size})
     _job_event(job, "job.created", profile=job.profile.slug)
+    _job_state_message(job)  # live lists show a new job at once, not at its first state change
     _enqueue_on_commit("ingest", "ingest", job.pk, job_id=f"ingest-{job.pk}")
     return job
 
@@ -181,7 +206,7 @@ def job_plan(*, job_id: int, info, chunks: list) -> EncodeJob | None:
                 Unit(
                     job=job, rendition=rendition, chunk=chunk,
                     cost=width * height * chunk.frame_count * CODEC_COST.get(params["codec"], 1.0),
-                    output_key=f"{job.output_prefix}/units/{rendition.name}/{chunk.index:05d}.mp4",
+                    output_key=unit_output_key(job, rendition, chunk),
                 )
             )
     for params in audio:
@@ -192,7 +217,7 @@ def job_plan(*, job_id: int, info, chunks: list) -> EncodeJob | None:
         units.append(
             Unit(
                 job=job, rendition=rendition, chunk=None, cost=info.duration * 20_000,
-                output_key=f"{job.output_prefix}/audio/{rendition.name}.mp4",
+                output_key=unit_output_key(job, rendition, None),
             )
         )
     Unit.objects.bulk_create(units)
@@ -203,6 +228,22 @@ def job_plan(*, job_id: int, info, chunks: list) -> EncodeJob | None:
     unit_ids = list(Unit.objects.filter(job=job).order_by("-cost", "pk").values_list("pk", flat=True))
     transaction.on_commit(lambda: units_enqueue(unit_ids=unit_ids, at_front=job.priority > 0))
     return job
+
+
+def params_digest(params: dict) -> str:
+    """Eight hex digits naming a rendition's parameters: outputs of different parameters never
+    share a key, so a changed rung can never be mistaken for a valid earlier output."""
+    import hashlib
+    import json
+
+    return hashlib.sha256(json.dumps(params, sort_keys=True).encode()).hexdigest()[:8]
+
+
+def unit_output_key(job: EncodeJob, rendition: Rendition, chunk: Chunk | None) -> str:
+    tag = f"{rendition.name}-{params_digest(rendition.params)}"
+    if chunk is None:
+        return f"{job.output_prefix}/audio/{tag}.mp4"
+    return f"{job.output_prefix}/units/{tag}/{chunk.index:05d}.mp4"
 
 
 def units_enqueue(*, unit_ids: list[int], at_front: bool = False) -> None:
@@ -239,10 +280,8 @@ def job_fail(*, job_id: int, reason: str, actor=None) -> EncodeJob:
     job.finished_at = timezone.now()
     job.save(update_fields=["state", "failure_reason", "finished_at"])
     Unit.objects.filter(job=job, state=UnitState.QUEUED).update(state=UnitState.CANCELLED)
-    asset = job.asset
-    if not asset.jobs.filter(state=JobState.PUBLISHED).exists():
-        asset.state = AssetState.FAILED
-        asset.save(update_fields=["state"])
+    if not job.asset.jobs.filter(state=JobState.PUBLISHED).exists():
+        _asset_state_set(job.asset, AssetState.FAILED, job=job.pk, reason=reason)
     _job_event(job, "job.failed", actor=actor, reason=reason)
     _job_state_message(job)
     transaction.on_commit(lambda: _drop_queued_units(job_id))
@@ -267,6 +306,8 @@ def job_cancel(*, job_id: int, actor=None) -> EncodeJob:
     job.save(update_fields=["state", "finished_at"])
     Unit.objects.filter(job=job, state__in=[UnitState.QUEUED, UnitState.RUNNING]).update(state=UnitState.CANCELLED)
     Rendition.objects.filter(job=job).exclude(state=RenditionState.READY).update(state=RenditionState.CANCELLED)
+    if not job.asset.jobs.filter(state=JobState.PUBLISHED).exists():
+        _asset_state_set(job.asset, AssetState.CANCELLED, job=job.pk)
     _job_event(job, "job.cancelled", actor=actor)
     _job_state_message(job)
     transaction.on_commit(lambda: progress.cancel_flag_set(job_id))
@@ -293,6 +334,7 @@ def unit_start(*, unit_id: int, worker: str, rq_job_id: str = "") -> Unit | None
     unit.started_at = timezone.now()
     unit.error = ""
     unit.save(update_fields=["state", "attempts", "worker", "started_at", "error"])
+    _unit_event(unit, "unit.started", attempt=unit.attempts, worker=worker)
     progress.publish_on_commit(
         unit.job_id,
         {"kind": "unit", "unit": unit.pk, "rendition": unit.rendition.name, "rendition_id": unit.rendition_id,
@@ -309,11 +351,14 @@ def unit_finish(*, unit_id: int, result: dict) -> Unit:
         return unit
     for field in ("wall_s", "ffmpeg_s", "cpu_s", "frames", "command", "log_tail"):
         setattr(unit, field, result.get(field))
-    unit.log_tail = unit.log_tail or ""
-    unit.command = unit.command or ""
+    from core.s3 import redact_presigned
+
+    unit.log_tail = redact_presigned(unit.log_tail or "")
+    unit.command = redact_presigned(unit.command or "")
     unit.state = UnitState.DONE
     unit.finished_at = timezone.now()
     unit.save(update_fields=["state", "finished_at", "wall_s", "ffmpeg_s", "cpu_s", "frames", "command", "log_tail"])
+    _unit_event(unit, "unit.done", frames=unit.frames, wall_s=unit.wall_s)
     # The rendition row lock is the fan-in point: two units finishing at once are serialized
     # here, and only the one that sees the counter reach the total enqueues the assemble.
     rendition = Rendition.objects.select_for_update().get(pk=unit.rendition_id)
@@ -328,6 +373,8 @@ def unit_finish(*, unit_id: int, result: dict) -> Unit:
     if rendition.units_done >= rendition.units_total and rendition.state == RenditionState.ENCODING:
         rendition.state = RenditionState.ASSEMBLING
         rendition.save(update_fields=["state"])
+        _job_event(EncodeJob.objects.select_related("asset__publisher").get(pk=unit.job_id), "rendition.assembling",
+                   rendition=rendition.name)
         _enqueue_on_commit("assemble", "assemble_rendition", rendition.pk, job_id=f"assemble-{rendition.pk}")
     return unit
 
@@ -349,6 +396,7 @@ def unit_fail(*, unit_id: int, reason: str, log_tail: str = "", permanent: bool,
     unit.log_tail = log_tail[-4000:]
     unit.finished_at = timezone.now()
     unit.save(update_fields=["state", "error", "log_tail", "finished_at"])
+    _unit_event(unit, "unit.failed" if permanent else "unit.retrying", reason=reason, attempt=unit.attempts)
     progress.publish_on_commit(
         unit.job_id,
         {"kind": "unit", "unit": unit.pk, "rendition": unit.rendition.name, "rendition_id": unit.rendition_id,
@@ -362,9 +410,17 @@ def unit_fail(*, unit_id: int, reason: str, log_tail: str = "", permanent: bool,
 # --- Assembly and packaging ---------------------------------------------------------------
 
 
+PLAYABLE_URL_SECONDS = 24 * 3600
+
+
 @transaction.atomic
 def rendition_ready(*, rendition_id: int, output_key: str, stats: dict) -> Rendition:
-    """ASSEMBLING -> READY; the last ready rendition moves the job to PACKAGING exactly once."""
+    """ASSEMBLING -> READY; the last ready rendition moves the job to PACKAGING exactly once.
+
+    A ready rendition is playable on its own (a progressive MP4): a `rendition.playable`
+    event says so at once, with a URL valid for a day, before the job as a whole is done."""
+    from core import s3
+
     rendition = Rendition.objects.select_for_update().get(pk=rendition_id)
     if rendition.state == RenditionState.READY:
         return rendition
@@ -374,9 +430,17 @@ def rendition_ready(*, rendition_id: int, output_key: str, stats: dict) -> Rendi
         if field in stats:
             setattr(rendition, field, stats[field])
     rendition.save(update_fields=["state", "output_key", "frame_count", "duration_s", "bitrate_kbps", "codecs"])
-    job = EncodeJob.objects.select_for_update().select_related("asset").get(pk=rendition.job_id)
+    job = EncodeJob.objects.select_for_update().select_related("asset__publisher").get(pk=rendition.job_id)
     _job_event(job, "rendition.ready", rendition=rendition.name, **stats)
+    _job_event(
+        job, "rendition.playable", rendition=rendition.name, kind=rendition.kind, height=rendition.height,
+        width=rendition.width, bitrate_kbps=rendition.bitrate_kbps, duration_s=rendition.duration_s,
+        url=s3.presign_get(settings.S3_BUCKET_MEDIA, output_key, expires=PLAYABLE_URL_SECONDS),
+        url_expires_s=PLAYABLE_URL_SECONDS,
+    )
     progress.publish_on_commit(job.pk, {"kind": "rendition", "rendition": rendition.name, "rendition_id": rendition.pk, "state": rendition.state})
+    if rendition.kind == RenditionKind.VIDEO:
+        _quality_plan(rendition)
     pending = Rendition.objects.filter(job=job).exclude(state=RenditionState.READY).exists()
     if not pending and job.state == JobState.ENCODING:
         job.state = JobState.PACKAGING
@@ -387,22 +451,136 @@ def rendition_ready(*, rendition_id: int, output_key: str, stats: dict) -> Rendi
     return rendition
 
 
+def _quality_plan(rendition: Rendition) -> None:
+    """Queue the rendition's quality measurement (pipeline.quality), if that is installed."""
+    try:
+        from pipeline import quality
+    except ImportError:
+        return
+    plan = getattr(quality, "rendition_ready_plan", None)
+    if plan is not None:
+        plan(rendition)
+
+
 @transaction.atomic
-def job_publish(*, job_id: int, master_key: str, dash_key: str, poster_key: str) -> EncodeJob:
-    job = EncodeJob.objects.select_for_update().select_related("asset").get(pk=job_id)
+def job_packaged(*, job_id: int, master_key: str, dash_key: str, poster_key: str) -> EncodeJob:
+    """PACKAGING -> CHECKING: the package is written; the publish rules decide what follows."""
+    job = EncodeJob.objects.select_for_update().select_related("asset__publisher").get(pk=job_id)
     if job.state != JobState.PACKAGING:
+        return job
+    job.state = JobState.CHECKING
+    job.master_playlist_key = master_key
+    job.dash_manifest_key = dash_key
+    job.save(update_fields=["state", "master_playlist_key", "dash_manifest_key"])
+    asset = job.asset
+    asset.poster_key = poster_key
+    asset.save(update_fields=["poster_key"])
+    _job_event(job, "job.packaged", master=master_key, dash=dash_key)
+    _job_state_message(job)
+    _job_rules_check(job)
+    return job
+
+
+def _job_rules_check(job: EncodeJob, *, actor=None) -> RuleEvaluation | None:
+    """Evaluate a CHECKING job (locked by the caller) against its rules, unless a quality rule
+    applies and the measurements are still running: `job_quality_finished` comes back then.
+
+    All pass -> PUBLISHING (the promote step copies the package); any fails -> HELD, each
+    failing rule named with its measured value."""
+    from pipeline import rules
+
+    applicable = rules.rules_for_job(job)
+    if rules.needs_quality(applicable) and rules.quality_state(job) == "pending":
+        _job_event(job, "job.waiting_for_quality")
+        return None
+    outcomes = rules.evaluate(job, applicable)
+    passed = all(o.passed for o in outcomes)
+    evaluation = RuleEvaluation.objects.create(
+        job=job, passed=passed, results=[o.as_dict() for o in outcomes],
+        rule_sets=sorted({o.rule_set for o in outcomes}),
+    )
+    failures = [f"{o.label}: {o.measured}" for o in outcomes if not o.passed]
+    _job_event(
+        job, "job.rules_evaluated", actor=actor, evaluation=evaluation.pk, passed=passed,
+        rules=len(outcomes), failures=failures,
+    )
+    if passed:
+        _job_promote(job, actor=actor)
+    else:
+        job.state = JobState.HELD
+        job.failure_reason = "Held for review: " + "; ".join(failures)
+        job.save(update_fields=["state", "failure_reason"])
+        _asset_state_set(job.asset, AssetState.HELD, job=job.pk)
+        _job_event(job, "job.held", actor=actor, evaluation=evaluation.pk, failures=failures)
+        _job_state_message(job)
+    return evaluation
+
+
+def _job_promote(job: EncodeJob, *, actor=None) -> None:
+    job.state = JobState.PUBLISHING
+    job.failure_reason = ""
+    job.save(update_fields=["state", "failure_reason"])
+    _job_event(job, "job.publishing", actor=actor)
+    _job_state_message(job)
+    _rq_step_enqueue_on_commit("assemble", "publish_job", job.pk, f"publish-{job.pk}")
+
+
+@transaction.atomic
+def job_quality_finished(*, job_id: int) -> EncodeJob:
+    """The last quality measurement of the job ended: a job waiting on it is checked now."""
+    job = EncodeJob.objects.select_for_update().select_related("asset__publisher").get(pk=job_id)
+    if job.state == JobState.CHECKING:
+        _job_rules_check(job)
+    return job
+
+
+@transaction.atomic
+def job_publish(*, job_id: int, master_key: str, dash_key: str, poster_key: str, published_prefix: str) -> EncodeJob:
+    """PUBLISHING -> PUBLISHED once the package is promoted to the published prefix."""
+    job = EncodeJob.objects.select_for_update().select_related("asset__publisher").get(pk=job_id)
+    if job.state != JobState.PUBLISHING:
         return job
     job.state = JobState.PUBLISHED
     job.master_playlist_key = master_key
     job.dash_manifest_key = dash_key
+    job.published_prefix = published_prefix
     job.finished_at = timezone.now()
-    job.save(update_fields=["state", "master_playlist_key", "dash_manifest_key", "finished_at"])
+    job.save(update_fields=["state", "master_playlist_key", "dash_manifest_key", "published_prefix", "finished_at"])
     asset = job.asset
-    asset.state = AssetState.READY
     asset.poster_key = poster_key
-    asset.save(update_fields=["state", "poster_key"])
-    _job_event(job, "job.published", master=master_key, dash=dash_key)
+    asset.save(update_fields=["poster_key"])
+    _asset_state_set(asset, AssetState.READY, job=job.pk)
+    _job_event(job, "job.published", master=master_key, dash=dash_key, prefix=published_prefix)
     _job_state_message(job)
+    return job
+
+
+@transaction.atomic
+def job_review(*, job_id: int, decision: str, reason: str, actor) -> EncodeJob:
+    """An operator's decision on a HELD job: approve (publish anyway) or reject, with a reason."""
+    job = EncodeJob.objects.select_for_update().select_related("asset__publisher").get(pk=job_id)
+    if job.state != JobState.HELD:
+        raise JobActionRefused(
+            f"Job {job.pk} is {job.get_state_display().lower()}: only a job held for review can be approved or rejected."
+        )
+    reason = (reason or "").strip()
+    if len(reason) < 3:
+        raise JobActionRefused("Give a reason for the decision: it is recorded with the job.")
+    if decision not in Review.Decision.values:
+        raise JobActionRefused(f"Unknown decision {decision!r}.")
+    evaluation = job.evaluations.order_by("-created_at", "-id").first()
+    Review.objects.create(job=job, evaluation=evaluation, decision=decision, reason=reason[:2000], actor=actor)
+    if decision == Review.Decision.APPROVE:
+        _job_event(job, "job.approved", actor=actor, reason=reason, evaluation=evaluation.pk if evaluation else None)
+        _job_promote(job, actor=actor)
+    else:
+        job.state = JobState.REJECTED
+        job.finished_at = timezone.now()
+        job.save(update_fields=["state", "finished_at"])
+        if not job.asset.jobs.filter(state=JobState.PUBLISHED).exists():
+            _asset_state_set(job.asset, AssetState.REJECTED, job=job.pk)
+        _job_event(job, "job.rejected", actor=actor, reason=reason)
+        _job_state_message(job)
     return job
 
 
@@ -414,7 +592,11 @@ def artifact_record(
     parent_keys: list[str] | None = None, bucket: str | None = None,
 ) -> Artifact:
     """Record (or refresh, on a re-run that rewrote the same key) what a step wrote and from what."""
+    from core.s3 import redact_presigned
+
     bucket = bucket or settings.S3_BUCKET_MEDIA
+    if isinstance(inputs.get("command"), str):
+        inputs = {**inputs, "command": redact_presigned(inputs["command"])}
     with transaction.atomic():
         artifact, _ = Artifact.objects.update_or_create(
             bucket=bucket, key=key,
@@ -516,10 +698,8 @@ def _job_resume(job: EncodeJob, *, actor, event_type: str, first_unit_ids: list[
             step = "package"
             _rq_step_enqueue_on_commit("assemble", "package_job", job_id, f"package-{job_id}")
     job.save(update_fields=["state", "failure_reason", "finished_at"])
-    asset = job.asset
-    if asset.state == AssetState.FAILED:
-        asset.state = AssetState.PROCESSING
-        asset.save(update_fields=["state"])
+    if job.asset.state in (AssetState.FAILED, AssetState.CANCELLED, AssetState.HELD, AssetState.REJECTED):
+        _asset_state_set(job.asset, AssetState.PROCESSING, job=job.pk)
     _job_event(job, event_type, actor=actor, step=step, units=len(requeue), **payload)
     _job_state_message(job)
     if requeue:
@@ -529,15 +709,139 @@ def _job_resume(job: EncodeJob, *, actor, event_type: str, first_unit_ids: list[
     return step
 
 
-@transaction.atomic
-def job_restart(*, job_id: int, actor=None) -> str:
-    """Restart a failed or cancelled job from the failed step; returns the step it resumed at."""
-    job = EncodeJob.objects.select_for_update().select_related("asset").get(pk=job_id)
-    if job.state not in (JobState.FAILED, JobState.CANCELLED):
-        raise JobActionRefused(
-            f"Job {job.pk} is {job.get_state_display().lower()}: only failed or cancelled jobs can be restarted."
+RESTARTABLE_STATES = (JobState.FAILED, JobState.CANCELLED, JobState.HELD, JobState.REJECTED)
+
+
+def _stored_outputs_check(job_id: int) -> tuple[set[int], set[int]]:
+    """(DONE units, READY renditions) of the job whose output is missing from S3 or is not
+    what the row says (frame count kept in the object's metadata). Runs before any lock:
+    it is a HEAD per output."""
+    from botocore.exceptions import ClientError
+
+    from core import s3
+
+    client, bucket = s3.client(), settings.S3_BUCKET_MEDIA
+
+    def valid(key: str, frames: int | None) -> bool:
+        if not key:
+            return False
+        try:
+            head = client.head_object(Bucket=bucket, Key=key)
+        except ClientError:
+            return False
+        stored = head.get("Metadata", {}).get("frames")
+        return frames is None or stored is None or stored == str(frames)
+
+    bad_units = {
+        uid for uid, key, frames in Unit.objects.filter(job_id=job_id, state=UnitState.DONE)
+        .values_list("pk", "output_key", "chunk__frame_count")
+        if not valid(key, frames)
+    }
+    bad_renditions = {
+        rid for rid, key, frames, kind in Rendition.objects.filter(job_id=job_id, state=RenditionState.READY)
+        .values_list("pk", "output_key", "frame_count", "kind")
+        if not valid(key, frames if kind == RenditionKind.VIDEO else None)
+    }
+    return bad_units, bad_renditions
+
+
+def _job_replan(job: EncodeJob) -> dict[str, list[str]]:
+    """Bring the job's renditions in line with its profile as it is now: a rung whose
+    parameters changed is reset (its units get new keys and run again), a new rung is added
+    with its units, a removed one is dropped. Unchanged renditions are not touched."""
+    from pipeline.encoding import video_info_from_json
+    from pipeline.ladders import CODEC_COST
+
+    probe = job.asset.probe or {}
+    if not probe.get("video"):
+        return {"changed": [], "added": [], "removed": []}
+    info = type("_Probe", (), {"video": video_info_from_json(probe["video"]), "audio": probe.get("audio")})()
+    rungs, audio = _rendition_plan(job, info)
+    wanted = {params["name"]: (RenditionKind.VIDEO, params, width, height) for params, width, height in rungs}
+    wanted.update({params["name"]: (RenditionKind.AUDIO, params, None, None) for params in audio})
+    chunks = list(job.chunks.order_by("index"))
+    existing = {r.name: r for r in Rendition.objects.select_for_update().filter(job=job)}
+    changes: dict[str, list[str]] = {"changed": [], "added": [], "removed": []}
+    for name, rendition in existing.items():
+        if name not in wanted:
+            rendition.delete()
+            changes["removed"].append(name)
+    for name, (kind, params, width, height) in wanted.items():
+        rendition = existing.get(name)
+        if rendition is not None and rendition.params == params:
+            continue
+        if rendition is None:
+            rendition = Rendition(job=job, kind=kind, name=name)
+            changes["added"].append(name)
+        else:
+            changes["changed"].append(name)
+        rendition.params, rendition.width, rendition.height = params, width, height
+        rendition.state = RenditionState.ENCODING
+        rendition.units_total = len(chunks) if kind == RenditionKind.VIDEO else 1
+        rendition.units_done = 0
+        rendition.output_key, rendition.frame_count, rendition.duration_s, rendition.bitrate_kbps = "", None, None, None
+        rendition.failure_reason = ""
+        rendition.save()
+        Unit.objects.filter(rendition=rendition).delete()
+        Unit.objects.bulk_create(
+            [
+                Unit(job=job, rendition=rendition, chunk=chunk, output_key=unit_output_key(job, rendition, chunk),
+                     cost=width * height * chunk.frame_count * CODEC_COST.get(params["codec"], 1.0))
+                for chunk in chunks
+            ]
+            if kind == RenditionKind.VIDEO
+            else [Unit(job=job, rendition=rendition, chunk=None, output_key=unit_output_key(job, rendition, None),
+                       cost=(job.asset.duration_s or 0) * 20_000)]
         )
-    return _job_resume(job, actor=actor, event_type="job.restarted", previous=job.state)
+    return changes
+
+
+def _restartable_or_refuse(job: EncodeJob) -> None:
+    if job.state not in RESTARTABLE_STATES:
+        raise JobActionRefused(
+            f"Job {job.pk} is {job.get_state_display().lower()}: only failed, cancelled, held or rejected jobs can be restarted."
+        )
+
+
+def job_restart(*, job_id: int, actor=None) -> str:
+    """Restart a failed, cancelled, held or rejected job; returns the step it resumed at.
+
+    Only what is invalid or missing runs again: renditions whose profile rung changed since
+    the job was planned, units and renditions whose stored output is gone or wrong, and the
+    steps after them. Everything valid is reused. A held job with nothing to redo is checked
+    against its rules again (a publisher verified since, a rule edited)."""
+    _restartable_or_refuse(EncodeJob.objects.get(pk=job_id))  # before any S3 request
+    bad_units, bad_renditions = _stored_outputs_check(job_id)
+    return _job_restart_locked(job_id=job_id, actor=actor, bad_units=bad_units, bad_renditions=bad_renditions)
+
+
+@transaction.atomic
+def _job_restart_locked(*, job_id: int, actor, bad_units: set[int], bad_renditions: set[int]) -> str:
+    job = EncodeJob.objects.select_for_update().select_related("asset__publisher", "profile").get(pk=job_id)
+    _restartable_or_refuse(job)
+    previous = job.state
+    changes = _job_replan(job) if Unit.objects.filter(job=job).exists() else {"changed": [], "added": [], "removed": []}
+    invalid_units = list(Unit.objects.filter(pk__in=bad_units, state=UnitState.DONE).values_list("pk", flat=True))
+    Unit.objects.filter(pk__in=invalid_units).update(state=UnitState.QUEUED, attempts=0, worker="")
+    invalid_renditions = list(
+        Rendition.objects.filter(pk__in=bad_renditions, state=RenditionState.READY).values_list("name", flat=True)
+    )
+    Rendition.objects.filter(pk__in=bad_renditions, state=RenditionState.READY).update(state=RenditionState.ASSEMBLING)
+    redo = bool(invalid_units or invalid_renditions or any(changes.values()))
+    if previous in (JobState.HELD, JobState.REJECTED) and not redo:
+        job.state = JobState.CHECKING
+        job.failure_reason = ""
+        job.finished_at = None
+        job.save(update_fields=["state", "failure_reason", "finished_at"])
+        _asset_state_set(job.asset, AssetState.PROCESSING, job=job.pk)
+        _job_event(job, "job.restarted", actor=actor, step="check", previous=previous, units=0)
+        _job_state_message(job)
+        _job_rules_check(job, actor=actor)
+        return "check"
+    return _job_resume(
+        job, actor=actor, event_type="job.restarted", previous=previous,
+        invalid_units=invalid_units, invalid_renditions=invalid_renditions, **changes,
+    )
 
 
 @transaction.atomic

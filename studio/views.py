@@ -18,7 +18,7 @@ from django.views.decorators.http import require_GET, require_POST
 from core import s3
 from core.roles import permission_required
 from pipeline import selectors as pipeline_selectors
-from pipeline.models import AssetState, JobState, RenditionKind
+from pipeline.models import Artifact, AssetState, JobState, RenditionKind
 from studio import playback, selectors, services, sniff
 from studio.access import asset_viewer_required
 from studio.models import UploadSession
@@ -277,6 +277,8 @@ def asset(request: HttpRequest, asset_id: int) -> HttpResponse:
         "socket_path": f"/ws/studio/assets/{asset.pk}/",
         "player_url": reverse("studio:asset_player", args=[asset.pk]),
         "is_owner": asset.publisher_id == request.user.pk,
+        "review": job.reviews.order_by("-created_at").first() if job else None,
+        "artifacts": pipeline_selectors.job_artifacts(job_id=job.pk) if job else [],
         **_player_context(request, asset, published),
     }
     return render(request, "studio/asset.html", context)
@@ -342,3 +344,30 @@ def download(request: HttpRequest, asset_id: int, what: str) -> HttpResponseRedi
         bucket, key = settings.S3_BUCKET_MEDIA, rendition.output_key
         filename = f"{stem}-{rendition.name}{PurePosixPath(key).suffix}"
     return HttpResponseRedirect(playback.download_url(bucket=bucket, key=key, filename=filename))
+
+
+@asset_viewer_required
+@require_GET
+def lineage(request: HttpRequest, asset_id: int, artifact_id: int) -> HttpResponse:
+    """One artifact's lineage: what it was made from, back to the source object, and what was
+    made from it, drawn as a graph; each node's recorded inputs (command, versions) below."""
+    asset = _visible_asset(request, asset_id)
+    artifact = Artifact.objects.filter(pk=artifact_id, job__asset=asset).first()
+    if artifact is None:
+        raise Http404("No such artifact for this asset.")
+    graph = pipeline_selectors.artifact_lineage(artifact=artifact)
+    details = []
+    for node in graph.nodes:
+        if node.artifact is None:
+            continue
+        inputs = dict(node.artifact.inputs or {})
+        command = inputs.pop("command", "")
+        details.append({
+            "node": node,
+            "command": pipeline_selectors.redact_signed_urls(command if isinstance(command, str) else " ".join(command)),
+            "inputs": json.dumps(inputs, indent=2, sort_keys=True, default=str),
+        })
+    return render(request, "studio/lineage.html", {
+        "asset": asset, "artifact": artifact, "graph": graph, "details": details,
+        "is_owner": asset.publisher_id == request.user.pk,
+    })

@@ -31,6 +31,7 @@ EXPECTED: dict[str, tuple] = {
     "studio:asset_player": (LOGIN, 200, 200, 403, 200),
     "studio:hls": (LOGIN, 200, 200, 403, 200),
     "studio:download": (LOGIN, 302, 302, 403, 302),
+    "studio:lineage": (LOGIN, 200, 200, 403, 200),  # the sample job's package artifact
     "console:home": (LOGIN, 403, 200, 403, 200),
     "console:jobs": (LOGIN, 403, 200, 403, 200),
     "console:job": (LOGIN, 403, 200, 403, 200),  # the sample job
@@ -40,6 +41,11 @@ EXPECTED: dict[str, tuple] = {
     "console:jobs_bulk": (LOGIN, 403, 405, 403, 405),
     "console:job_action": (LOGIN, 403, 405, 403, 405),
     "console:failed_requeue": (LOGIN, 403, 405, 403, 405),
+    "console:job_review": (LOGIN, 403, 405, 403, 405),
+    "console:rule_edit": (LOGIN, 403, 405, 403, 405),
+    "console:publisher_verify": (LOGIN, 403, 405, 403, 405),
+    "console:rules": (LOGIN, 403, 200, 403, 200),
+    "console:rule_set": (LOGIN, 403, 200, 403, 200),  # the sample rule set
     "backups:home": (LOGIN, 403, 200, 403, 200),
     "backups:runs": (LOGIN, 403, 200, 403, 200),
     "backups:runs_csv": (LOGIN, 403, 200, 403, 200),
@@ -70,12 +76,6 @@ EXPECTED: dict[str, tuple] = {
     "security:response_undo": (LOGIN, 403, 403, 405, 405),
     "security:ec2_events": (405,) * 5,  # machines POST here with a bearer token
     "events:s3": (405,) * 5,  # the storage-event webhook: machines POST with a bearer token
-    "admin:index": (302, 302, 302, 302, 200),
-    "django_rq:home": (302, 302, 302, 302, 200),
-}
-
-# Third-party namespaces whose own routes are guarded by their index's decorator.
-THIRD_PARTY_PREFIXES = ("admin:", "django_rq:")
     # Webhooks: the sample endpoint and delivery are the publisher's own; a superuser is not
     # their owner (404 on the publisher's pages) but sees them on the operations pages.
     "webhooks:endpoints": (LOGIN, 200, 403, 403, 200),
@@ -94,6 +94,12 @@ THIRD_PARTY_PREFIXES = ("admin:", "django_rq:")
     "webhooks_ops:deliveries": (LOGIN, 403, 200, 403, 200),
     "webhooks_ops:delivery": (LOGIN, 403, 200, 403, 200),
     "webhooks_ops:delivery_redeliver": (LOGIN, 403, 405, 403, 405),
+    "admin:index": (302, 302, 302, 302, 200),
+    "django_rq:home": (302, 302, 302, 302, 200),
+}
+
+# Third-party namespaces whose own routes are guarded by their index's decorator.
+THIRD_PARTY_PREFIXES = ("admin:", "django_rq:")
 THIRD_PARTY_MODULES = ("django.contrib.admin", "django_rq")
 
 
@@ -141,12 +147,6 @@ def route_params(url_name: str) -> list[str]:
 
 
 @pytest.fixture
-def sample_kwargs(clients, s3):
-    """An argument for every route parameter: the publisher's own published asset (with a
-    master playlist in S3), any upload session id, a playlist path, a download."""
-    import uuid
-
-@pytest.fixture
 def webhook_kwargs(clients):
     """The publisher's own webhook endpoint and one delivery to it."""
     from django.contrib.auth import get_user_model
@@ -161,11 +161,28 @@ def webhook_kwargs(clients):
     return {"endpoint_id": endpoint.pk, "delivery_id": Delivery.objects.get(event=event).pk}
 
 
+@pytest.fixture
+def sample_kwargs(clients, s3):
+    """An argument for every route parameter: the publisher's own published asset (with a
+    master playlist in S3), any upload session id, a playlist path, a download."""
+    import uuid
+
     from django.conf import settings
     from django.contrib.auth import get_user_model
 
     from pipeline.ladders import ladders_sync
-    from pipeline.models import Asset, AudioRenditionSpec, EncodeJob, JobState, Profile, VideoRenditionSpec
+    from pipeline.models import (
+        Artifact,
+        Asset,
+        AudioRenditionSpec,
+        EncodeJob,
+        JobState,
+        Profile,
+        Rule,
+        RuleKind,
+        RuleSet,
+        VideoRenditionSpec,
+    )
 
     ladders_sync(Profile, VideoRenditionSpec, AudioRenditionSpec)
     publisher = get_user_model().objects.get(username="publisher")
@@ -175,7 +192,12 @@ def webhook_kwargs(clients):
     job = EncodeJob.objects.create(asset=asset, profile=Profile.objects.get(slug="fast"), chunk_seconds=4, segment_seconds=2,
                              state=JobState.PUBLISHED, master_playlist_key=key)
     s3.put_object(Bucket=settings.S3_BUCKET_MEDIA, Key=key, Body=b"#EXTM3U\n#EXT-X-VERSION:7\n")
+    artifact = Artifact.objects.create(job=job, kind=Artifact.Kind.PACKAGE, bucket=settings.S3_BUCKET_MEDIA, key=key,
+                                       step="package", inputs={"ffmpeg": "5.1"})
+    rule_set = RuleSet.objects.create(name="Sample rules")
+    Rule.objects.create(rule_set=rule_set, kind=RuleKind.RENDITIONS_VALID)
     return {"asset_id": asset.pk, "job_id": job.pk, "session_id": uuid.uuid4(), "path": "master.m3u8", "what": "source",
+            "artifact_id": artifact.pk, "rule_set_id": rule_set.pk, "rule_id": rule_set.rules.first().pk, "user_id": publisher.pk,
             "violation_id": 0, "alert_id": 0, "response_id": 0, "run_id": 0, "failure_id": 0, "restore_id": 0}
 
 

@@ -11,11 +11,13 @@
   const root = document.getElementById("progress");
   if (!root) return;
 
-  const FINAL = new Set(["published", "failed", "cancelled"]);
+  const FINAL = new Set(["published", "failed", "cancelled", "rejected"]);
   const UNIT_FINAL = new Set(["done", "failed", "cancelled"]);
+  const FAILURE_TITLES = { failed: "Encoding failed", held_for_review: "Held for review", rejected: "Rejected" };
   const JOB_LABELS = {
     queued: "Queued", probing: "Probing", encoding: "Encoding", packaging: "Packaging", published: "Published",
-    held_for_review: "Held for review", failed: "Failed", cancelled: "Cancelled",
+    checking: "Checking rules", publishing: "Publishing", held_for_review: "Held for review", rejected: "Rejected",
+    failed: "Failed", cancelled: "Cancelled",
   };
   const UNIT_LABELS = { queued: "queued", running: "encoding", done: "done", failed: "failed", cancelled: "cancelled" };
   const GAP_WAIT_MS = 3000;
@@ -245,7 +247,13 @@
     if (state === "failed" || reason) {
       $("failure").hidden = !reason;
       $("failure-reason").textContent = reason || "";
+      const title = $("failure-title");
+      if (title) title.textContent = FAILURE_TITLES[state] || FAILURE_TITLES.failed;
+    } else if (!FINAL.has(state) && state !== "held_for_review") {
+      $("failure").hidden = true;
     }
+    if (state === "checking") $("grid-note").textContent = "Every rendition is packaged; checking the publish rules…";
+    if (state === "publishing") $("grid-note").textContent = "The rules passed; publishing the package…";
     if (state === "probing" || state === "queued") $("grid-note").textContent = "Probing the source; the grid appears once its chunks are planned.";
     if (state === "packaging") $("grid-note").textContent = "Every chunk is encoded; packaging HLS and DASH…";
     if (state === "published") $("grid-note").textContent = "";

@@ -42,8 +42,23 @@ def job_with_units(
             state=(rendition_states or {}).get(name, RenditionState.ENCODING),
             params={"name": name, "codec": "aac" if audio else "libx264", "height": height},
         )
+        if rendition.state == RenditionState.READY:
+            rendition.output_key = f"{job.output_prefix}/renditions/{name}.mp4"
+            rendition.frame_count = None if audio else 100 * len(states)
+            rendition.save(update_fields=["output_key", "frame_count"])
         for i, unit_state in enumerate(states):
             Unit.objects.create(job=job, rendition=rendition, chunk=None if audio else chunk_rows[i], state=unit_state,
                                 cost=(height or 1) * 1000 + i, output_key=f"{job.output_prefix}/{name}/{i}.mp4",
                                 error="boom" if unit_state == UnitState.FAILED else "")
     return job
+
+
+def outputs_store(job: EncodeJob, s3) -> None:
+    """Put the outputs the job's rows say exist (DONE units, READY renditions) into S3, with
+    the frame count in their metadata, as the workers write them: a restart checks them."""
+    for unit in Unit.objects.filter(job=job, state=UnitState.DONE).select_related("chunk"):
+        meta = {"frames": str(unit.chunk.frame_count)} if unit.chunk else {}
+        s3.put_object(Bucket=settings.S3_BUCKET_MEDIA, Key=unit.output_key, Body=b"unit", Metadata=meta)
+    for rendition in Rendition.objects.filter(job=job, state=RenditionState.READY):
+        meta = {"frames": str(rendition.frame_count)} if rendition.frame_count else {}
+        s3.put_object(Bucket=settings.S3_BUCKET_MEDIA, Key=rendition.output_key, Body=b"rendition", Metadata=meta)

@@ -15,7 +15,7 @@ from core.models import Event
 from core.roles import Role
 from pipeline import progress, services
 from pipeline.models import EncodeJob, JobState, Rendition, RenditionState, Unit, UnitState
-from tests.console.factories import job_with_units
+from tests.console.factories import job_with_units, outputs_store
 
 pytestmark = pytest.mark.django_db
 
@@ -71,12 +71,13 @@ def test_raise_priority_moves_the_jobs_queued_units_to_the_front(
     assert event.actor == operator and event.payload["units"] == 2
 
 
-def test_restart_after_a_failed_assembly_only_assembles(ops_client, operator, publisher, redis_conn,
+def test_restart_after_a_failed_assembly_only_assembles(ops_client, operator, publisher, redis_conn, s3,
                                                          django_capture_on_commit_callbacks):
     job = job_with_units(publisher, state=JobState.FAILED,
                          unit_states={"h264-240p": [D, D], "h264-360p": [D, D], "aac-96k": [D]},
                          rendition_states={"h264-240p": RenditionState.READY, "aac-96k": RenditionState.READY,
                                            "h264-360p": RenditionState.ASSEMBLING})
+    outputs_store(job, s3)
     with django_capture_on_commit_callbacks(execute=True):
         response = act(ops_client, job, "restart")
     assert messages_of(response) == [f"Job {job.pk} restarted from its assemble step."]
@@ -91,12 +92,13 @@ def test_restart_after_a_failed_assembly_only_assembles(ops_client, operator, pu
 
 
 def test_restart_of_a_cancelled_job_requeues_what_is_unfinished_and_lifts_the_cancel_flag(
-    ops_client, publisher, redis_conn, django_capture_on_commit_callbacks
+    ops_client, publisher, redis_conn, s3, django_capture_on_commit_callbacks
 ):
     job = job_with_units(publisher, state=JobState.CANCELLED,
                          unit_states={"h264-240p": [D, C], "h264-360p": [C, C], "aac-96k": [D]},
                          rendition_states={"h264-240p": RenditionState.CANCELLED, "h264-360p": RenditionState.CANCELLED,
                                            "aac-96k": RenditionState.READY})
+    outputs_store(job, s3)
     progress.cancel_flag_set(job.pk)
     with django_capture_on_commit_callbacks(execute=True):
         act(ops_client, job, "restart")
@@ -118,10 +120,11 @@ def test_restart_of_a_job_that_failed_before_planning_probes_again(ops_client, p
     assert django_rq.get_queue("ingest").job_ids == [f"ingest-{job.pk}"]
 
 
-def test_restart_with_every_rendition_ready_only_packages(ops_client, publisher, redis_conn,
+def test_restart_with_every_rendition_ready_only_packages(ops_client, publisher, redis_conn, s3,
                                                           django_capture_on_commit_callbacks):
     job = job_with_units(publisher, state=JobState.FAILED, unit_states={"h264-240p": [D, D], "aac-96k": [D]},
                          rendition_states={"h264-240p": RenditionState.READY, "aac-96k": RenditionState.READY})
+    outputs_store(job, s3)
     queue = django_rq.get_queue("assemble")
     stale = queue.enqueue("os.getpid", job_id=f"package-{job.pk}")
     queue.remove(stale)
@@ -155,7 +158,7 @@ def test_retry_failed_units_requeues_them_first_then_what_the_failure_dropped(
     ("state", "units", "action", "message"),
     [
         (JobState.FAILED, {"h264-240p": [D, C]}, "retry", "has no failed units. Restart it from the failed step instead."),
-        (JobState.PUBLISHED, {"h264-240p": [D, D]}, "restart", "is published: only failed or cancelled jobs can be restarted."),
+        (JobState.PUBLISHED, {"h264-240p": [D, D]}, "restart", "is published: only failed, cancelled, held or rejected jobs can be restarted."),
         (JobState.PUBLISHED, {"h264-240p": [D, D]}, "cancel", "is published already: there is nothing to cancel."),
         (JobState.CANCELLED, {"h264-240p": [D, C]}, "priority", "is cancelled: it has no work waiting."),
     ],
@@ -233,10 +236,11 @@ def test_requeue_from_the_failed_registry(ops_client, operator, redis_conn):
     assert messages_of(nowhere) == ["There is no queue named 'nope'."]
 
 
-def test_requeue_of_a_failed_pipeline_step_restarts_its_job(ops_client, publisher, redis_conn,
+def test_requeue_of_a_failed_pipeline_step_restarts_its_job(ops_client, publisher, redis_conn, s3,
                                                              django_capture_on_commit_callbacks):
     job = job_with_units(publisher, state=JobState.FAILED,
                          unit_states={"h264-240p": [D, F], "aac-96k": [D]})
+    outputs_store(job, s3)
     unit = Unit.objects.get(job=job, state=F)
     encode = django_rq.get_queue("encode")
     services.units_enqueue(unit_ids=[unit.pk])

@@ -8,16 +8,21 @@ from django.conf import settings
 from core.roles import Role
 from tests.conftest import ROOT, worker_env
 
-ALL_QUEUES = ("assemble", "encode", "ingest", "default")
+ALL_QUEUES = ("assemble", "encode", "ingest", "quality", "default")
 
 
 @pytest.fixture
 def ladders(transactional_db):
-    """The shipped ladders (a data migration loads them; transactional tests flush them)."""
+    """The shipped ladders and publish rule sets (data migrations load them; transactional
+    tests flush them), so jobs in tests go through the same rules as in production."""
+    from django.contrib.auth.models import Group
+
     from pipeline.ladders import ladders_sync
-    from pipeline.models import AudioRenditionSpec, Profile, VideoRenditionSpec
+    from pipeline.models import AudioRenditionSpec, Profile, Rule, RuleSet, VideoRenditionSpec
+    from pipeline.rules import rule_sets_sync
 
     ladders_sync(Profile, VideoRenditionSpec, AudioRenditionSpec)
+    rule_sets_sync(RuleSet, Rule, Profile, Group)
 
 
 @pytest.fixture

@@ -47,6 +47,7 @@ def job(db, probe_json, make_user):
     from pipeline.models import AudioRenditionSpec, VideoRenditionSpec
 
     ladders_sync(Profile, VideoRenditionSpec, AudioRenditionSpec)
+    RuleSet.objects.all().delete()  # each test says which rules apply (the shipped ones have their own test)
     publisher = make_user("pat", role=Role.PUBLISHER)
     asset = Asset.objects.create(
         publisher=publisher, title="t", source_bucket=settings.S3_BUCKET_INGEST, source_key="uploads/pat/t.mp4",

@@ -23,6 +23,9 @@ from pipeline import events, progress
 from pipeline.models import JOB_FINAL_STATES, EncodeJob, IngestEvent, JobState, Profile
 from pipeline.selectors import job_snapshot
 
+# Waiting ends at a final state, or when the job needs a person (held for review).
+WAIT_ENDS = JOB_FINAL_STATES | {JobState.HELD}
+
 BAR_WIDTH = 30
 
 
@@ -98,6 +101,12 @@ class Command(BaseCommand):
         if not wait:
             return
         final = asyncio.run(self._follow(job.pk, timeout))
+        if final["state"] == JobState.HELD:
+            raise CommandError(
+                f"job {job.pk} is held for review: {final['reason'] or 'a publish rule failed'}\n"
+                f"  operations staff decide at {settings.SITE_URL}/ops/jobs/{job.pk}/ or with "
+                f"`manage.py job approve|reject {job.pk} --as USER --reason TEXT`"
+            )
         if final["state"] != JobState.PUBLISHED:
             raise CommandError(f"job {job.pk} {final['state']}: {final['reason'] or 'no reason recorded'}")
         job.refresh_from_db()
@@ -160,7 +169,7 @@ class Command(BaseCommand):
         deadline = time.monotonic() + timeout
         last_refresh = time.monotonic()
         try:
-            while board.snapshot["job"]["state"] not in JOB_FINAL_STATES:
+            while board.snapshot["job"]["state"] not in WAIT_ENDS:
                 if time.monotonic() > deadline:
                     raise CommandError(f"gave up waiting after {timeout:g} s; the job goes on")
                 try:
@@ -183,7 +192,7 @@ class Command(BaseCommand):
         if sys.stdout.isatty() and previous_lines:
             self.stdout.write(f"\x1b[{previous_lines}F\x1b[J", ending="")
         elif not sys.stdout.isatty():
-            return 0 if board.snapshot["job"]["state"] not in JOB_FINAL_STATES else self._print_once(lines)
+            return 0 if board.snapshot["job"]["state"] not in WAIT_ENDS else self._print_once(lines)
         self.stdout.write("\n".join(lines))
         return len(lines)
 
