@@ -35,6 +35,7 @@ CHOICES: list[tuple[str, str]] = [
     ("upload.rejected", "upload.rejected"),
 ]
 VALUES = frozenset(value for value, _ in CHOICES)
+FAMILIES = sum(1 for value, _ in CHOICES if value == ALL or value.endswith(".*"))  # listed first
 
 # What a new endpoint receives unless the publisher chooses otherwise: not unit events.
 DEFAULT: list[str] = ["job.*", "rendition.*", "asset.*"]

@@ -236,15 +236,17 @@ def delivery_attempt_start(*, delivery_id: int, worker: str = "") -> AttemptPlan
 def delivery_attempt_finish(*, attempt_id: int, outcome: sender.Outcome) -> Delivery | None:
     """Record an attempt's outcome; schedule the next one, or mark the delivery delivered or failed."""
     now = timezone.now()
-    attempt = DeliveryAttempt.objects.filter(pk=attempt_id).first()
+    found = (
+        DeliveryAttempt.objects.filter(pk=attempt_id).values_list("delivery__endpoint_id", flat=True).first()
+    )
+    # The endpoint first, then its delivery: the order endpoint_delete takes them in.
+    endpoint = Endpoint.objects.select_for_update().filter(pk=found).first() if found else None
+    attempt = DeliveryAttempt.objects.filter(pk=attempt_id).first() if endpoint else None
     if attempt is None:
         return None  # the endpoint was deleted meanwhile
     delivery = (
-        Delivery.objects.select_for_update(of=("self",))
-        .select_related("endpoint", "event")
-        .get(pk=attempt.delivery_id)
+        Delivery.objects.select_for_update(of=("self",)).select_related("event").get(pk=attempt.delivery_id)
     )
-    endpoint = Endpoint.objects.select_for_update().get(pk=delivery.endpoint_id)
     attempt.finished_at = now
     attempt.duration_ms = outcome.duration_ms
     attempt.status_code = outcome.status_code

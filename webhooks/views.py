@@ -14,7 +14,7 @@ from django.views.decorators.cache import never_cache
 from django.views.decorators.http import require_GET, require_http_methods, require_POST
 
 from core.roles import permission_required
-from webhooks import payloads, selectors, services
+from webhooks import event_types, payloads, selectors, services
 from webhooks.forms import DeliveryFilterForm, EndpointForm, RotateForm
 from webhooks.models import Endpoint, EndpointState
 
@@ -81,7 +81,11 @@ def endpoint_new(request: HttpRequest) -> HttpResponse:
             _reveal_later(request, endpoint, secret)
             messages.success(request, "Endpoint added. Copy its signing secret now: it is shown only once.")
             return redirect("webhooks:endpoint", endpoint_id=endpoint.pk)
-    return render(request, "webhooks/endpoint_form.html", {"form": form, "endpoint": None})
+    return render(
+        request,
+        "webhooks/endpoint_form.html",
+        {"form": form, "endpoint": None, "families": event_types.FAMILIES},
+    )
 
 
 @permission_required(STUDIO)
@@ -104,7 +108,11 @@ def endpoint_edit(request: HttpRequest, endpoint_id: int) -> HttpResponse:
         else:
             messages.success(request, "Endpoint saved.")
             return redirect("webhooks:endpoint", endpoint_id=endpoint.pk)
-    return render(request, "webhooks/endpoint_form.html", {"form": form, "endpoint": endpoint})
+    return render(
+        request,
+        "webhooks/endpoint_form.html",
+        {"form": form, "endpoint": endpoint, "families": event_types.FAMILIES},
+    )
 
 
 @never_cache
