@@ -6,6 +6,7 @@ goes through webhooks.targets' checked connection classes (no private addresses 
 
 from __future__ import annotations
 
+import re
 import time
 from dataclasses import dataclass
 
@@ -59,19 +60,28 @@ def _refusal_in(exc: requests.ConnectionError) -> str:
     return reason.refusal if isinstance(reason, targets.RefusedConnection) else ""
 
 
+def _reason_text(exc: requests.RequestException) -> str:
+    """What went wrong, without the URL: its path or query may itself be a credential, and this
+    text is stored, shown and logged."""
+    reason = getattr(exc.args[0], "reason", None) if exc.args else None
+    text = str(reason if reason is not None else exc)
+    text = re.sub(r"^\w+\(host='[^']*', port=\d+\): ", "", text)
+    return re.sub(r"with url: \S+", "with url: (hidden)", text)
+
+
 def _error_text(exc: requests.RequestException, *, connect_timeout: float, total_timeout: float) -> str:
     if isinstance(exc, requests.ConnectTimeout):
         return f"Could not connect within {connect_timeout:g} s."
     if isinstance(exc, requests.ReadTimeout):
         return f"No answer within {total_timeout:g} s."
     if isinstance(exc, requests.exceptions.SSLError):
-        return f"TLS error: {exc}"[:500]
+        return f"TLS error: {_reason_text(exc)}"[:500]
     if isinstance(exc, requests.ConnectionError):
         refusal = _refusal_in(exc)
         if refusal:
             return f"Refused to connect: {refusal}"[:500]
-        return f"Could not connect: {exc}"[:500]
-    return f"{type(exc).__name__}: {exc}"[:500]
+        return f"Could not connect: {_reason_text(exc)}"[:500]
+    return f"{type(exc).__name__}: {_reason_text(exc)}"[:500]
 
 
 def post(

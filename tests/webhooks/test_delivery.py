@@ -183,7 +183,7 @@ def test_receiver_that_never_answers_times_out(pub, endpoint_for, silent_port, r
     assert endpoint.failing_since == attempt.started_at
 
 
-def test_refused_connection_and_redirect_are_failures_with_reasons(
+def test_refused_connection_tls_error_and_redirect_are_failures_with_reasons(
     pub, endpoint_for, receiver, run_default_worker
 ):
     import socket
@@ -191,18 +191,25 @@ def test_refused_connection_and_redirect_are_failures_with_reasons(
     with socket.socket() as probe:
         probe.bind(("127.0.0.1", 0))
         closed_port = probe.getsockname()[1]
-    closed, _ = endpoint_for(pub, f"http://127.0.0.1:{closed_port}/hook")
+    closed, _ = endpoint_for(pub, f"http://127.0.0.1:{closed_port}/hook?token=url-credential")
     redirecting = receiver(302)
     moved, _ = endpoint_for(pub, redirecting.url)
+    plain = receiver()
+    not_tls, _ = endpoint_for(pub, plain.url.replace("http://", "https://"))
     publish(pub)
 
     run_default_worker()
 
     refused = Delivery.objects.get(endpoint=closed).attempts.get()
     assert refused.error.startswith("Could not connect:") and refused.status_code is None
+    assert "Connection refused" in refused.error
+    assert "url-credential" not in refused.error, "the URL's query may be a credential: never stored or logged"
     redirected = Delivery.objects.get(endpoint=moved).attempts.get()
     assert redirected.status_code == 302 and "redirects are not followed" in redirected.error
     assert len(redirecting.requests) == 1
+    handshake = Delivery.objects.get(endpoint=not_tls).attempts.get()
+    assert handshake.error.startswith("TLS error:") and handshake.status_code is None
+    assert plain.requests == []
 
 
 def test_redelivery_by_hand_sends_again_with_the_same_key(
