@@ -298,6 +298,10 @@ def _encode_audio_unit(unit: Unit, asset: Asset, workdir: Path, forward: _Progre
     return {"frames": None, "ffmpeg_s": result.wall_s, "cpu_s": result.cpu_s, "command": result.command, "size": size}
 
 
+def _looks_like_a_bad_read(exc: ffmpeg.MediaError) -> bool:
+    return any(sign in exc.reason for sign in ("Invalid data found", "moov atom not found"))
+
+
 def _stop_taking_work(worker: str, reason: str) -> None:
     """A worker whose disk is full would fail every unit it takes and burn their retries:
     it finishes this job (the unit is retried, elsewhere) and then shuts down."""
@@ -331,6 +335,11 @@ def unit_run(*, unit_id: int, worker: str = "", rq_job_id: str = "") -> None:
         logger.info("unit %s stopped: job %s was cancelled", unit_id, unit.job_id)
         return
     except ffmpeg.PermanentMediaError as exc:
+        if _looks_like_a_bad_read(exc) and unit.attempts <= settings.REELFLOW_UNIT_RETRIES:
+            # The source passed the probe at ingest; "invalid data" now is far more often a
+            # read cut short (an S3 5xx or reset mid-range) than bad media: retry before
+            # failing the whole job. The last attempt still fails with this reason.
+            raise ffmpeg.TransientMediaError(exc.reason, stderr_tail=exc.stderr_tail, command=exc.command) from exc
         services.unit_fail(unit_id=unit_id, reason=exc.reason, log_tail=exc.stderr_tail, permanent=True)
         return
     except ffmpeg.TransientMediaError as exc:
@@ -421,7 +430,13 @@ def rendition_assemble_run(*, rendition_id: int) -> None:
         duration = ffmpeg.stream_durations(output).get("video")
         expected = planned_frames / fps
         if frames != planned_frames:
-            raise ffmpeg.PermanentMediaError(f"joined {rendition.name} has {frames} frames, planned {planned_frames}")
+            # Every unit was checked for its frame count when it was made, so a short join
+            # means a unit could not be read back (ffmpeg's concat demuxer logs "Impossible to
+            # open" for an S3 5xx or reset and carries on, exiting 0): retry, do not fail.
+            raise ffmpeg.TransientMediaError(
+                f"joined {rendition.name} has {frames} frames, planned {planned_frames}: a unit could not be "
+                "read back from storage"
+            )
         if duration is None or abs(duration - float(expected)) > float(1 / fps) + 1e-6:
             raise ffmpeg.PermanentMediaError(
                 f"joined {rendition.name} lasts {duration} s, planned {float(expected):.3f} s (more than one frame off)"

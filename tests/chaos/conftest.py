@@ -45,8 +45,20 @@ class Workers:
         )  # fmt: skip
         proc.log_path = log.name
         proc.worker_name = proc_name
+        proc.env, proc.argv_prefix = env, argv_prefix
         self.procs.append(proc)
         return proc
+
+    def supervise(self) -> list[str]:
+        """Start a replacement for every worker that exited, as systemd's Restart=always or a
+        container orchestrator would; returns the log tails of the exited ones."""
+        exited = []
+        for proc in list(self.procs):
+            if proc.poll() is not None and not getattr(proc, "replaced", False):
+                proc.replaced = True
+                exited.append(f"{proc.worker_name} exited {proc.returncode}: " + tail(proc.log_path))
+                self.start(env=proc.env, argv_prefix=proc.argv_prefix, name="restarted")
+        return exited
 
     def alive(self) -> list[subprocess.Popen]:
         return [p for p in self.procs if p.poll() is None]
@@ -59,6 +71,11 @@ class Workers:
                 proc.wait(timeout=20)
             except subprocess.TimeoutExpired:
                 kill_tree(proc)
+
+
+def tail(path: str, lines: int = 15) -> str:
+    with open(path, errors="replace") as handle:
+        return "".join(handle.readlines()[-lines:])
 
 
 def queues() -> tuple[str, ...]:
