@@ -143,7 +143,7 @@ def main() -> int:
             # (b) Reelflow
             logs = [open(work / f"worker-{run}-{i}.log", "w") for i in range(args.workers)]  # noqa: SIM115
             workers = [
-                subprocess.Popen([PY, "manage.py", "rqworker", "assemble", "encode", "ingest", "default"],
+                subprocess.Popen([PY, "manage.py", "rqworker", "assemble", "encode", "ingest", "quality", "default"],
                                  cwd=ROOT, env=env, stdout=log, stderr=subprocess.STDOUT)
                 for log in logs
             ]

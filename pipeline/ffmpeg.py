@@ -42,6 +42,7 @@ __all__ = [
     "FFPROBE",
     "AudioInfo",
     "AudioRendition",
+    "ChunkInput",
     "MediaCancelledError",
     "MediaError",
     "MediaInfo",
@@ -53,6 +54,7 @@ __all__ = [
     "VideoRendition",
     "build_audio_command",
     "build_unit_command",
+    "chunk_input",
     "classify_failure",
     "concat_command",
     "count_frames",
@@ -1190,17 +1192,22 @@ def _encoder_args(rendition: VideoRendition, *, gop: int) -> list[str]:
     return args
 
 
-def build_unit_command(
-    *,
-    input_url: str | os.PathLike[str],
-    output_path: str | os.PathLike[str],
-    chunk: Chunk,
-    rendition: VideoRendition,
-    fps: Fraction,
-    segment_seconds: int,
-    source: VideoInfo,
-) -> list[str]:
-    """Arguments for one encode unit: exactly ``chunk.frame_count`` frames of one rendition.
+@dataclass(frozen=True, slots=True)
+class ChunkInput:
+    """How to read exactly one chunk's frames of a source: ``args`` end with ``-i <source>``,
+    ``filters`` put its frames on the planned grid with the first at 0, and ``pad`` (a filter
+    to place after scaling) clones the last frame when the source ends a few frames early."""
+
+    args: list[str]
+    filters: list[str]
+    pad: str
+
+
+def chunk_input(
+    *, input_url: str | os.PathLike[str], chunk: Chunk, fps: Fraction, source: VideoInfo
+) -> ChunkInput:
+    """The source side of an encode unit, shared with quality measurement
+    (:mod:`pipeline.quality_cmds`) so that both see the same frames, one to one.
 
     How the range stays frame exact:
 
@@ -1211,16 +1218,9 @@ def build_unit_command(
     * ``fps=<planned fps>:start_time=0`` makes the output constant-rate on the global frame
       grid (a no-op for CFR sources, the VFR to CFR conversion otherwise);
     * ``-t`` bounds how much is read, ``tpad`` clones the last frame if the source ends a
-      few frames early (edit-list slop), and ``-frames:v`` cuts at the exact count.
-
-    Video only (audio is encoded once per file); autorotate is ffmpeg's default, so the
-    output has the display orientation and no rotation metadata; ``setsar=1`` and 8-bit
-    4:2:0 for every codec; an IDR at frame 0 and a closed GOP of exactly one segment. The
-    MP4 output joins losslessly with the concat demuxer for all four codecs.
+      few frames early (edit-list slop); the caller cuts at ``chunk.frame_count``.
     """
     fps = Fraction(fps)
-    gop = segment_frames(fps=fps, segment_seconds=segment_seconds)
-    width, height = rendition_size(source=source, height=rendition.height)
     chunk_start = Fraction(chunk.start_frame) / fps  # relative to the first video frame
 
     args = _input_options(input_url, reconnect=True)
@@ -1237,16 +1237,42 @@ def build_unit_command(
     filters = []
     if source.interlaced:
         filters.append("bwdif=mode=send_frame:deint=interlaced")
-    pad_frames = max(2, math.ceil(fps / 2))
     filters += [
         f"setpts=PTS{'+' if shift >= 0 else '-'}{float(abs(shift)):.9f}/TB",
         f"fps=fps={fps.numerator}/{fps.denominator}:start_time=0",
-        f"scale={width}:{height}",
-        "setsar=1",
-        "format=yuv420p",
-        f"tpad=stop_mode=clone:stop={pad_frames}",
     ]
-    args += [
+    pad_frames = max(2, math.ceil(fps / 2))
+    return ChunkInput(args=args, filters=filters, pad=f"tpad=stop_mode=clone:stop={pad_frames}")
+
+
+def build_unit_command(
+    *,
+    input_url: str | os.PathLike[str],
+    output_path: str | os.PathLike[str],
+    chunk: Chunk,
+    rendition: VideoRendition,
+    fps: Fraction,
+    segment_seconds: int,
+    source: VideoInfo,
+) -> list[str]:
+    """Arguments for one encode unit: exactly ``chunk.frame_count`` frames of one rendition.
+
+    The range is read by :func:`chunk_input` (a seek half a frame early, re-timed onto the
+    planned frame grid, the last frame cloned if the source ends early) and ``-frames:v``
+    cuts at the exact count.
+
+    Video only (audio is encoded once per file); autorotate is ffmpeg's default, so the
+    output has the display orientation and no rotation metadata; ``setsar=1`` and 8-bit
+    4:2:0 for every codec; an IDR at frame 0 and a closed GOP of exactly one segment. The
+    MP4 output joins losslessly with the concat demuxer for all four codecs.
+    """
+    fps = Fraction(fps)
+    gop = segment_frames(fps=fps, segment_seconds=segment_seconds)
+    width, height = rendition_size(source=source, height=rendition.height)
+    read = chunk_input(input_url=input_url, chunk=chunk, fps=fps, source=source)
+    filters = [*read.filters, f"scale={width}:{height}", "setsar=1", "format=yuv420p", read.pad]
+    args = [
+        *read.args,
         # The probed stream by absolute index: "0:v:0" could be cover art.
         "-map", f"0:{source.index}", "-an", "-sn", "-dn",
         "-map_metadata", "-1", "-map_chapters", "-1",

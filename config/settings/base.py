@@ -7,6 +7,7 @@ ones a developer machine needs, never the ones production may run with (see prod
 from pathlib import Path
 
 import environ
+from django.core.exceptions import ImproperlyConfigured
 
 BASE_DIR = Path(__file__).resolve().parent.parent.parent
 VAR_DIR = Path(environ.Env().str("REELFLOW_VAR_DIR", default=str(BASE_DIR / "var")))
@@ -92,7 +93,7 @@ DEFAULT_AUTO_FIELD = "django.db.models.BigAutoField"
 # --- Redis: RQ queues, channel layer, cache ------------------------------------------------
 REDIS_URL = env.str("REDIS_URL", default="redis://127.0.0.1:6379/0")
 
-RQ_QUEUE_NAMES = ["ingest", "encode", "assemble", "backup", "security", "default"]
+RQ_QUEUE_NAMES = ["ingest", "encode", "assemble", "quality", "backup", "security", "webhooks", "default"]
 RQ_DEFAULT_TIMEOUT = env.int("RQ_DEFAULT_TIMEOUT", default=3600)
 RQ_QUEUES = {
     name: {"URL": REDIS_URL, "DEFAULT_TIMEOUT": RQ_DEFAULT_TIMEOUT} for name in RQ_QUEUE_NAMES
@@ -154,6 +155,18 @@ REELFLOW_DEFAULT_PROFILE = env.str("REELFLOW_DEFAULT_PROFILE", default="standard
 # Bounded automatic re-runs: transient unit failures (RQ retries) and invalid outputs.
 REELFLOW_UNIT_RETRIES = env.int("REELFLOW_UNIT_RETRIES", default=3)
 REELFLOW_PROGRESS_INTERVAL_MS = env.int("REELFLOW_PROGRESS_INTERVAL_MS", default=250)
+
+# --- Quality measurement (pipeline.quality, docs/quality.md) --------------------------------
+# "always": every video rendition is measured against the source (VMAF where the QC ffmpeg has
+# libvmaf, PSNR and SSIM always) on the "quality" queue; "off": nothing is measured.
+REELFLOW_QC_MODE = env.str("REELFLOW_QC_MODE", default="always")
+if REELFLOW_QC_MODE not in ("always", "off"):
+    raise ImproperlyConfigured(f"REELFLOW_QC_MODE must be 'always' or 'off', not {REELFLOW_QC_MODE!r}")
+# The ffmpeg that measures. Empty: the imageio-ffmpeg wheel's build (it has libvmaf) when that
+# package is installed, else `ffmpeg` on PATH (Debian's has no libvmaf: PSNR and SSIM only).
+REELFLOW_QC_FFMPEG = env.str("REELFLOW_QC_FFMPEG", default="")
+# libvmaf threads per measurement; 0 means one per CPU of the worker.
+REELFLOW_QC_THREADS = env.int("REELFLOW_QC_THREADS", default=0)
 
 # --- Studio: browser uploads straight to S3, publisher pages ----------------------------------
 # Multipart part size (S3 needs at least 5 MiB for every part but the last; raised as needed to

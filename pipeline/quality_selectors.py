@@ -1,0 +1,135 @@
+"""Reads of quality measurements shaped for the pages that draw them (the studio asset page and
+the console job page): one query for a job not measured, two for one that is, whatever its
+size; the per-frame values are left out."""
+
+from pipeline.models import (
+    EncodeJob,
+    QualityState,
+    QualityTask,
+    QualityTaskState,
+    Rendition,
+    RenditionKind,
+    RenditionState,
+)
+from pipeline.quality import qc_enabled
+from pipeline.quality_cmds import compare_size
+
+METRIC_LABELS = {
+    "vmaf": "VMAF",
+    "psnr": "PSNR-Y (dB)",
+    "ssim": "SSIM-Y",
+}
+METRIC_NAMES = {
+    "vmaf": "VMAF (model vmaf_v0.6.1, 0–100)",
+    "psnr": "PSNR of the luma plane, in dB",
+    "ssim": "SSIM of the luma plane (0–1)",
+}
+
+
+def job_quality_report(*, job: EncodeJob) -> dict:
+    """Everything the quality partial shows: the job's measurement state, one row per video
+    rendition (whole-rendition scores and one cell per chunk), the chunks, the metric that
+    colours the map (VMAF when every measured chunk has it, else PSNR) and the tools used."""
+    renditions = list(
+        Rendition.objects.filter(job=job, kind=RenditionKind.VIDEO)
+        .order_by("-height", "name")
+        .values(
+            "id",
+            "name",
+            "width",
+            "height",
+            "bitrate_kbps",
+            "state",
+            "quality__state",
+            "quality__scores",
+            "quality__frames",
+            "job__quality__state",
+        )
+    )
+    report = {
+        "state": None,
+        "enabled_now": qc_enabled(),
+        "rows": [],
+        "chunks": [],
+        "metric": None,
+        "metric_label": "",
+        "metric_name": "",
+        "tools": [],
+        "compared": "",
+        "tasks_total": 0,
+        "tasks_done": 0,
+        "tasks_failed": 0,
+        "metric_labels": METRIC_LABELS,
+    }
+    state = renditions[0]["job__quality__state"] if renditions else None
+    if state is None:
+        # Nothing planned yet (no video rendition ready), or QC is off and nothing ever will be.
+        report["state"] = "waiting" if qc_enabled() else QualityState.OFF.value
+        return report
+    report["state"] = state
+    if state == QualityState.OFF:
+        return report
+    asset = job.asset
+    if asset.width and asset.height:
+        width, height = compare_size(display_width=asset.width, display_height=asset.height)
+        report["compared"] = f"{width}×{height}"
+    tasks = list(
+        QualityTask.objects.filter(job=job).values(
+            "rendition_id",
+            "chunk__index",
+            "chunk__start_s",
+            "chunk__end_s",
+            "state",
+            "scores",
+            "error",
+            "attempts",
+            "tool",
+        )
+    )
+    # A rendition's tasks cover every chunk of the job: the columns come with them.
+    report["chunks"] = sorted(
+        {t["chunk__index"]: {"index": t["chunk__index"], "start_s": t["chunk__start_s"], "end_s": t["chunk__end_s"]}
+         for t in tasks}.values(),
+        key=lambda c: c["index"],
+    )  # fmt: skip
+    by_cell = {(t["rendition_id"], t["chunk__index"]): t for t in tasks}
+    measured = [t for t in tasks if t["state"] == QualityTaskState.DONE]
+    colour = "vmaf" if measured and all("vmaf" in t["scores"] for t in measured) else "psnr"
+    report["metric"] = colour if measured else None
+    report["metric_label"] = METRIC_LABELS[colour]
+    report["metric_name"] = METRIC_NAMES[colour]
+    report["tasks_total"] = len(renditions) * len(report["chunks"])
+    report["tasks_done"] = len(measured)
+    report["tasks_failed"] = sum(1 for t in tasks if t["state"] == QualityTaskState.FAILED)
+    tools = set()
+    for r in renditions:
+        cells = []
+        for chunk in report["chunks"]:
+            task = by_cell.get((r["id"], chunk["index"]))
+            cells.append(
+                {
+                    "chunk": chunk["index"],
+                    "start_s": chunk["start_s"],
+                    "end_s": chunk["end_s"],
+                    "state": task["state"] if task else "waiting",
+                    "scores": task["scores"] if task else {},
+                    "error": task["error"] if task else "",
+                    "attempts": task["attempts"] if task else 0,
+                }
+            )
+            if task and task["tool"]:
+                tools.add(task["tool"])
+        report["rows"].append(
+            {
+                "name": r["name"],
+                "width": r["width"],
+                "height": r["height"],
+                "bitrate_kbps": r["bitrate_kbps"],
+                "state": r["quality__state"] or ("waiting" if r["state"] != RenditionState.READY else None),
+                "scores": r["quality__scores"] if r["quality__state"] == QualityState.DONE else {},
+                "frames": r["quality__frames"],
+                "cells": cells,
+            }
+        )
+    report["tools"] = sorted(tools)
+    return report

@@ -1,0 +1,166 @@
+"""The measurement itself, on real ffmpeg runs over tiny generated clips: the comparison size,
+the statistics, the log parsers, and that frames pair up one to one (a good encode scores
+high, a crf 51 encode and a one-frame misalignment score clearly lower)."""
+
+from fractions import Fraction
+
+import pytest
+
+from pipeline import ffmpeg, quality_cmds
+from pipeline.chunking import Chunk
+from tests.pipeline.clips import make_clip
+
+FPS = Fraction(25)
+# The second 2 s chunk of a 4 s clip: the source read starts with a seek, as most chunks do.
+CHUNK = Chunk(index=1, start_s=2.0, end_s=4.0, start_frame=50, frame_count=50)
+
+
+@pytest.mark.parametrize(
+    ("display", "expected"),
+    [
+        ((1280, 720), (1280, 720)),  # compared at the source's own size
+        ((3840, 2160), (1920, 1080)),  # capped at 1080 lines, aspect kept
+        ((1080, 1920), (608, 1080)),  # portrait: 1080 lines high
+        ((853, 480), (854, 480)),  # even sides for 4:2:0
+        ((1024, 576), (1024, 576)),  # anamorphic source, compared at its display size
+    ],
+)
+def test_compare_size_is_the_display_size_capped_at_1080_lines(display, expected):
+    assert quality_cmds.compare_size(display_width=display[0], display_height=display[1]) == expected
+
+
+def test_summary_is_mean_fifth_percentile_and_minimum():
+    values = [float(v) for v in range(100, 0, -1)]
+    summary = quality_cmds.summarize(values)
+    assert summary["mean"] == pytest.approx(50.5)
+    assert summary["p5"] == pytest.approx(5.95)  # linear between closest ranks (numpy's default)
+    assert summary["min"] == 1.0
+    assert quality_cmds.summarize([42.0]) == {"mean": 42.0, "p5": 42.0, "min": 42.0}
+
+
+def test_per_frame_values_pack_to_four_bytes_a_frame():
+    values = [93.12345, 0.0, 100.0, 41.5, 0.987654]
+    packed = quality_cmds.frames_pack(values)
+    assert len(packed) <= 4 * len(values) * 4 / 3 + 4
+    assert quality_cmds.frames_unpack(packed) == pytest.approx(values, rel=1e-6)
+
+
+def test_the_default_build_has_libvmaf_and_debians_does_not(vmaf_ffmpeg, plain_ffmpeg):
+    with_vmaf, without = quality_cmds.qc_tool(vmaf_ffmpeg), quality_cmds.qc_tool(plain_ffmpeg)
+    assert with_vmaf.metrics == ("vmaf", "psnr", "ssim") and "libvmaf" in with_vmaf.label
+    assert without.metrics == ("psnr", "ssim") and "no libvmaf" in without.label
+    assert with_vmaf.version != without.version
+
+
+def test_stats_files_parse_and_identical_frames_cap_at_60_db(tmp_path, plain_ffmpeg):
+    clip = make_clip(tmp_path / "same.mp4", duration=1, width=160, height=120, audio=False)
+    tool = quality_cmds.qc_tool(plain_ffmpeg)
+    video = ffmpeg.probe(str(clip)).video
+    chunk = Chunk(index=0, start_s=0, end_s=1, start_frame=0, frame_count=25)
+    args = quality_cmds.measure_command(
+        distorted_url=clip,
+        source_url=clip,
+        chunk=chunk,
+        fps=FPS,
+        source=video,
+        size=(160, 120),
+        tool=tool,
+        log_dir=tmp_path,
+    )
+    ffmpeg.run_ffmpeg(args, binary=tool.binary)
+    assert "psnr_y:inf" in (tmp_path / quality_cmds.PSNR_LOG).read_text()
+    scores = quality_cmds.read_scores(tool=tool, log_dir=tmp_path, expected_frames=25)
+    assert scores.values["psnr"] == [quality_cmds.PSNR_MAX_DB] * 25
+    assert scores.values["ssim"] == [1.0] * 25
+    with pytest.raises(ffmpeg.PermanentMediaError, match="did not pair up"):
+        quality_cmds.read_scores(tool=tool, log_dir=tmp_path, expected_frames=24)
+
+
+def test_unreadable_logs_are_permanent_errors(tmp_path):
+    with pytest.raises(ffmpeg.PermanentMediaError):
+        quality_cmds.parse_vmaf_log('{"frames": [{"frameNum": 0, "metrics": {}}]}')
+    with pytest.raises(ffmpeg.PermanentMediaError):
+        quality_cmds.parse_psnr_stats("n:1 mse_avg:1.0 psnr_avg:30.0\n")
+    tool = quality_cmds.QcTool(binary="ffmpeg", version="x", has_libvmaf=True)
+    with pytest.raises(ffmpeg.PermanentMediaError, match="without writing"):
+        quality_cmds.read_scores(tool=tool, log_dir=tmp_path, expected_frames=1)
+
+
+@pytest.fixture(scope="module")
+def encodes(tmp_path_factory):
+    """A 4 s 640x360 source and chunk 1 of it encoded as the pipeline's units are: a good
+    encode at the source's size, the same at crf 51, and a good 234-line rung (upscaled)."""
+    work = tmp_path_factory.mktemp("align")
+    source = make_clip(work / "source.mp4", duration=4, width=640, height=360, fps=25, audio=False)
+    video = ffmpeg.probe(str(source)).video
+    outputs = {}
+    for name, height, crf in [("good", 360, 16), ("crf51", 360, 51), ("rung234", 234, 23)]:
+        rendition = ffmpeg.VideoRendition(name=name, codec="libx264", height=height, crf=crf)
+        out = work / f"{name}.mp4"
+        ffmpeg.run_ffmpeg(ffmpeg.build_unit_command(
+            input_url=source, output_path=out, chunk=CHUNK, rendition=rendition, fps=FPS, segment_seconds=2,
+            source=video,
+        ))  # fmt: skip
+        outputs[name] = out
+    return source, video, outputs
+
+
+def measure(tmp_path, binary, source, video, distorted, *, chunk=CHUNK) -> dict:
+    tool = quality_cmds.qc_tool(binary)
+    logs = tmp_path / distorted.stem / str(chunk.start_frame)
+    logs.mkdir(parents=True)
+    size = quality_cmds.compare_size(display_width=video.display_width, display_height=video.display_height)
+    args = quality_cmds.measure_command(
+        distorted_url=distorted,
+        source_url=source,
+        chunk=chunk,
+        fps=FPS,
+        source=video,
+        size=size,
+        tool=tool,
+        log_dir=logs,
+        threads=2,
+    )
+    ffmpeg.run_ffmpeg(args, binary=tool.binary)
+    measured = quality_cmds.read_scores(tool=tool, log_dir=logs, expected_frames=chunk.frame_count)
+    assert measured.frames == chunk.frame_count
+    return {metric: quality_cmds.summarize(values) for metric, values in measured.values.items()}
+
+
+@pytest.mark.parametrize("tool", ["vmaf_ffmpeg", "plain_ffmpeg"])
+def test_frames_pair_up_one_to_one(tmp_path, encodes, tool, request):
+    """Against the right source frames a near-lossless encode scores high; a crf 51 encode,
+    and the same good encode compared one frame off, score far lower. A measurement that
+    paired frames wrongly would look like the latter."""
+    binary = request.getfixturevalue(tool)
+    source, video, outputs = encodes
+    good = measure(tmp_path, binary, source, video, outputs["good"])
+    bad = measure(tmp_path, binary, source, video, outputs["crf51"])
+    shifted_chunk = Chunk(index=1, start_s=2.04, end_s=4.0, start_frame=51, frame_count=49)
+    shifted = measure(tmp_path, binary, source, video, outputs["good"], chunk=shifted_chunk)
+    rung = measure(tmp_path, binary, source, video, outputs["rung234"])
+
+    assert good["psnr"]["mean"] > 40 and good["psnr"]["p5"] > 38
+    assert bad["psnr"]["mean"] < good["psnr"]["mean"] - 8
+    assert shifted["psnr"]["mean"] < good["psnr"]["mean"] - 8
+    assert good["ssim"]["mean"] > 0.97 and bad["ssim"]["mean"] < good["ssim"]["mean"] - 0.05
+    # A smaller rung, upscaled for the comparison, lands between the two.
+    assert bad["psnr"]["mean"] < rung["psnr"]["mean"] < good["psnr"]["mean"]
+    if tool == "vmaf_ffmpeg":
+        assert good["vmaf"]["mean"] > 90
+        assert bad["vmaf"]["mean"] < good["vmaf"]["mean"] - 40
+        assert shifted["vmaf"]["mean"] < good["vmaf"]["mean"] - 40
+        assert bad["vmaf"]["p5"] <= bad["vmaf"]["mean"] <= good["vmaf"]["p5"]
+    else:
+        assert "vmaf" not in good
+
+
+def test_psnr_and_ssim_do_not_depend_on_the_build(tmp_path, encodes, vmaf_ffmpeg, plain_ffmpeg):
+    """With or without libvmaf, PSNR and SSIM are the same numbers: a rule or a chart can
+    compare jobs measured by different workers."""
+    source, video, outputs = encodes
+    with_vmaf = measure(tmp_path / "a", vmaf_ffmpeg, source, video, outputs["rung234"])
+    without = measure(tmp_path / "b", plain_ffmpeg, source, video, outputs["rung234"])
+    for stat in ("mean", "p5"):
+        assert with_vmaf["psnr"][stat] == pytest.approx(without["psnr"][stat], abs=0.02)
+        assert with_vmaf["ssim"][stat] == pytest.approx(without["ssim"][stat], abs=1e-4)
