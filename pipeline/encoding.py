@@ -441,6 +441,9 @@ def rendition_assemble_run(*, rendition_id: int) -> None:
             raise ffmpeg.PermanentMediaError(
                 f"joined {rendition.name} lasts {duration} s, planned {float(expected):.3f} s (more than one frame off)"
             )
+        # The stream's own rate (what maxrate bounds), not the file's: MP4 overhead is a large
+        # share of a short, low-rate rung.
+        video_kbps = ffmpeg.video_bitrate_kbps(output) or round(os.path.getsize(output) * 8 / 1000 / duration)
         size = _upload(output, key, metadata={"frames": frames})
     services.artifact_record(
         job_id=job.pk, kind=Artifact.Kind.RENDITION, key=key, size=size, step=f"assemble:{rendition.name}",
@@ -449,7 +452,7 @@ def rendition_assemble_run(*, rendition_id: int) -> None:
     )
     services.rendition_ready(
         rendition_id=rendition_id, output_key=key,
-        stats={"frame_count": frames, "duration_s": duration, "bitrate_kbps": round(size * 8 / 1000 / duration)},
+        stats={"frame_count": frames, "duration_s": duration, "bitrate_kbps": video_kbps},
     )
 
 

@@ -1006,6 +1006,15 @@ def count_frames(path: str | os.PathLike[str]) -> int:
     return int(streams[0].get("nb_read_packets") or 0)
 
 
+def video_bitrate_kbps(path: str | os.PathLike[str]) -> int | None:
+    """The first video stream's own bitrate (its samples, without the container), in kb/s:
+    what an encoder's maxrate bounds."""
+    data = _ffprobe_json(["-select_streams", "v:0", "-show_entries", "stream=bit_rate", str(path)])
+    streams = data.get("streams") or []
+    rate = streams[0].get("bit_rate") if streams else None
+    return round(int(rate) / 1000) if rate not in (None, "N/A") else None
+
+
 def keyframe_indices(path: str | os.PathLike[str]) -> list[int]:
     """Presentation-order indices of the video keyframes (QC: GOP alignment)."""
     data = _ffprobe_json(["-select_streams", "v:0", "-show_entries", "packet=pts,flags", str(path)])

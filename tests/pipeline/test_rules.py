@@ -133,16 +133,24 @@ def test_bitrate_under_caps_passes_and_reports_each(job):
     assert "h264-360p 610 of 800 kb/s" in result.detail and "peak chunk 610" in result.detail
 
 
-def test_bitrate_over_cap_beyond_tolerance_fails(job):
-    Rendition.objects.filter(job=job, name="h264-240p").update(bitrate_kbps=430)  # cap 400, +5% = 420
+def test_bitrate_over_cap_beyond_tolerance_and_buffer_fails(job):
+    # cap 400 kb/s, +5 % = 420, plus what an 800 kb VBV buffer allows over this 4 s clip: 200.
+    Rendition.objects.filter(job=job, name="h264-240p").update(bitrate_kbps=640)
     result = outcome(job, kind=RuleKind.BITRATE_CAP, tolerance=5)
     assert not result.passed
-    assert result.measured == "h264-240p averages 430 kb/s, cap 400 kb/s"
+    assert result.measured == "h264-240p averages 640 kb/s, cap 400 kb/s (limit 620 with tolerance and buffer)"
 
 
-def test_bitrate_within_tolerance_passes(job):
-    Rendition.objects.filter(job=job, name="h264-240p").update(bitrate_kbps=415)
+def test_bitrate_within_tolerance_and_buffer_passes(job):
+    Rendition.objects.filter(job=job, name="h264-240p").update(bitrate_kbps=615)
     assert outcome(job, kind=RuleKind.BITRATE_CAP, tolerance=5).passed
+
+
+def test_the_buffer_allowance_vanishes_on_long_content(job):
+    # Ten minutes: the buffer allows 800/600 = 1.3 kb/s over the cap, so 430 kb/s fails.
+    Rendition.objects.filter(job=job, name="h264-240p").update(bitrate_kbps=430, duration_s=600)
+    result = outcome(job, kind=RuleKind.BITRATE_CAP, tolerance=5)
+    assert not result.passed and "limit 421" in result.measured
 
 
 # --- Publisher verified ---------------------------------------------------------------------
