@@ -140,9 +140,9 @@ def main() -> int:
         session.post(receiver.url, data=body, headers=headers, timeout=10).raise_for_status()
         direct.append((receiver.received[key] - started) * 1000)
 
-    # (b) Reelflow: a long-running worker on `default`, events recorded one by one.
+    # (b) Reelflow: a long-running worker on the deliveries' queue, events recorded one by one.
     worker = subprocess.Popen(
-        [PY, "manage.py", "rqworker", "default"],
+        [PY, "manage.py", "rqworker", settings.WEBHOOKS_QUEUE],
         cwd=ROOT,
         env=env,
         stdout=subprocess.DEVNULL,
@@ -268,6 +268,11 @@ def encode_latency(seconds: int, publisher, receiver: Receiver, env: dict, work:
         )
         for _ in range(2)
     ]
+    # The Procfile's own deliveries worker, beside the two that encode.
+    workers.append(
+        subprocess.Popen([PY, "manage.py", "rqworker", settings.WEBHOOKS_QUEUE], cwd=ROOT, env=env,
+                         stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    )
     before = Event.objects.order_by("-id").values_list("id", flat=True).first() or 0
     try:
         ingest = events.object_created_receive(

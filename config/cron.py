@@ -26,6 +26,6 @@ cron.register(console_jobs.queue_samples_record, "default", interval=60, job_tim
 # Studio: abort multipart uploads whose session expired (their parts cost storage).
 cron.register(studio_jobs.upload_sessions_expire, "default", interval=600, job_timeout=300, name="studio-upload-expiry")
 # Webhooks: queue every due delivery attempt (retries are scheduled in the database).
-cron.register(webhook_jobs.deliveries_sweep, "default", interval=10, job_timeout=60, name="webhooks-sweep")
+cron.register(webhook_jobs.deliveries_sweep, settings.WEBHOOKS_QUEUE, interval=10, job_timeout=60, name="webhooks-sweep")
 # Webhooks: forget finished deliveries past their retention.
-cron.register(webhook_jobs.deliveries_prune, "default", interval=3600, job_timeout=600, name="webhooks-prune")
+cron.register(webhook_jobs.deliveries_prune, settings.WEBHOOKS_QUEUE, interval=3600, job_timeout=600, name="webhooks-prune")

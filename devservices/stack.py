@@ -211,7 +211,7 @@ def run(workers: int) -> int:
     print("==> migrating the database", flush=True)
     _manage(env, "migrate", "--noinput", "-v", "0")
     _manage(env, "collectstatic", "--noinput", "-v", "0")
-    honcho = _honcho(env, workers, ["web", "worker", "scheduler", *services])
+    honcho = _honcho(env, workers, ["web", "worker", "control", "scheduler", *services])
     threading.Thread(target=_after_start, args=(env, started, honcho), daemon=True).start()
     return _wait(honcho)
 
@@ -226,7 +226,7 @@ def worker(workers: int) -> int:
         print(f"make worker needs these environment variables: {', '.join(missing)}", file=sys.stderr)
         return 2
     env, _ = stack_env(start_local=False)
-    return _wait(_honcho(env, workers, ["worker"]))
+    return _wait(_honcho(env, workers, ["worker", "control"]))
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -38,8 +38,8 @@ INSTALLED_APPS = [
     "console",
     "backups",
     "security",
-]
     "webhooks",
+]
 
 MIDDLEWARE = [
     "django.middleware.security.SecurityMiddleware",
@@ -203,6 +203,25 @@ BACKUP_COPY_HELPERS = env.int("BACKUP_COPY_HELPERS", default=0)
 BACKUP_PROGRESS_INTERVAL_MS = env.int("BACKUP_PROGRESS_INTERVAL_MS", default=500)
 BACKUP_TICK_SECONDS = env.int("BACKUP_TICK_SECONDS", default=30)
 
+# --- Webhooks (webhooks/, docs/webhooks.md) --------------------------------------------------
+# Refuse endpoints whose host resolves to loopback, private, link-local or other non-public
+# addresses (checked on save and again before every attempt). Development and tests allow them.
+WEBHOOKS_ALLOW_PRIVATE_TARGETS = env.bool("WEBHOOKS_ALLOW_PRIVATE_TARGETS", default=False)
+# Deliveries have their own queue and worker process (the Procfile's `control` line): a worker
+# busy with a unit finishes it before taking anything else, which held deliveries back ~50 s.
+WEBHOOKS_QUEUE = env.str("WEBHOOKS_QUEUE", default="webhooks")
+WEBHOOKS_CONNECT_TIMEOUT = env.float("WEBHOOKS_CONNECT_TIMEOUT", default=5.0)
+WEBHOOKS_TIMEOUT = env.float("WEBHOOKS_TIMEOUT", default=10.0)  # whole attempt, connect included
+# Retries: base * 2^(n-1) seconds (+-20 % jitter), capped, until the window since the event passed.
+WEBHOOKS_RETRY_BASE_SECONDS = env.float("WEBHOOKS_RETRY_BASE_SECONDS", default=30.0)
+WEBHOOKS_RETRY_MAX_DELAY_SECONDS = env.float("WEBHOOKS_RETRY_MAX_DELAY_SECONDS", default=3600.0)
+WEBHOOKS_RETRY_WINDOW_SECONDS = env.int("WEBHOOKS_RETRY_WINDOW_SECONDS", default=24 * 3600)
+# An endpoint whose every attempt failed for this long is disabled (0: never).
+WEBHOOKS_AUTO_DISABLE_SECONDS = env.int("WEBHOOKS_AUTO_DISABLE_SECONDS", default=3 * 24 * 3600)
+WEBHOOKS_MAX_ENDPOINTS = env.int("WEBHOOKS_MAX_ENDPOINTS", default=20)  # per publisher
+WEBHOOKS_RETENTION_DAYS = env.int("WEBHOOKS_RETENTION_DAYS", default=30)  # finished deliveries kept
+WEBHOOKS_DELIVERIES_PER_PAGE = env.int("WEBHOOKS_DELIVERIES_PER_PAGE", default=50)
+
 # --- Auth -------------------------------------------------------------------------------------
 LOGIN_URL = "login"
 LOGIN_REDIRECT_URL = "home"
@@ -216,23 +235,6 @@ AUTH_PASSWORD_VALIDATORS = [
 SESSION_COOKIE_HTTPONLY = True
 CSRF_COOKIE_HTTPONLY = False  # the upload page's fetch() reads it to sign its POSTs
 X_FRAME_OPTIONS = "DENY"
-# --- Webhooks (webhooks/, docs/webhooks.md) --------------------------------------------------
-# Refuse endpoints whose host resolves to loopback, private, link-local or other non-public
-# addresses (checked on save and again before every attempt). Development and tests allow them.
-WEBHOOKS_ALLOW_PRIVATE_TARGETS = env.bool("WEBHOOKS_ALLOW_PRIVATE_TARGETS", default=False)
-WEBHOOKS_QUEUE = env.str("WEBHOOKS_QUEUE", default="default")
-WEBHOOKS_CONNECT_TIMEOUT = env.float("WEBHOOKS_CONNECT_TIMEOUT", default=5.0)
-WEBHOOKS_TIMEOUT = env.float("WEBHOOKS_TIMEOUT", default=10.0)  # whole attempt, connect included
-# Retries: base * 2^(n-1) seconds (+-20 % jitter), capped, until the window since the event passed.
-WEBHOOKS_RETRY_BASE_SECONDS = env.float("WEBHOOKS_RETRY_BASE_SECONDS", default=30.0)
-WEBHOOKS_RETRY_MAX_DELAY_SECONDS = env.float("WEBHOOKS_RETRY_MAX_DELAY_SECONDS", default=3600.0)
-WEBHOOKS_RETRY_WINDOW_SECONDS = env.int("WEBHOOKS_RETRY_WINDOW_SECONDS", default=24 * 3600)
-# An endpoint whose every attempt failed for this long is disabled (0: never).
-WEBHOOKS_AUTO_DISABLE_SECONDS = env.int("WEBHOOKS_AUTO_DISABLE_SECONDS", default=3 * 24 * 3600)
-WEBHOOKS_MAX_ENDPOINTS = env.int("WEBHOOKS_MAX_ENDPOINTS", default=20)  # per publisher
-WEBHOOKS_RETENTION_DAYS = env.int("WEBHOOKS_RETENTION_DAYS", default=30)  # finished deliveries kept
-WEBHOOKS_DELIVERIES_PER_PAGE = env.int("WEBHOOKS_DELIVERIES_PER_PAGE", default=50)
-
 SECURE_CONTENT_TYPE_NOSNIFF = True
 SECURE_REFERRER_POLICY = "same-origin"
 

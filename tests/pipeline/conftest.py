@@ -8,7 +8,7 @@ from django.conf import settings
 from core.roles import Role
 from tests.conftest import ROOT, worker_env
 
-ALL_QUEUES = ("assemble", "encode", "ingest", "quality", "default")
+ALL_QUEUES = ("assemble", "encode", "ingest", "quality", "webhooks", "default")
 
 
 @pytest.fixture

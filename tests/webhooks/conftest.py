@@ -10,6 +10,7 @@ import uuid
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
 import pytest
+from django.conf import settings
 
 from core.roles import Role
 from tests.conftest import ROOT, worker_env
@@ -98,11 +99,11 @@ def silent_port():
 
 @pytest.fixture
 def run_default_worker(redis_conn):
-    """run_default_worker(env=...) runs one burst worker on the `default` queue to the end."""
+    """run_default_worker(env=...) runs one burst worker on the deliveries' queue to the end."""
 
     def run(*, env: dict | None = None, timeout: float = 120) -> None:
         proc = subprocess.run(
-            [sys.executable, "manage.py", "rqworker", "default", "--burst"],
+            [sys.executable, "manage.py", "rqworker", settings.WEBHOOKS_QUEUE, "--burst"],
             cwd=ROOT,
             env=worker_env(env),
             stdout=subprocess.DEVNULL,

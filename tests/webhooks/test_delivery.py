@@ -8,6 +8,7 @@ import uuid
 from pathlib import Path
 
 import pytest
+from django.conf import settings
 from django.utils import timezone
 
 from core.models import Alert, Event
@@ -373,4 +374,4 @@ def test_cron_sweeps_every_ten_seconds(redis_conn):
     scheduler.load_config_from_file("config/cron.py")
     jobs = {f"{job.func.__module__}.{job.func.__name__}": job for job in scheduler._cron_jobs}
     sweep = jobs["webhooks.jobs.deliveries_sweep"]
-    assert sweep.queue_name == "default" and sweep.interval == 10
+    assert sweep.queue_name == settings.WEBHOOKS_QUEUE == "webhooks" and sweep.interval == 10

@@ -1,6 +1,7 @@
 """Events become deliveries in the transaction that records them, and only where they should."""
 
 import pytest
+from django.conf import settings
 from django.db import transaction
 
 from core.roles import Role
@@ -93,7 +94,7 @@ def test_sweep_queues_due_deliveries_once_until_the_job_is_presumed_lost(
     from django.utils import timezone
 
     services.endpoint_create(owner=alice, url="http://127.0.0.1:9/a")
-    queue = django_rq.get_queue("default")
+    queue = django_rq.get_queue(settings.WEBHOOKS_QUEUE)
     with django_capture_on_commit_callbacks(execute=True):
         job_event(alice)
     assert queue.count == 1, "queued on commit"
