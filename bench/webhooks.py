@@ -111,6 +111,7 @@ def main() -> int:
     django.setup()
     import django_rq
     import requests
+    from django.conf import settings
     from django.core.management import call_command
     from django.db import transaction
 
