@@ -1,6 +1,11 @@
 """Load: 500 websocket viewers + 20 concurrent studio uploads + a running encode, at once.
 
     .venv/bin/python bench/load.py [--minutes 5] [--viewers 500] [--uploaders 20] [--upload-mib 16]
+                                   [--asgi-threads 32] [--ws-connect-timeout 30] [--nice 10]
+
+Defaults are the settings under which this machine held the load (docs/benchmarks.md): with
+daphne's own defaults (10 sync threads, 5 s websocket handshake) most of the 500 handshakes
+timed out while the upload API calls held every thread.
 
 All on this machine, against one daphne (config.asgi), two RQ workers (with the scheduler, as
 the Procfile runs them), a SeaweedFS and a SQLite database of its own and Redis database 12
@@ -186,8 +191,8 @@ def main() -> int:
     parser.add_argument("--uploaders", type=int, default=20)
     parser.add_argument("--upload-mib", type=int, default=16)
     parser.add_argument("--clip-seconds", type=int, default=60)
-    parser.add_argument("--asgi-threads", type=int, default=int(os.environ.get("ASGI_THREADS", 10)))
-    parser.add_argument("--ws-connect-timeout", type=int, default=5, help="daphne's handshake timeout (s)")
+    parser.add_argument("--asgi-threads", type=int, default=int(os.environ.get("ASGI_THREADS", 32)))
+    parser.add_argument("--ws-connect-timeout", type=int, default=30, help="daphne's handshake timeout (s)")
     parser.add_argument("--nice", type=int, default=10, help="niceness of the RQ workers (batch work)")
     parser.add_argument("--probe", nargs=3, help=argparse.SUPPRESS)
     parser.add_argument("--upload-proc", help=argparse.SUPPRESS)
