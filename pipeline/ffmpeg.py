@@ -743,6 +743,17 @@ def _die_with_parent() -> None:
         _LIBC.prctl(_PR_SET_PDEATHSIG, signal.SIGKILL)
 
 
+def _child_setup(niceness: int) -> Callable[[], None] | None:
+    if not niceness:
+        return _die_with_parent if _LIBC is not None else None
+
+    def setup() -> None:
+        _die_with_parent()
+        os.nice(niceness)
+
+    return setup
+
+
 class _ProgressParser:
     """Turns ``-progress`` key=value blocks into rate-limited Progress callbacks."""
 
@@ -830,6 +841,7 @@ def run_ffmpeg(
     progress_interval_s: float = 0.5,
     kill_grace_s: float = 0.5,
     binary: str | None = None,
+    niceness: int = 0,
 ) -> RunResult:
     """Run ffmpeg with ``args`` (as returned by the builders) and report progress.
 
@@ -843,6 +855,7 @@ def run_ffmpeg(
       lines of stderr.
     * CPU time comes from the child's own rusage (``os.wait4``), so concurrent runs in other
       threads do not blur it.
+    * ``niceness`` lowers ffmpeg's CPU priority (work that must yield to encoding).
     """
     argv = [
         binary or FFMPEG, "-hide_banner", "-nostdin", "-nostats", "-loglevel", "error",
@@ -862,7 +875,7 @@ def run_ffmpeg(
             stdout=subprocess.PIPE,
             stderr=subprocess.PIPE,
             env=env,
-            preexec_fn=_die_with_parent if _LIBC is not None else None,
+            preexec_fn=_child_setup(niceness),
         )
     except OSError as exc:
         raise TransientMediaError(

@@ -109,7 +109,7 @@ def rendition_ready_plan(rendition: Rendition) -> list[int]:
     """
     if rendition.kind != RenditionKind.VIDEO:
         return []
-    job_quality, created = JobQuality.objects.select_for_update().get_or_create(
+    job_quality, _ = JobQuality.objects.select_for_update().get_or_create(
         job_id=rendition.job_id,
         defaults={"state": QualityState.PENDING if qc_enabled() else QualityState.OFF},
     )

@@ -24,6 +24,9 @@ from pipeline.models import Artifact, QualityTask, Unit
 logger = logging.getLogger(__name__)
 
 URL_SECONDS = 12 * 3600
+# Measuring ffmpeg runs at a lower CPU priority: on a machine that also encodes, units and
+# packaging get the CPU first and measurements take what is left.
+NICENESS = 10
 
 
 def _work_dir() -> str | None:
@@ -56,7 +59,7 @@ def _measure(task: QualityTask, workdir: Path) -> dict:
         source_url=s3.presign_get(asset.source_bucket, asset.source_key, expires=URL_SECONDS, public=False),
         chunk=chunk, fps=fps, source=video, size=size, tool=tool, log_dir=workdir, threads=_threads(),
     )  # fmt: skip
-    run = ffmpeg.run_ffmpeg(args, binary=tool.binary, total_frames=chunk.frame_count)
+    run = ffmpeg.run_ffmpeg(args, binary=tool.binary, total_frames=chunk.frame_count, niceness=NICENESS)
     measured = quality_cmds.read_scores(tool=tool, log_dir=workdir, expected_frames=chunk.frame_count)
     return {
         "scores": {metric: quality_cmds.summarize(values) for metric, values in measured.values.items()},
