@@ -173,23 +173,36 @@ def ingest_sweep(*, page_size: int = 1000) -> int:
     client = s3.client()
     paginator = client.get_paginator("list_objects_v2")
     started = 0
-    for page in paginator.paginate(
+    pages = paginator.paginate(
         Bucket=settings.S3_BUCKET_INGEST, Prefix=UPLOAD_PREFIX, PaginationConfig={"PageSize": page_size}
-    ):
-        contents = page.get("Contents", [])
-        keys = {
-            _dedup_key(settings.S3_BUCKET_INGEST, o["Key"], s3.etag_clean(o.get("ETag"))): o for o in contents
-        }
-        known = set(IngestEvent.objects.filter(dedup_key__in=list(keys)).values_list("dedup_key", flat=True))
-        for dedup, obj in keys.items():
-            if dedup in known or obj["Key"].endswith("/"):
-                continue
-            try:
-                if object_created_receive(
-                    created=ObjectCreated(bucket=settings.S3_BUCKET_INGEST, key=obj["Key"], size=obj.get("Size")),
-                    source=IngestEvent.Source.SWEEP,
-                ):
-                    started += 1
-            except EventRejected as exc:
-                logger.warning("sweep rejected %s: %s", obj["Key"], exc)
+    )
+    try:
+        for page in pages:
+            started += _sweep_page(page)
+    except client.exceptions.NoSuchBucket:
+        # At the first start the scheduler can run before the buckets are made; the next sweep
+        # finds them. Anything else is a real error and is raised.
+        logger.warning("ingest sweep: bucket %s does not exist (yet)", settings.S3_BUCKET_INGEST)
+    return started
+
+
+def _sweep_page(page: dict) -> int:
+    """Announce the page's objects that no event announced; how many jobs that started."""
+    started = 0
+    contents = page.get("Contents", [])
+    keys = {
+        _dedup_key(settings.S3_BUCKET_INGEST, o["Key"], s3.etag_clean(o.get("ETag"))): o for o in contents
+    }
+    known = set(IngestEvent.objects.filter(dedup_key__in=list(keys)).values_list("dedup_key", flat=True))
+    for dedup, obj in keys.items():
+        if dedup in known or obj["Key"].endswith("/"):
+            continue
+        try:
+            if object_created_receive(
+                created=ObjectCreated(bucket=settings.S3_BUCKET_INGEST, key=obj["Key"], size=obj.get("Size")),
+                source=IngestEvent.Source.SWEEP,
+            ):
+                started += 1
+        except EventRejected as exc:
+            logger.warning("sweep rejected %s: %s", obj["Key"], exc)
     return started
