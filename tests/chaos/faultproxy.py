@@ -67,6 +67,7 @@ class FaultProxy:
 
     def _run(self) -> None:
         self._loop = asyncio.new_event_loop()
+        asyncio.set_event_loop(self._loop)  # the shutdown below gathers tasks in this thread
         self._server = self._loop.run_until_complete(asyncio.start_server(self._handle, self.listen_host, 0))
         self.port = self._server.sockets[0].getsockname()[1]
         self._ready.set()
