@@ -8,7 +8,6 @@ import os
 import urllib.parse
 
 import pytest
-from django.conf import settings
 
 from backups.models import ObjectVersion, RunState, StorageEndpoint, VersionState
 from core import s3 as s3_module
