@@ -15,6 +15,17 @@ TEST_S3_ACCESS_KEY = "reelflow-test-access"
 TEST_S3_SECRET_KEY = "reelflow-test-secret-key-0123456789"
 
 
+def sample_path(name: str) -> Path:
+    """Real footage from the shared samples folder: $REELFLOW_SAMPLES_DIR, else ../shared/samples
+    beside the checkout, else the workplace's /work/shared/samples (a CI clone lives elsewhere)."""
+    candidates = [os.environ.get("REELFLOW_SAMPLES_DIR", ""), str(ROOT.parent / "shared" / "samples"),
+                  "/work/shared/samples"]
+    for folder in filter(None, candidates):
+        if (Path(folder) / name).is_file():
+            return Path(folder) / name
+    return Path(candidates[1]) / name  # missing: the tests that need it say where they looked
+
+
 def free_port() -> int:
     with socket.socket() as sock:
         sock.bind(("127.0.0.1", 0))

@@ -455,8 +455,14 @@ def test_weed_dies_with_the_process_that_started_it(tmp_path):
         time.sleep(0.1)
     # Nobody called stop(): clear weed's leftover /tmp sockets like stop() would.
     leftovers = seaweed._leftover_sockets(tmp_path, json.loads(ports_json))
-    seaweed._remove_stale_sockets(leftovers)
-    assert not [p for p in leftovers if p.exists()]
+    deadline = time.monotonic() + 20  # weed's helpers may take a moment to let go on a busy machine
+    while True:
+        seaweed._remove_stale_sockets(leftovers)
+        remaining = [p for p in leftovers if p.exists()]
+        if not remaining or time.monotonic() > deadline:
+            break
+        time.sleep(0.5)
+    assert not remaining
 
 
 def test_cli_runs_in_foreground_and_stops_on_sigterm(tmp_path, receiver):
@@ -478,7 +484,7 @@ def test_cli_runs_in_foreground_and_stops_on_sigterm(tmp_path, receiver):
     proc = subprocess.Popen(cmd, cwd=ROOT, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
     try:
         endpoint = f"http://127.0.0.1:{base}"
-        wait_ready(endpoint, "cli-ak", "cli-secret-123", timeout=30)
+        wait_ready(endpoint, "cli-ak", "cli-secret-123", timeout=90)  # a loaded machine starts weed slowly
         weed = [c for c in psutil.Process(proc.pid).children() if c.name() == "weed"]
         assert len(weed) == 1
         assert "AWS_ACCESS_KEY_ID" not in weed[0].environ()

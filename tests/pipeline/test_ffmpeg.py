@@ -24,10 +24,11 @@ import pytest
 from pipeline import ffmpeg as ff
 from pipeline import packaging_cmds as pk
 from pipeline.chunking import Chunk, plan_chunks, planning_fps, segment_duration_s
+from tests.conftest import sample_path
 from tests.pipeline import clips
 
 # shared/ sits beside the repository (CI lays a copy beside its fresh clone).
-SAMPLE = Path(__file__).resolve().parents[3] / "shared" / "samples" / "flower.mp4"
+SAMPLE = sample_path("flower.mp4")
 needs_sample = pytest.mark.skipif(not SAMPLE.exists(), reason=f"sample footage missing: {SAMPLE}")
 FAST = {"libx264": "ultrafast", "libx265": "ultrafast", "libvpx-vp9": "realtime:8", "libsvtav1": "12"}
 

@@ -11,6 +11,7 @@ from django.conf import settings
 
 from pipeline import events
 from pipeline.models import EncodeJob, IngestEvent, JobState, Rendition, RenditionState, Unit, UnitState
+from tests.conftest import sample_path
 from tests.pipeline.clips import make_clip
 
 pytestmark = [pytest.mark.slow]
@@ -79,7 +80,7 @@ def test_ten_seconds_in_two_second_chunks_publishes_hls_and_dash(
     assert "#xywh=" in (package / "sprite.vtt").read_text()
 
 
-SAMPLE = Path(__file__).resolve().parents[2].parent / "shared" / "samples" / "flower.mp4"
+SAMPLE = sample_path("flower.mp4")
 
 
 def _video_renditions(job):
