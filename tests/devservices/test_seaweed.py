@@ -129,12 +129,27 @@ def client(s3):
     return s3.client()
 
 
+def _ephemeral_range() -> tuple[int, int]:
+    try:
+        low, high = Path("/proc/sys/net/ipv4/ip_local_port_range").read_text().split()
+        return int(low), int(high)
+    except (OSError, ValueError):
+        return 32768, 60999
+
+
 def _free_port_block(size: int) -> int:
-    """A base port P with P..P+size-1 all free on 127.0.0.1."""
-    for _ in range(50):
-        base = free_ports(1)[0]
-        if base + size > 65535:
-            continue
+    """A base port P with P..P+size-1 all free on 127.0.0.1, below the ephemeral range.
+
+    Ports the kernel hands out for outgoing connections (the ephemeral range) can be taken by
+    any client on a busy machine between our check and weed's bind; a block below that range
+    is only ever taken by another server that chose it on purpose.
+    """
+    import random
+
+    low_ephemeral, _ = _ephemeral_range()
+    low, high = 20000, max(20000 + 1000, low_ephemeral) - size
+    for _ in range(200):
+        base = random.randrange(low, high)
         held = []
         try:
             for port in range(base, base + size):
@@ -465,30 +480,49 @@ def test_weed_dies_with_the_process_that_started_it(tmp_path):
     assert not remaining
 
 
-def test_cli_runs_in_foreground_and_stops_on_sigterm(tmp_path, receiver):
-    base = _free_port_block(len(PORT_FLAGS))
+def _start_cli(tmp_path, receiver, env):
+    """Start the CLI and wait until S3 answers; a fresh block when a port was taken meanwhile."""
     token_file = tmp_path / "token"
     token_file.write_text(TOKEN + "\n")
+    for attempt in range(3):
+        base = _free_port_block(len(PORT_FLAGS))
+        cmd = [
+            sys.executable, "-m", "devservices.seaweed",
+            "--data-dir", str(tmp_path / f"s3-{attempt}"), "--s3-port", str(base),
+            "--webhook-url", receiver.url, "--webhook-token-file", str(token_file),
+            "--bucket", "ingest", "--cors-origin", SITE,
+        ]  # fmt: skip
+        proc = subprocess.Popen(cmd, cwd=ROOT, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
+        endpoint = f"http://127.0.0.1:{base}"
+        try:
+            # a loaded machine starts weed slowly; the CLI exiting ends the wait at once
+            seaweed._wait(endpoint, "cli-ak", "cli-secret-123", 90, proc)
+            return proc, endpoint
+        except (seaweed._Died, TimeoutError) as exc:
+            for child in psutil.Process(proc.pid).children(recursive=True) if proc.poll() is None else []:
+                child.kill()
+            proc.kill()
+            output = proc.communicate(timeout=15)[0].decode(errors="replace")
+            if isinstance(exc, seaweed._Died) and "specified by flag" in output and attempt < 2:
+                continue  # another server took a port of the block between our check and weed's bind
+            pytest.fail(f"the CLI's weed did not answer ({exc}); its output:\n{output[-4000:]}")
+    raise AssertionError("unreachable")
+
+
+def test_cli_runs_in_foreground_and_stops_on_sigterm(tmp_path, receiver):
     env = {
         **os.environ,
         "S3_ACCESS_KEY": "cli-ak",
         "S3_SECRET_KEY": "cli-secret-123",
         "AWS_ACCESS_KEY_ID": "leak",
     }
-    cmd = [
-        sys.executable, "-m", "devservices.seaweed",
-        "--data-dir", str(tmp_path / "s3"), "--s3-port", str(base),
-        "--webhook-url", receiver.url, "--webhook-token-file", str(token_file),
-        "--bucket", "ingest", "--cors-origin", SITE,
-    ]  # fmt: skip
-    proc = subprocess.Popen(cmd, cwd=ROOT, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
+    proc, endpoint = _start_cli(tmp_path, receiver, env)
     try:
-        endpoint = f"http://127.0.0.1:{base}"
-        wait_ready(endpoint, "cli-ak", "cli-secret-123", timeout=90)  # a loaded machine starts weed slowly
         weed = [c for c in psutil.Process(proc.pid).children() if c.name() == "weed"]
         assert len(weed) == 1
         assert "AWS_ACCESS_KEY_ID" not in weed[0].environ()
-        assert {port for _, port in _listening_ports(weed[0].pid)} <= set(dev_ports(base).values())
+        s3_port = int(endpoint.rsplit(":", 1)[1])
+        assert {port for _, port in _listening_ports(weed[0].pid)} <= set(dev_ports(s3_port).values())
 
         cli = seaweed._s3_client(endpoint, "cli-ak", "cli-secret-123")
         deadline = time.monotonic() + 10
