@@ -83,6 +83,21 @@ def baseline(source: Path, out: Path, rungs: list[tuple[dict, int, int]], audio:
     return time.monotonic() - t0, children_cpu() - cpu0
 
 
+def timeline(job, t0_wall: float) -> str:
+    """Where the wall time went: the job's milestones and the last unit, from the event log."""
+    from core.models import Event
+
+    marks = {}
+    for event in Event.objects.filter(created_at__gte=job.created_at).order_by("id"):
+        at = event.created_at.timestamp() - t0_wall
+        if event.type.startswith("job.") and event.subject_id == str(job.pk):
+            marks.setdefault(event.type.removeprefix("job."), at)
+        elif event.type in ("unit.started", "unit.done", "rendition.ready"):
+            marks[f"last {event.type}"] = at  # later events overwrite: the last one stays
+            marks.setdefault(f"first {event.type}", at)
+    return ", ".join(f"{name} {at:.1f}" for name, at in sorted(marks.items(), key=lambda kv: kv[1]))
+
+
 def main() -> int:
     parser = argparse.ArgumentParser()
     parser.add_argument("--duration", type=int, default=60)
@@ -158,7 +173,7 @@ def main() -> int:
             cpu0 = children_cpu()
             key = f"uploads/bench/{uuid.uuid4().hex[:8]}-source.mp4"
             s3.client().upload_file(str(source), settings.S3_BUCKET_INGEST, key, ExtraArgs={"Metadata": {"profile": args.profile}})
-            t0 = time.monotonic()
+            t0, t0_wall = time.monotonic(), time.time()
             event = events.object_created_receive(
                 created=events.ObjectCreated(bucket=settings.S3_BUCKET_INGEST, key=key), source=IngestEvent.Source.CLI
             )
@@ -192,6 +207,7 @@ def main() -> int:
             if job.state != JobState.PUBLISHED:
                 print(f"job failed: {job.failure_reason}", file=sys.stderr)
                 return 1
+            print("    timeline (s from object-created):", timeline(job, t0_wall), flush=True)
             units = list(Unit.objects.filter(job=job))
             fixed_ms = [(u.wall_s - u.ffmpeg_s) * 1000 for u in units if u.wall_s and u.ffmpeg_s]
             unit_cpu = sum(u.cpu_s or 0 for u in units)
