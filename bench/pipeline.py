@@ -35,6 +35,17 @@ def children_cpu() -> float:
     return usage.ru_utime + usage.ru_stime
 
 
+def workers_cpu(workers: list[subprocess.Popen]) -> float:
+    """CPU seconds of the worker processes so far, with the children they have reaped (ffmpeg)."""
+    import psutil
+
+    total = 0.0
+    for w in workers:
+        times = psutil.Process(w.pid).cpu_times()
+        total += times.user + times.system + times.children_user + times.children_system
+    return total
+
+
 def stop_workers(workers: list[subprocess.Popen]) -> None:
     for w in workers:
         if w.poll() is None:
@@ -81,6 +92,20 @@ def baseline(source: Path, out: Path, rungs: list[tuple[dict, int, int]], audio:
     cpu0, t0 = children_cpu(), time.monotonic()
     subprocess.run(args, check=True)
     return time.monotonic() - t0, children_cpu() - cpu0
+
+
+def decoded_summary(job, units) -> str:
+    from pipeline.models import Artifact
+
+    how = {
+        a.step.removeprefix("encode_unit:"): a.inputs.get("decoded_from", "source")
+        for a in Artifact.objects.filter(job=job, kind=Artifact.Kind.UNIT)
+    }
+    groups: dict[str, list[float]] = {}
+    for unit in units:
+        if unit.chunk_id:
+            groups.setdefault(how.get(str(unit.pk), "?"), []).append(unit.cpu_s or 0)
+    return "; ".join(f"{name}: {len(cpu)} units, {sum(cpu):.1f} CPU-s" for name, cpu in sorted(groups.items()))
 
 
 def timeline(job, t0_wall: float) -> str:
@@ -170,7 +195,7 @@ def main() -> int:
                 for log in logs
             ]
             time.sleep(3)  # workers import Django and register; not part of a job's time
-            cpu0 = children_cpu()
+            cpu0 = workers_cpu(workers)
             key = f"uploads/bench/{uuid.uuid4().hex[:8]}-source.mp4"
             s3.client().upload_file(str(source), settings.S3_BUCKET_INGEST, key, ExtraArgs={"Metadata": {"profile": args.profile}})
             t0, t0_wall = time.monotonic(), time.time()
@@ -195,8 +220,8 @@ def main() -> int:
                     return 1
                 time.sleep(0.1)
             wall_b = time.monotonic() - t0
+            cpu_b = workers_cpu(workers) - cpu0  # the job's CPU: workers and their ffmpeg, not their start-up
             stop_workers(workers)
-            cpu_b = children_cpu() - cpu0
             phase_lines = [
                 line for log in logs for line in Path(log.name).read_text().splitlines() if "ms total, ffmpeg" in line
             ]
@@ -209,6 +234,7 @@ def main() -> int:
                 return 1
             print("    timeline (s from object-created):", timeline(job, t0_wall), flush=True)
             units = list(Unit.objects.filter(job=job))
+            print("    units by where their frames came from (pipeline.decoded_cache):", decoded_summary(job, units), flush=True)
             fixed_ms = [(u.wall_s - u.ffmpeg_s) * 1000 for u in units if u.wall_s and u.ffmpeg_s]
             unit_cpu = sum(u.cpu_s or 0 for u in units)
 

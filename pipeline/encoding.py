@@ -23,7 +23,7 @@ from botocore.exceptions import ClientError
 from django.conf import settings
 
 from core import s3
-from pipeline import chunking, ffmpeg, packaging_cmds, progress, services
+from pipeline import chunking, decoded_cache, ffmpeg, packaging_cmds, progress, services
 from pipeline.models import (
     Artifact,
     Asset,
@@ -249,33 +249,87 @@ def _encode_video_unit(unit: Unit, asset: Asset, workdir: Path, forward: _Progre
         start_frame=unit.chunk.start_frame, frame_count=unit.chunk.frame_count,
     )
     output = workdir / f"unit-{unit.pk}.mp4"
-    args = ffmpeg.build_unit_command(
-        input_url=_source_url(asset), output_path=output, chunk=chunk, rendition=rendition,
-        fps=fps, segment_seconds=unit.job.segment_seconds, source=video,
+    build = functools.partial(
+        ffmpeg.build_unit_command, input_url=_source_url(asset), output_path=output, chunk=chunk,
+        rendition=rendition, fps=fps, segment_seconds=unit.job.segment_seconds, source=video,
     )
-    ffmpeg_s = cpu_s = 0.0
-    mark("command")
-    for attempt in range(VALIDATION_RETRIES + 1):
-        result = ffmpeg.run_ffmpeg(
-            args, on_progress=forward, total_frames=chunk.frame_count, cancel_event=forward.cancel_event
-        )
-        ffmpeg_s += result.wall_s
-        cpu_s += result.cpu_s
-        # ffmpeg's own count of the frames it wrote; a second ffprobe pass would cost a
-        # process start (~150 ms) per unit. The assemble step re-counts the joined file.
-        frames = result.frames if result.frames is not None else ffmpeg.count_frames(output)
-        if frames == chunk.frame_count:
-            break
-        logger.warning("unit %s gave %s frames, planned %s (attempt %s)", unit.pk, frames, chunk.frame_count, attempt + 1)
+    entry = _decoded_entry(unit, asset, video, fps, chunk)
+    cached = decoded_cache.lookup(entry) if entry else None
+    reservation = None if cached or entry is None else decoded_cache.reserve(entry)
+    if cached:
+        args, decoded = build(cached_input=cached), "cache"
+    elif reservation:
+        args, decoded = build(cache_output=reservation.part_path), "source, cached"
     else:
-        raise ffmpeg.PermanentMediaError(
-            f"chunk {chunk.index} encoded to {frames} frames instead of {chunk.frame_count}, "
-            f"{VALIDATION_RETRIES + 1} times; the source may be damaged near {chunk.start_s:.1f} s"
-        )
+        args, decoded = build(), "source"
+    ffmpeg_s = cpu_s = 0.0
+    frames, valid = None, False
+    mark("command")
+    try:
+        for attempt in range(VALIDATION_RETRIES + 1):
+            try:
+                result = ffmpeg.run_ffmpeg(
+                    args, on_progress=forward, total_frames=chunk.frame_count, cancel_event=forward.cancel_event
+                )
+            except ffmpeg.PermanentMediaError:
+                if not cached:
+                    raise
+                # The cached frames, not the source, may be at fault: forget them, decode.
+                logger.warning("unit %s could not read decoded chunk %s: decoding the source", unit.pk, cached)
+                decoded_cache.discard(entry)
+                cached, args, decoded = None, build(), "source"
+                continue
+            ffmpeg_s += result.wall_s
+            cpu_s += result.cpu_s
+            # ffmpeg's own count of the frames it wrote; a second ffprobe pass would cost a
+            # process start (~150 ms) per unit. The assemble step re-counts the joined file.
+            frames = result.frames if result.frames is not None else ffmpeg.count_frames(output)
+            if frames == chunk.frame_count:
+                valid = True
+                break
+            logger.warning(
+                "unit %s gave %s frames, planned %s (attempt %s)", unit.pk, frames, chunk.frame_count, attempt + 1
+            )
+            if cached:
+                decoded_cache.discard(entry)
+                cached, args, decoded = None, build(), "source"
+        else:
+            raise ffmpeg.PermanentMediaError(
+                f"chunk {chunk.index} encoded to {frames} frames instead of {chunk.frame_count}, "
+                f"{VALIDATION_RETRIES + 1} times; the source may be damaged near {chunk.start_s:.1f} s"
+            )
+    finally:
+        if reservation and valid and decoded == "source, cached":
+            reservation.commit(ffmpeg.count_frames)
+        elif reservation:
+            reservation.abort()
     mark("ffmpeg")
     size = _upload(output, unit.output_key, metadata={"frames": frames})
     mark("upload")
-    return {"frames": frames, "ffmpeg_s": ffmpeg_s, "cpu_s": cpu_s, "command": result.command, "size": size}
+    return {
+        "frames": frames, "ffmpeg_s": ffmpeg_s, "cpu_s": cpu_s, "command": result.command, "size": size,
+        "decoded_from": decoded,
+    }
+
+
+def _decoded_entry(unit: Unit, asset: Asset, video: ffmpeg.VideoInfo, fps: Fraction, chunk) -> decoded_cache.Entry | None:
+    """This unit's chunk in the machine's decoded-chunk cache, or None when not cacheable."""
+    rotated = video.rotation in (90, 270)
+    width, height = (video.height, video.width) if rotated else (video.width, video.height)
+    frame_size = decoded_cache.frame_bytes(pix_fmt=video.pix_fmt, width=width, height=height)
+    if frame_size is None:
+        return None
+    identity = {
+        # The job's creation time too: ids start again in a new database, the disk stays.
+        "job": [unit.job_id, unit.job.created_at.isoformat()],
+        "source": [asset.pk, asset.source_bucket, asset.source_key, asset.source_version, asset.source_size],
+        "stream": video.index, "start_frame": chunk.start_frame, "frames": chunk.frame_count,
+        "fps": str(fps), "interlaced": video.interlaced, "rotation": video.rotation,
+    }
+    return decoded_cache.entry_for(
+        job_id=unit.job_id, chunk_index=chunk.index, frames=chunk.frame_count, frame_size=frame_size,
+        identity=identity,
+    )
 
 
 def _encode_audio_unit(unit: Unit, asset: Asset, workdir: Path, forward: _ProgressForwarder, mark) -> dict:
@@ -363,6 +417,8 @@ def unit_run(*, unit_id: int, worker: str = "", rq_job_id: str = "") -> None:
             "ffmpeg": ffmpeg.ffmpeg_version(),
             "command": result["command"],
             "worker": unit.worker,
+            # "cache": frames decoded by another unit of this chunk on the same machine.
+            "decoded_from": result.get("decoded_from", "source"),
         },
     )
     marks["artifact"] = time.monotonic() - started
@@ -370,8 +426,9 @@ def unit_run(*, unit_id: int, worker: str = "", rq_job_id: str = "") -> None:
     services.unit_finish(unit_id=unit_id, result=result)
     marks["finish"] = time.monotonic() - started
     logger.info(
-        "unit %s: %.0f ms total, ffmpeg %.0f ms; elapsed at each phase's end %s", unit_id, result["wall_s"] * 1000,
-        result["ffmpeg_s"] * 1000, {k: round(v * 1000) for k, v in marks.items()},
+        "unit %s: %.0f ms total, ffmpeg %.0f ms, frames from %s; elapsed at each phase's end %s", unit_id,
+        result["wall_s"] * 1000, result["ffmpeg_s"] * 1000, result.get("decoded_from", "source"),
+        {k: round(v * 1000) for k, v in marks.items()},
     )
 
 
@@ -558,6 +615,7 @@ def job_package_run(*, job_id: int) -> None:
         job_id=job.pk, kind=Artifact.Kind.SPRITE, key=f"{prefix}/sprite.jpg", size=None, step="package",
         inputs={"rendition": videos[-1].output_key, "interval_s": layout.interval_s}, parent_keys=[videos[-1].output_key],
     )
+    decoded_cache.drop_job(job.pk)  # this machine's copy; other machines' expire
     services.job_packaged(
         job_id=job.pk,
         master_key=f"{prefix}/{packaging_cmds.MASTER_NAME}",

@@ -1276,6 +1276,8 @@ def build_unit_command(
     fps: Fraction,
     segment_seconds: int,
     source: VideoInfo,
+    cached_input: str | os.PathLike[str] | None = None,
+    cache_output: str | os.PathLike[str] | None = None,
 ) -> list[str]:
     """Arguments for one encode unit: exactly ``chunk.frame_count`` frames of one rendition.
 
@@ -1287,23 +1289,49 @@ def build_unit_command(
     output has the display orientation and no rotation metadata; ``setsar=1`` and 8-bit
     4:2:0 for every codec; an IDR at frame 0 and a closed GOP of exactly one segment. The
     MP4 output joins losslessly with the concat demuxer for all four codecs.
+
+    :mod:`pipeline.decoded_cache`: with ``cache_output`` the same run also writes the chunk's
+    frames as they enter scaling, uncompressed, to that file (Matroska); ``cached_input`` reads
+    such a file instead of the source, re-timed onto the same 1/fps grid as :func:`chunk_input`
+    gives, so the encoder sees the same frames with the same timestamps either way.
     """
     fps = Fraction(fps)
     gop = segment_frames(fps=fps, segment_seconds=segment_seconds)
     width, height = rendition_size(source=source, height=rendition.height)
-    read = chunk_input(input_url=input_url, chunk=chunk, fps=fps, source=source)
-    filters = [*read.filters, f"scale={width}:{height}", "setsar=1", "format=yuv420p", read.pad]
-    args = [
-        *read.args,
-        # The probed stream by absolute index: "0:v:0" could be cover art.
-        "-map", f"0:{source.index}", "-an", "-sn", "-dn",
-        "-map_metadata", "-1", "-map_chapters", "-1",
-        "-vf", ",".join(filters),
+    scaling = [f"scale={width}:{height}", "setsar=1", "format=yuv420p"]
+    tail = [
         *_encoder_args(rendition, gop=gop),
         "-frames:v", str(chunk.frame_count),
         "-f", "mp4", str(output_path),
     ]  # fmt: skip
-    return args
+    if cached_input is not None:
+        grid = [f"settb=expr={fps.denominator}/{fps.numerator}", "setpts=N"]
+        return [
+            "-i", str(cached_input), "-map", "0:v:0", "-an", "-sn", "-dn",
+            "-map_metadata", "-1", "-map_chapters", "-1",
+            "-vf", ",".join([*grid, *scaling]), *tail,
+        ]  # fmt: skip
+    read = chunk_input(input_url=input_url, chunk=chunk, fps=fps, source=source)
+    common = ["-an", "-sn", "-dn", "-map_metadata", "-1", "-map_chapters", "-1"]
+    if cache_output is not None:
+        # The probed stream by absolute index: "0:v:0" could be cover art.
+        graph = (
+            f"[0:{source.index}]{','.join([*read.filters, read.pad])},split=2[enc][raw];"
+            f"[enc]{','.join(scaling)}[v]"
+        )
+        return [
+            *read.args, "-filter_complex", graph,
+            "-map", "[v]", *common, *tail,
+            "-map", "[raw]", *common, "-c:v", "rawvideo",
+            "-frames:v", str(chunk.frame_count), "-f", "matroska", str(cache_output),
+        ]  # fmt: skip
+    return [
+        *read.args,
+        # The probed stream by absolute index: "0:v:0" could be cover art.
+        "-map", f"0:{source.index}", *common,
+        "-vf", ",".join([*read.filters, *scaling, read.pad]),
+        *tail,
+    ]  # fmt: skip
 
 
 def build_audio_command(

@@ -23,6 +23,8 @@ PASSWORD_HASHERS = ["django.contrib.auth.hashers.MD5PasswordHasher"]
 STORAGES["staticfiles"]["BACKEND"] = "django.contrib.staticfiles.storage.StaticFilesStorage"  # noqa: F405
 S3_EVENTS_TOKEN = "test-events-token"  # noqa: S105 - test-only value
 REELFLOW_CHUNK_SECONDS = 4
+# Each run's decoded chunks beside its database, not in the machine's temp folder.
+REELFLOW_DECODED_CACHE_DIR = env.str("REELFLOW_DECODED_CACHE_DIR", default=str(VAR_DIR / "decoded"))  # noqa: F405
 REELFLOW_SEGMENT_SECONDS = 2
 
 # Worker processes that tests start get the test database's name here, so they read and

@@ -10,7 +10,16 @@ import pytest
 from django.conf import settings
 
 from pipeline import events
-from pipeline.models import EncodeJob, IngestEvent, JobState, Rendition, RenditionState, Unit, UnitState
+from pipeline.models import (
+    Artifact,
+    EncodeJob,
+    IngestEvent,
+    JobState,
+    Rendition,
+    RenditionState,
+    Unit,
+    UnitState,
+)
 from tests.conftest import sample_path
 from tests.pipeline.clips import make_clip
 
@@ -62,6 +71,17 @@ def test_ten_seconds_in_two_second_chunks_publishes_hls_and_dash(
     assert all(abs(r.duration_s - 10.0) <= 1 / 25 for r in videos)
     assert Unit.objects.filter(job=job).exclude(state=UnitState.DONE).count() == 0
     assert Unit.objects.filter(job=job).count() == 5 * 3 + 1
+    # Decoded once per chunk on this machine (pipeline.decoded_cache), then dropped.
+    decoded = [
+        (a.inputs["range"]["start_frame"], a.inputs["decoded_from"])
+        for a in Artifact.objects.filter(job=job, kind=Artifact.Kind.UNIT)
+    ]
+    for start in {start for start, _ in decoded}:
+        sources = [how for s, how in decoded if s == start]
+        assert sources.count("source, cached") <= 1, decoded
+        assert sources.count("cache") >= 1 or sources.count("source") >= 1, decoded
+    assert sum(how == "cache" for _, how in decoded) >= 5, decoded
+    assert not (Path(settings.REELFLOW_DECODED_CACHE_DIR) / f"job-{job.pk}").exists()
 
     package = download_package(s3, job, tmp_path / "pkg")
     master = m3u8.load(str(package / "master.m3u8"))

@@ -1,0 +1,256 @@
+"""A per-machine cache of decoded source chunks, so a ladder decodes each chunk once per machine.
+
+Every encode unit is one (chunk, rendition); without sharing, a ladder of N video rungs decodes
+every chunk of the source N times. The first unit of a chunk on a machine therefore writes the
+chunk's frames — exactly as the encoder sees them before scaling (deinterlaced, on the planned
+frame grid, rotated, the last frame cloned where the source ends early) — uncompressed to a local
+file beside its encode, and the other rungs of that chunk on the same machine read them back:
+reading raw frames costs a memory copy where decoding H.264 costs milliseconds per frame.
+
+* Uncompressed Matroska keeps the pixel format and the colour tags (primaries, transfer,
+  matrix, range), so an encode from the cache carries the same VUI as one from the source.
+  Only 8-bit 4:2:0 sources are cached (what Matroska stores raw and nearly every upload is).
+* A file is written under a name ending in ``.part`` while one producer holds an exclusive
+  ``flock`` on its lock file (released by the kernel if the producer dies), checked (packet
+  count) and renamed: a reader only ever opens complete files.
+* Space is bounded: ``REELFLOW_DECODED_CACHE_MB`` (0 turns the cache off) and never below a
+  free-space reserve on the disk; the least recently read entries go first, entries idle for
+  ``REELFLOW_DECODED_CACHE_TTL_S`` go at the next reservation, and a job's entries go when it is
+  packaged. A chunk too big for the budget is simply decoded by each unit, as without a cache.
+
+Nothing here is shared between machines: a worker elsewhere decodes for itself.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import errno
+import fcntl
+import hashlib
+import json
+import logging
+import os
+import shutil
+import tempfile
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+from django.conf import settings
+
+logger = logging.getLogger(__name__)
+
+# Bytes per pixel of the pixel formats cached (Matroska stores these raw, by FourCC).
+_BYTES_PER_PIXEL = {"yuv420p": 1.5, "yuvj420p": 1.5}
+# Never fill the disk: keep this much free beside the budget.
+FREE_RESERVE_BYTES = 1024**3
+SUFFIX = ".mkv"
+PART = ".part"
+
+
+def root() -> Path:
+    configured = settings.REELFLOW_DECODED_CACHE_DIR
+    if configured:
+        return Path(configured)
+    base = os.environ.get("REELFLOW_WORK_DIR") or tempfile.gettempdir()
+    return Path(base) / f"reelflow-decoded-{os.getuid()}"
+
+
+def budget_bytes() -> int:
+    return max(0, settings.REELFLOW_DECODED_CACHE_MB) * 1024**2
+
+
+def frame_bytes(*, pix_fmt: str | None, width: int, height: int) -> int | None:
+    """Bytes of one raw frame, or None when frames of this pixel format are not cached."""
+    per_pixel = _BYTES_PER_PIXEL.get(pix_fmt or "")
+    if per_pixel is None or width <= 0 or height <= 0:
+        return None
+    return int(width * height * per_pixel)
+
+
+@dataclass(frozen=True, slots=True)
+class Entry:
+    """One chunk's decoded frames on this machine."""
+
+    path: Path
+    frames: int
+    size_estimate: int
+
+    @property
+    def part_path(self) -> Path:
+        return self.path.with_name(self.path.name + PART)
+
+    @property
+    def lock_path(self) -> Path:
+        return self.path.with_name(self.path.name + ".lock")
+
+
+def entry_for(*, job_id: int, chunk_index: int, frames: int, frame_size: int, identity: dict) -> Entry:
+    """The entry of one chunk; ``identity`` holds everything that decides its frames (source
+    object and version, range, frame grid, filters), so a changed plan never reads stale ones."""
+    digest = hashlib.sha256(json.dumps(identity, sort_keys=True, default=str).encode()).hexdigest()[:16]
+    path = root() / f"job-{job_id}" / f"chunk-{chunk_index}-{digest}{SUFFIX}"
+    return Entry(path=path, frames=frames, size_estimate=frames * frame_size + 64 * 1024)
+
+
+def lookup(entry: Entry) -> Path | None:
+    """The complete file of ``entry``, marked as just used, or None."""
+    try:
+        os.utime(entry.path)  # least recently *read* goes first
+    except OSError:
+        return None
+    return entry.path
+
+
+def discard(entry: Entry) -> None:
+    """Forget an entry that turned out unusable (its reader failed on it)."""
+    with contextlib.suppress(OSError):
+        entry.path.unlink()
+
+
+class Reservation:
+    """The right to write ``entry``: held while the producing unit's ffmpeg runs."""
+
+    def __init__(self, entry: Entry, lock_fd: int) -> None:
+        self.entry = entry
+        self._lock_fd = lock_fd
+        self.done = False
+
+    @property
+    def part_path(self) -> Path:
+        return self.entry.part_path
+
+    def commit(self, count_packets) -> bool:
+        """Publish the written file if it holds exactly the planned frames."""
+        try:
+            frames = count_packets(self.part_path)
+        except Exception as exc:  # noqa: BLE001 - a bad cache file is dropped, never fatal
+            logger.warning("decoded chunk %s unreadable, dropped: %s", self.part_path, exc)
+            frames = None
+        ok = frames == self.entry.frames
+        if ok:
+            os.replace(self.part_path, self.entry.path)
+        else:
+            if frames is not None:
+                logger.warning("decoded chunk %s has %s frames, planned %s: dropped", self.part_path, frames, self.entry.frames)
+            with contextlib.suppress(OSError):
+                self.part_path.unlink()
+        self._release()
+        return ok
+
+    def abort(self) -> None:
+        with contextlib.suppress(OSError):
+            self.part_path.unlink()
+        self._release()
+
+    def _release(self) -> None:
+        if self.done:
+            return
+        self.done = True
+        with contextlib.suppress(OSError):
+            self.entry.lock_path.unlink()
+        with contextlib.suppress(OSError):
+            os.close(self._lock_fd)
+
+
+def reserve(entry: Entry) -> Reservation | None:
+    """Take the right to write ``entry``, or None: another process is writing it, it does not
+    fit the budget, or the disk lacks room. Makes room by dropping old entries first."""
+    budget = budget_bytes()
+    if budget <= 0 or entry.size_estimate > budget:
+        return None
+    try:
+        entry.path.parent.mkdir(parents=True, exist_ok=True)
+        fd = os.open(entry.lock_path, os.O_CREAT | os.O_RDWR, 0o600)
+    except OSError as exc:
+        logger.info("decoded-chunk cache unavailable (%s): decoding from the source", exc)
+        return None
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except OSError as exc:
+        os.close(fd)
+        if exc.errno in (errno.EWOULDBLOCK, errno.EAGAIN):
+            return None  # another unit on this machine is writing it right now
+        raise
+    try:
+        same = os.fstat(fd).st_ino == os.stat(entry.lock_path).st_ino
+    except OSError:
+        same = False
+    if not same:  # a producer unlinked this lock file as we opened it: its file is done
+        os.close(fd)
+        return None
+    reservation = Reservation(entry, fd)
+    try:
+        if entry.path.exists():  # written while we waited for the lock
+            reservation.abort()
+            return None
+        _make_room(need=entry.size_estimate, budget=budget, keep=entry)
+        if shutil.disk_usage(entry.path.parent).free < entry.size_estimate + FREE_RESERVE_BYTES:
+            reservation.abort()
+            return None
+    except OSError as exc:
+        logger.info("decoded-chunk cache unavailable (%s): decoding from the source", exc)
+        reservation.abort()
+        return None
+    return reservation
+
+
+def _entries() -> list[tuple[float, int, Path]]:
+    found = []
+    base = root()
+    if not base.is_dir():
+        return found
+    for job_dir in base.iterdir():
+        if not job_dir.is_dir():
+            continue
+        for path in job_dir.iterdir():
+            if path.name.endswith(SUFFIX) or path.name.endswith(SUFFIX + PART):
+                with contextlib.suppress(OSError):
+                    stat = path.stat()
+                    found.append((stat.st_mtime, stat.st_size, path))
+    return found
+
+
+def _writing(path: Path) -> bool:
+    """A ``.part`` file whose producer is alive (its lock is held)."""
+    lock = path.with_name(path.name.removesuffix(PART) + ".lock")
+    try:
+        fd = os.open(lock, os.O_RDWR)
+    except OSError:
+        return False
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except OSError:
+        return True
+    finally:
+        os.close(fd)
+    return False
+
+
+def _make_room(*, need: int, budget: int, keep: Entry) -> None:
+    """Drop idle and least recently used entries until ``need`` more bytes fit the budget.
+    Files being written by a live producer stay; a reader that has one open keeps reading
+    it after the unlink."""
+    now = time.time()
+    ttl = settings.REELFLOW_DECODED_CACHE_TTL_S
+    entries = sorted(_entries())
+    total = sum(size for _, size, _ in entries)
+    for mtime, size, path in entries:
+        if path in (keep.path, keep.part_path):
+            continue
+        idle = now - mtime > ttl
+        if not idle and total + need <= budget:
+            continue
+        if path.name.endswith(PART) and _writing(path):
+            continue
+        with contextlib.suppress(OSError):
+            path.unlink()
+            total -= size
+    for job_dir in root().iterdir():
+        with contextlib.suppress(OSError):
+            job_dir.rmdir()  # only empty ones go
+
+
+def drop_job(job_id: int) -> None:
+    """Remove a finished job's decoded chunks from this machine."""
+    shutil.rmtree(root() / f"job-{job_id}", ignore_errors=True)

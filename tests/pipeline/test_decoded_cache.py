@@ -1,0 +1,238 @@
+"""The decoded-chunk cache: an encode from cached frames sees exactly the frames (and
+timestamps, and colour tags) an encode from the source sees; the cache stays within its
+budget, never hands out a half-written file and never lets two writers at one entry."""
+
+from __future__ import annotations
+
+import fcntl
+import os
+import subprocess
+import time
+from pathlib import Path
+
+import pytest
+
+from pipeline import decoded_cache
+from pipeline import ffmpeg as ff
+from pipeline.chunking import plan_chunks, planning_fps
+from tests.pipeline import clips
+from tests.pipeline.test_ffmpeg import rendition
+
+
+@pytest.fixture
+def cache_root(tmp_path, settings):
+    settings.REELFLOW_DECODED_CACHE_DIR = str(tmp_path / "decoded")
+    settings.REELFLOW_DECODED_CACHE_MB = 64
+    settings.REELFLOW_DECODED_CACHE_TTL_S = 1800
+    return Path(settings.REELFLOW_DECODED_CACHE_DIR)
+
+
+def _frames_md5(args: list[str], out: Path) -> list[str]:
+    """Run a unit's command with the encoder swapped for framemd5: what the encoder would get."""
+    cut = args.index("-c:v")
+    frames_at = args.index("-frames:v", cut)
+    argv = [*args[:cut], *args[frames_at : frames_at + 2], "-f", "framemd5", str(out)]
+    ff.run_ffmpeg(argv)
+    return [line for line in out.read_text().splitlines() if not line.startswith("#")]
+
+
+SOURCES = {
+    "plain": {"duration": 6, "audio": False},
+    "rotated": {"duration": 6, "rotate": 90, "audio": False},
+    "vfr": {"duration": 6, "vfr": True, "audio": False},
+    "interlaced": {"duration": 4, "interlaced": True, "audio": False},
+    "late_video": {"duration": 6, "video_delay": 0.2},
+    "ntsc": {"duration": 6, "fps": "30000/1001", "audio": False},
+}
+
+
+@pytest.mark.parametrize("name", sorted(SOURCES))
+def test_frames_from_the_cache_are_the_frames_from_the_source(tmp_path, name):
+    source = clips.make_clip(tmp_path / f"{name}.mp4", **SOURCES[name])
+    video = ff.probe(source).video
+    fps = planning_fps(fps=video.fps, avg_fps=video.avg_fps, vfr=video.vfr)
+    chunk = plan_chunks(duration_s=video.duration_s, fps=fps, chunk_seconds=2, segment_seconds=1)[1]
+    cache_file = tmp_path / "chunk.mkv"
+    common = {"input_url": source, "chunk": chunk, "fps": fps, "segment_seconds": 1, "source": video}
+
+    # The producing unit: its encode and the raw frames in one run.
+    producer = ff.build_unit_command(
+        **common, output_path=tmp_path / "made.mp4", rendition=rendition(height=90), cache_output=cache_file
+    )
+    result = ff.run_ffmpeg(producer, total_frames=chunk.frame_count)
+    assert result.frames == chunk.frame_count
+    assert ff.count_frames(cache_file) == chunk.frame_count
+
+    # Another rung: the frames (and their timestamps) entering its encoder, either way.
+    other = rendition(height=60)
+    from_source = ff.build_unit_command(**common, output_path=tmp_path / "a.mp4", rendition=other)
+    from_cache = ff.build_unit_command(
+        **common, output_path=tmp_path / "b.mp4", rendition=other, cached_input=cache_file
+    )
+    expected = _frames_md5(from_source, tmp_path / "source.md5")
+    assert len(expected) == chunk.frame_count
+    assert _frames_md5(from_cache, tmp_path / "cache.md5") == expected
+
+    encoded = ff.run_ffmpeg(from_cache, total_frames=chunk.frame_count)
+    assert encoded.frames == chunk.frame_count
+    out = ff.probe(tmp_path / "b.mp4").video
+    assert out.fps == fps and out.rotation == 0 and out.sar == 1
+    assert ff.keyframe_indices(tmp_path / "b.mp4")[:2] == [0, round(fps)]
+
+
+def test_colour_tags_survive_the_cache(tmp_path):
+    source = tmp_path / "tagged.mp4"
+    subprocess.run(
+        ["ffmpeg", "-v", "error", "-y", "-f", "lavfi", "-i", "testsrc2=size=320x180:rate=25:duration=4",
+         "-vf", "setparams=color_primaries=bt709:color_trc=bt709:colorspace=bt709:range=tv",
+         "-c:v", "libx264", "-preset", "ultrafast", "-pix_fmt", "yuv420p",
+         "-color_primaries", "bt709", "-color_trc", "bt709", "-colorspace", "bt709", str(source)],
+        check=True,
+    )  # fmt: skip
+    video = ff.probe(source).video
+    chunk = plan_chunks(duration_s=video.duration_s, fps=video.fps, chunk_seconds=2, segment_seconds=1)[0]
+    common = {"input_url": source, "chunk": chunk, "fps": video.fps, "segment_seconds": 1, "source": video}
+    cache_file = tmp_path / "chunk.mkv"
+    ff.run_ffmpeg(ff.build_unit_command(**common, output_path=tmp_path / "a.mp4", rendition=rendition(),
+                                        cache_output=cache_file))  # fmt: skip
+    ff.run_ffmpeg(ff.build_unit_command(**common, output_path=tmp_path / "b.mp4", rendition=rendition(),
+                                        cached_input=cache_file))  # fmt: skip
+
+    def tags(path: Path) -> str:
+        return subprocess.run(
+            ["ffprobe", "-v", "error", "-select_streams", "v:0", "-of", "compact",
+             "-show_entries", "stream=color_range,color_space,color_transfer,color_primaries", str(path)],
+            capture_output=True, text=True, check=True,
+        ).stdout  # fmt: skip
+
+    assert "bt709" in tags(tmp_path / "a.mp4")
+    assert tags(tmp_path / "b.mp4") == tags(tmp_path / "a.mp4")
+
+
+# --- The cache's bookkeeping ------------------------------------------------------------------
+
+
+def _entry(index: int = 0, *, frames: int = 10, frame_size: int = 1024, job_id: int = 1) -> decoded_cache.Entry:
+    return decoded_cache.entry_for(
+        job_id=job_id, chunk_index=index, frames=frames, frame_size=frame_size, identity={"i": index}
+    )
+
+
+def _write(path: Path, size: int, *, age_s: float = 0) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_bytes(b"\0" * size)
+    stamp = time.time() - age_s
+    os.utime(path, (stamp, stamp))
+
+
+def test_only_eight_bit_420_is_cached():
+    assert decoded_cache.frame_bytes(pix_fmt="yuv420p", width=1280, height=720) == 1382400
+    assert decoded_cache.frame_bytes(pix_fmt="yuvj420p", width=2, height=2) == 6
+    for pix_fmt in ("yuv420p10le", "yuv444p", "rgb24", None):
+        assert decoded_cache.frame_bytes(pix_fmt=pix_fmt, width=1280, height=720) is None
+
+
+def test_a_reader_gets_only_complete_files(cache_root):
+    entry = _entry()
+    assert decoded_cache.lookup(entry) is None
+    reservation = decoded_cache.reserve(entry)
+    assert reservation is not None
+    reservation.part_path.write_bytes(b"frames")
+    assert decoded_cache.lookup(entry) is None, "a file still being written is not handed out"
+    assert reservation.commit(lambda path: entry.frames)
+    assert decoded_cache.lookup(entry) == entry.path
+    assert not entry.part_path.exists() and not entry.lock_path.exists()
+
+
+def test_a_file_with_the_wrong_frame_count_is_dropped(cache_root):
+    entry = _entry()
+    reservation = decoded_cache.reserve(entry)
+    reservation.part_path.write_bytes(b"frames")
+    assert not reservation.commit(lambda path: entry.frames - 1)
+    assert decoded_cache.lookup(entry) is None and not entry.part_path.exists()
+    # and a reader that failed on a file forgets it
+    _write(entry.path, 10)
+    decoded_cache.discard(entry)
+    assert decoded_cache.lookup(entry) is None
+
+
+def test_one_writer_per_entry_and_a_dead_writer_releases_it(cache_root):
+    entry = _entry()
+    first = decoded_cache.reserve(entry)
+    assert first is not None
+    assert decoded_cache.reserve(entry) is None, "a second writer while the first holds the lock"
+    first.abort()
+    assert decoded_cache.reserve(entry) is not None
+
+    # A writer in another process that dies holding the lock: the kernel releases it.
+    other = _entry(1)
+    other.path.parent.mkdir(parents=True, exist_ok=True)
+    code = (
+        "import fcntl, os, sys; fd = os.open(sys.argv[1], os.O_CREAT | os.O_RDWR); "
+        "fcntl.flock(fd, fcntl.LOCK_EX); print('locked', flush=True); os._exit(0) if sys.stdin.read() else None"
+    )
+    child = subprocess.Popen(
+        ["python3", "-c", code, str(other.lock_path)], stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True
+    )
+    assert child.stdout.readline().strip() == "locked"
+    assert decoded_cache.reserve(other) is None
+    child.kill()
+    child.wait()
+    assert decoded_cache.reserve(other) is not None
+
+
+def test_a_chunk_over_the_budget_or_the_free_disk_is_not_cached(cache_root, settings, monkeypatch):
+    assert decoded_cache.reserve(_entry(frames=100, frame_size=1024**2)) is None  # 100 MiB > 64 MiB
+    settings.REELFLOW_DECODED_CACHE_MB = 0
+    assert decoded_cache.reserve(_entry()) is None, "0 turns the cache off"
+    settings.REELFLOW_DECODED_CACHE_MB = 64
+    real = decoded_cache.shutil.disk_usage
+    monkeypatch.setattr(
+        decoded_cache.shutil, "disk_usage", lambda path: real(path)._replace(free=decoded_cache.FREE_RESERVE_BYTES)
+    )
+    assert decoded_cache.reserve(_entry()) is None, "the disk's free reserve is never used"
+
+
+def test_room_is_made_least_recently_used_first_and_idle_entries_expire(cache_root, settings):
+    mib = 1024**2
+    old, recent = _entry(1, job_id=7), _entry(2, job_id=8)
+    _write(old.path, 30 * mib, age_s=100)
+    _write(recent.path, 30 * mib, age_s=10)
+    wanted = _entry(3, frames=10, frame_size=mib)  # 10 MiB more: 70 > 64, the older one goes
+    reservation = decoded_cache.reserve(wanted)
+    assert reservation is not None
+    assert not old.path.exists() and recent.path.exists()
+    assert not old.path.parent.exists(), "an emptied job folder goes too"
+    reservation.abort()
+
+    # Idle entries expire even with room to spare; a live writer's part file stays however old.
+    writing = decoded_cache.reserve(_entry(4))
+    _write(writing.part_path, mib, age_s=5000)
+    fresh = _entry(5, job_id=9)
+    _write(fresh.path, mib, age_s=10)
+    os.utime(recent.path, (time.time() - 120, time.time() - 120))
+    settings.REELFLOW_DECODED_CACHE_TTL_S = 60
+    assert decoded_cache.reserve(_entry(6)) is not None
+    assert not recent.path.exists(), "idle for longer than the TTL"
+    assert fresh.path.exists() and writing.part_path.exists()
+    writing.abort()
+
+
+def test_a_finished_job_drops_its_chunks(cache_root):
+    entry = _entry(job_id=42)
+    _write(entry.path, 10)
+    decoded_cache.drop_job(42)
+    assert not entry.path.parent.exists()
+
+
+def test_the_lock_is_advisory_per_open_file(cache_root):
+    """What the one-writer rule rests on: flock conflicts between two opens in one process."""
+    lock = cache_root / "probe.lock"
+    lock.parent.mkdir(parents=True)
+    a = os.open(lock, os.O_CREAT | os.O_RDWR)
+    b = os.open(lock, os.O_RDWR)
+    fcntl.flock(a, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    with pytest.raises(BlockingIOError):
+        fcntl.flock(b, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    os.close(a)
+    os.close(b)
