@@ -140,6 +140,25 @@ def rendition_ready_plan(rendition: Rendition) -> list[int]:
     return task_ids
 
 
+def failed_remeasure(job: EncodeJob) -> list[str]:
+    """A restart: measure again every READY rendition whose measurement failed for good (a
+    rendition encoded again is measured again anyway, by ``rendition_ready_plan``). Returns the
+    renditions' names; none when QC is off. Called under the job's lock."""
+    if not qc_enabled():
+        return []
+    names = []
+    failed = (
+        RenditionQuality.objects.filter(job_id=job.pk, state=QualityState.FAILED)
+        .select_related("rendition")
+        .order_by("rendition__name")
+    )
+    for summary in failed:
+        if summary.rendition.state == RenditionState.READY:
+            rendition_ready_plan(summary.rendition)
+            names.append(summary.rendition.name)
+    return names
+
+
 def tasks_enqueue(*, task_ids: list[int]) -> None:
     """Put tasks on the quality queue. Each enqueue gets a fresh RQ id, recorded on the task,
     so news about an older attempt (a dead worker's) can tell that it is stale."""

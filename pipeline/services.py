@@ -462,6 +462,15 @@ def _quality_plan(rendition: Rendition) -> None:
         plan(rendition)
 
 
+def _quality_remeasure(job: EncodeJob) -> list[str]:
+    try:
+        from pipeline import quality
+    except ImportError:
+        return []
+    remeasure = getattr(quality, "failed_remeasure", None)
+    return remeasure(job) if remeasure is not None else []
+
+
 @transaction.atomic
 def job_packaged(*, job_id: int, master_key: str, dash_key: str, poster_key: str) -> EncodeJob:
     """PACKAGING -> CHECKING: the package is written; the publish rules decide what follows."""
@@ -828,13 +837,19 @@ def _job_restart_locked(*, job_id: int, actor, bad_units: set[int], bad_renditio
     )
     Rendition.objects.filter(pk__in=bad_renditions, state=RenditionState.READY).update(state=RenditionState.ASSEMBLING)
     redo = bool(invalid_units or invalid_renditions or any(changes.values()))
+    # A measurement that failed for good is taken again; a held job waits for it.
+    remeasured = _quality_remeasure(job)
+    if remeasured:
+        changes["remeasured"] = remeasured
     if previous in (JobState.HELD, JobState.REJECTED) and not redo:
         job.state = JobState.CHECKING
         job.failure_reason = ""
         job.finished_at = None
         job.save(update_fields=["state", "failure_reason", "finished_at"])
         _asset_state_set(job.asset, AssetState.PROCESSING, job=job.pk)
-        _job_event(job, "job.restarted", actor=actor, step="check", previous=previous, units=0)
+        _job_event(
+            job, "job.restarted", actor=actor, step="check", previous=previous, units=0, remeasured=remeasured
+        )
         _job_state_message(job)
         _job_rules_check(job, actor=actor)
         return "check"

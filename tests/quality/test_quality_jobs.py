@@ -226,3 +226,38 @@ def test_a_transient_failure_is_retried_and_then_measured(
     task.refresh_from_db()
     assert task.state == QualityTaskState.DONE and task.attempts == 2 and task.error == ""
     assert quality.job_quality_state(EncodeJob.objects.get(pk=job_id)) == "done"
+
+
+def test_restart_of_a_job_held_by_a_failed_measurement_measures_again_and_publishes(
+    tmp_path, publisher, upload, run_workers, s3, two_second_chunks
+):
+    from pipeline import services
+    from pipeline.models import Rule, RuleKind, RuleSet, Unit
+
+    rule_set = RuleSet.objects.create(name="Measured at all")
+    rule_set.publishers.add(publisher)
+    Rule.objects.create(rule_set=rule_set, kind=RuleKind.QUALITY_MIN, metric="psnr", threshold=10, min_height=0)
+    broken = fake_ffmpeg(tmp_path, 'echo "Invalid data found when processing input" >&2; exit 1')
+    clip = make_clip(tmp_path / "clip.mp4", duration=4, width=320, height=240, fps=25)
+    job_id = announce(upload(clip, publisher, profile="fast")).job_id
+
+    run_workers(2, env={"REELFLOW_QC_FFMPEG": broken})
+    job = EncodeJob.objects.get(pk=job_id)
+    assert job.state == JobState.HELD, job.failure_reason
+    assert quality.job_quality_state(job) == "failed"
+    units_before = dict(Unit.objects.filter(job=job).values_list("pk", "finished_at"))
+
+    assert services.job_restart(job_id=job_id) == "check"
+    job.refresh_from_db()
+    assert job.state == JobState.CHECKING and quality.job_quality_state(job) == "pending"
+    restarted = Event.objects.filter(type="job.restarted", subject_id=str(job_id)).latest("id")
+    assert restarted.payload["remeasured"] == [r.name for r in videos(job)]
+
+    run_workers(2)  # the real QC ffmpeg now
+    job.refresh_from_db()
+    assert job.state == JobState.PUBLISHED, job.failure_reason
+    assert quality.job_quality_state(job) == "done"
+    assert all(quality.rendition_scores(r)["psnr"]["mean"] > 10 for r in videos(job))
+    assert dict(Unit.objects.filter(job=job).values_list("pk", "finished_at")) == units_before, (
+        "nothing was encoded again"
+    )
