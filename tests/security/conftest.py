@@ -25,8 +25,14 @@ def moto_server():
 
 @pytest.fixture
 def cloud(moto_server, settings):
-    """Settings point at an empty simulated cloud; yields clients and a launcher."""
+    """Settings point at an empty simulated cloud, and the inventory is empty too; yields
+    clients and a launcher."""
     from security import aws, simcloud
+    from security.models import Instance
+
+    # Worker processes of earlier tests register themselves (and commit, outside any test's
+    # transaction, where the database lets them write beside it: PostgreSQL): not this fleet.
+    Instance.objects.all().delete()
 
     urllib.request.urlopen(
         urllib.request.Request(f"{moto_server}/moto-api/reset", method="POST"), timeout=10
