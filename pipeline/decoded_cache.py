@@ -13,8 +13,8 @@ reading raw frames costs a memory copy where decoding H.264 costs milliseconds p
 * A file is written under a name ending in ``.part`` while one producer holds an exclusive
   ``flock`` on its lock file (released by the kernel if the producer dies), checked (packet
   count) and renamed: a reader only ever opens complete files.
-* Space is bounded: ``REELFLOW_DECODED_CACHE_MB`` (0 turns the cache off) and never below a
-  free-space reserve on the disk; the least recently read entries go first, entries idle for
+* Space is bounded: ``REELFLOW_DECODED_CACHE_MB`` (0 turns the cache off; in memory, at
+  most an eighth of the RAM) and never below a free-space reserve; the least recently read entries go first, entries idle for
   ``REELFLOW_DECODED_CACHE_TTL_S`` go at the next reservation, and a job's entries go when it is
   packaged. A chunk too big for the budget is simply decoded by each unit, as without a cache.
 
@@ -31,6 +31,7 @@ import json
 import logging
 import os
 import shutil
+import stat
 import tempfile
 import time
 from dataclasses import dataclass
@@ -48,16 +49,65 @@ SUFFIX = ".mkv"
 PART = ".part"
 
 
+SHM = Path("/dev/shm")  # noqa: S108 - a private 0700 folder of ours in it, checked by _usable_root
+# In memory (tmpfs) the cache takes at most this share of the machine's RAM.
+RAM_SHARE = 1 / 8
+
+
 def root() -> Path:
+    """REELFLOW_DECODED_CACHE_DIR, else memory (/dev/shm) where the machine has it, else the
+    temp folder. Memory, because the frames are written once and read a few times within
+    minutes: on a disk file system the writes cost the producing unit about as much CPU as
+    the readers save (measured: docs/benchmarks.md)."""
     configured = settings.REELFLOW_DECODED_CACHE_DIR
     if configured:
         return Path(configured)
-    base = os.environ.get("REELFLOW_WORK_DIR") or tempfile.gettempdir()
-    return Path(base) / f"reelflow-decoded-{os.getuid()}"
+    base = SHM if SHM.is_dir() and os.access(SHM, os.W_OK) else Path(tempfile.gettempdir())
+    return base / f"reelflow-decoded-{os.getuid()}"
+
+
+def _file_system_type(path: Path) -> str:
+    """The type of the file system holding ``path`` (from /proc/mounts), or ""."""
+    best, kind = "", ""
+    try:
+        mounts = Path("/proc/mounts").read_text().splitlines()
+    except OSError:
+        return ""
+    target = str(path.resolve())
+    for line in mounts:
+        fields = line.split()
+        if len(fields) < 3:
+            continue
+        point = fields[1].replace("\\040", " ")
+        inside = target == point or target.startswith(point.rstrip("/") + "/")
+        if inside and len(point) > len(best):
+            best, kind = point, fields[2]
+    return kind
+
+
+def _usable_root() -> Path | None:
+    """The cache folder, created private (0700) if missing; None if it is not a real folder
+    of ours that only we can write (in a shared place like /dev/shm another local user could
+    have made it first, or made it a symbolic link)."""
+    base = root()
+    try:
+        base.mkdir(mode=0o700, parents=True, exist_ok=True)
+        info = os.lstat(base)
+    except OSError as exc:
+        logger.info("decoded-chunk cache unavailable (%s): decoding from the source", exc)
+        return None
+    if not stat.S_ISDIR(info.st_mode) or info.st_uid != os.getuid() or info.st_mode & 0o022:
+        logger.warning("decoded-chunk cache off: %s is not a private folder of this user", base)
+        return None
+    return base
 
 
 def budget_bytes() -> int:
-    return max(0, settings.REELFLOW_DECODED_CACHE_MB) * 1024**2
+    budget = max(0, settings.REELFLOW_DECODED_CACHE_MB) * 1024**2
+    if budget and _file_system_type(root()) == "tmpfs":
+        ram = os.sysconf("SC_PHYS_PAGES") * os.sysconf("SC_PAGE_SIZE")
+        budget = min(budget, int(ram * RAM_SHARE))
+    return budget
 
 
 def frame_bytes(*, pix_fmt: str | None, width: int, height: int) -> int | None:
@@ -95,6 +145,8 @@ def entry_for(*, job_id: int, chunk_index: int, frames: int, frame_size: int, id
 
 def lookup(entry: Entry) -> Path | None:
     """The complete file of ``entry``, marked as just used, or None."""
+    if not entry.path.exists() or _usable_root() is None:
+        return None
     try:
         os.utime(entry.path)  # least recently *read* goes first
     except OSError:
@@ -157,7 +209,7 @@ def reserve(entry: Entry) -> Reservation | None:
     """Take the right to write ``entry``, or None: another process is writing it, it does not
     fit the budget, or the disk lacks room. Makes room by dropping old entries first."""
     budget = budget_bytes()
-    if budget <= 0 or entry.size_estimate > budget:
+    if budget <= 0 or entry.size_estimate > budget or _usable_root() is None:
         return None
     try:
         entry.path.parent.mkdir(parents=True, exist_ok=True)

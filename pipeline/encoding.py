@@ -570,28 +570,28 @@ def job_package_run(*, job_id: int) -> None:
                 bufsize_kbps=r.params.get("bufsize_kbps")), (r.width, r.height))
             for r in videos
         ]
-        ffmpeg.run_ffmpeg(
+        layout = packaging_cmds.sprite_layout(duration_s=asset.duration_s, source=video_info)
+        commands = [
             packaging_cmds.package_command(
                 video_inputs=video_inputs, audio_inputs=[_media_url(r.output_key) for r in audios],
                 out_dir=out, segment_seconds=segment_s,
-            )
-        )
-        packaging_cmds.write_master_playlist(out_dir=out, frame_rate=fps)
-        _check_segments(out, segment_s)
-        top = _media_url(videos[0].output_key)
-        ffmpeg.run_ffmpeg(
+            ),
             packaging_cmds.poster_command(
-                input_url=top, output_path=out / "poster.jpg", duration_s=asset.duration_s,
-                source=video_info, height=min(720, videos[0].height),
-            )
-        )
-        layout = packaging_cmds.sprite_layout(duration_s=asset.duration_s, source=video_info)
-        ffmpeg.run_ffmpeg(
+                input_url=_media_url(videos[0].output_key), output_path=out / "poster.jpg",
+                duration_s=asset.duration_s, source=video_info, height=min(720, videos[0].height),
+            ),
             packaging_cmds.sprite_command(
                 input_url=_media_url(videos[-1].output_key), output_path=out / "sprite.jpg", layout=layout,
                 keyframes_only=layout.interval_s >= segment_s,
-            )
-        )
+            ),
+        ]
+        # Three independent ffmpeg runs at once: packaging is the job's tail, when the other
+        # workers have nothing left to do.
+        with ThreadPoolExecutor(max_workers=len(commands)) as pool:
+            for done in [pool.submit(ffmpeg.run_ffmpeg, command) for command in commands]:
+                done.result()
+        packaging_cmds.write_master_playlist(out_dir=out, frame_rate=fps)
+        _check_segments(out, segment_s)
         (out / "sprite.vtt").write_text(packaging_cmds.sprite_vtt(layout=layout, duration_s=asset.duration_s))
         for name in ("poster.jpg", "sprite.jpg"):
             # ffmpeg exits 0 when a filter emits no frame; never publish a package naming a

@@ -237,7 +237,16 @@ def task_finish(*, task_id: int, result: dict, rq_job_id: str | None = None) -> 
     task.save(update_fields=[*_RESULT_FIELDS, "state", "finished_at", "log_tail"])
     _rendition_fan_in(job, task.rendition_id)
     _job_fan_in(job)
+    _panel_changed(job)
     return task
+
+
+def _panel_changed(job: EncodeJob) -> None:
+    """Tell the job's open pages that its quality panel changed (they fetch it again)."""
+    from pipeline import progress
+
+    state = JobQuality.objects.filter(job_id=job.pk).values_list("state", flat=True).first()
+    progress.publish_on_commit(job.pk, {"kind": "quality", "state": state or ""})
 
 
 @transaction.atomic
@@ -261,6 +270,7 @@ def task_fail(
         logger.warning("quality task %s (job %s) failed: %s", task.pk, job.pk, reason)
         _rendition_fan_in(job, task.rendition_id)
         _job_fan_in(job)
+        _panel_changed(job)
     return task
 
 

@@ -299,6 +299,17 @@ def asset_player(request: HttpRequest, asset_id: int) -> HttpResponse:
 
 @asset_viewer_required
 @require_GET
+def asset_quality(request: HttpRequest, asset_id: int) -> HttpResponse:
+    """The quality panel of the asset's latest job, for the page to swap in as measurements end."""
+    asset = _visible_asset(request, asset_id)
+    job = pipeline_selectors.job_latest(asset=asset)
+    if job is None:
+        raise Http404("This asset has no job yet.")
+    return render(request, "pipeline/_quality.html", {"job": job})
+
+
+@asset_viewer_required
+@require_GET
 def hls(request: HttpRequest, asset_id: int, path: str) -> HttpResponse:
     """HLS playlists (and the sprite's WebVTT) of the published package, URIs rewritten."""
     asset = _visible_asset(request, asset_id)

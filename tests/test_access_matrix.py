@@ -29,6 +29,7 @@ EXPECTED: dict[str, tuple] = {
     # The sample asset is the publisher's own; operations staff may open any asset.
     "studio:asset": (LOGIN, 200, 200, 403, 200),
     "studio:asset_player": (LOGIN, 200, 200, 403, 200),
+    "studio:asset_quality": (LOGIN, 200, 200, 403, 200),
     "studio:hls": (LOGIN, 200, 200, 403, 200),
     "studio:download": (LOGIN, 302, 302, 403, 302),
     "studio:lineage": (LOGIN, 200, 200, 403, 200),  # the sample job's package artifact

@@ -140,6 +140,8 @@
       const tr = document.querySelector(`#grid tr[data-rendition="${message.rendition_id}"]`);
       const label = tr?.querySelector('[data-role="rstate"]');
       if (label) label.textContent = message.state;
+    } else if (message.kind === "quality") {
+      markChanged();  // new quality numbers: the banner offers the reload
     }
   }
 

@@ -83,7 +83,7 @@
         $("grid-note").textContent = "This page may not follow this asset's encoding.";
         return;
       }
-      if (job && FINAL.has(job.state)) { setConnection("Finished", "done"); return; }
+      if (job && FINAL.has(job.state) && !qualityPending()) { setConnection("Finished", "done"); return; }
       retries += 1;
       const delay = Math.min(15000, 500 * 2 ** Math.min(retries, 5));
       setConnection(`Disconnected; retrying in ${Math.round(delay / 1000)} s`, "wait");
@@ -133,8 +133,10 @@
     buildGrid();
     setJobState(job.state, job.reason, false);
     schedulePaint();
-    // A finished job changes no more: the snapshot was all there was to show.
-    if (FINAL.has(job.state) && ws) ws.close(1000);
+    // Measurements may have ended while the socket was down.
+    if (qualityPending()) refreshQuality();
+    // A finished job changes no more (its measurements aside): the snapshot was all there was.
+    if (FINAL.has(job.state) && ws && !qualityPending()) ws.close(1000);
   }
 
   function pick(obj, ...keys) {
@@ -229,8 +231,39 @@
     } else if (message.kind === "rendition") {
       const r = renditions.get(message.rendition_id);
       if (r) r.state = message.state;
+    } else if (message.kind === "quality") {
+      refreshQuality();
+      return;
     }
     schedulePaint();
+  }
+
+  // --- Quality panel: measurements end one chunk at a time; the panel is fetched again --------
+
+  let qualityTimer = null;
+
+  function qualityPending() {
+    const panel = $("quality");
+    return Boolean(panel && panel.dataset.state === "pending");
+  }
+
+  function refreshQuality() {
+    const url = root.dataset.qualityUrl;
+    if (!url || !$("quality")) return;
+    clearTimeout(qualityTimer);  // a burst of measurements ending together: one fetch
+    qualityTimer = setTimeout(async () => {
+      try {
+        const response = await fetch(url, { credentials: "same-origin" });
+        if (!response.ok) return;
+        const page = new DOMParser().parseFromString(await response.text(), "text/html");
+        const fresh = page.getElementById("quality");
+        const panel = $("quality");
+        if (fresh && panel) panel.replaceWith(document.importNode(fresh, true));
+      } catch (err) {
+        return;  // the next message (or a reload) brings it
+      }
+      if (job && FINAL.has(job.state) && !qualityPending() && ws) ws.close(1000);
+    }, 300);
   }
 
   function setJobState(state, reason, live) {
@@ -259,7 +292,8 @@
     if (state === "published") $("grid-note").textContent = "";
     if (live && changed) timeline(JOB_LABELS[state] || state, reason);
     if (state === "published" && live) loadPlayer();
-    if (FINAL.has(state) && ws && live) ws.close(1000);
+    // The socket stays open while quality measurements still run (they outlast publishing).
+    if (FINAL.has(state) && ws && live && !qualityPending()) ws.close(1000);
   }
 
   function timeline(what, detail) {

@@ -252,6 +252,7 @@ def test_another_publisher_guessing_ids_sees_only_not_found(people, published, s
     gets = [
         reverse("studio:asset", kwargs={"asset_id": asset.pk}),
         reverse("studio:asset_player", kwargs={"asset_id": asset.pk}),
+        reverse("studio:asset_quality", kwargs={"asset_id": asset.pk}),
         reverse("studio:hls", kwargs={"asset_id": asset.pk, "path": "master.m3u8"}),
         reverse("studio:download", kwargs={"asset_id": asset.pk, "what": "source"}),
     ]

@@ -236,3 +236,35 @@ def test_the_lock_is_advisory_per_open_file(cache_root):
         fcntl.flock(b, fcntl.LOCK_EX | fcntl.LOCK_NB)
     os.close(a)
     os.close(b)
+
+
+def test_the_default_place_is_memory_and_there_the_budget_is_an_eighth_of_the_ram(settings, tmp_path):
+    if decoded_cache._file_system_type(decoded_cache.SHM) != "tmpfs":
+        pytest.skip("this machine has no /dev/shm tmpfs")
+    settings.REELFLOW_DECODED_CACHE_DIR = ""
+    assert decoded_cache.root() == decoded_cache.SHM / f"reelflow-decoded-{os.getuid()}"
+    settings.REELFLOW_DECODED_CACHE_MB = 10**7
+    ram = os.sysconf("SC_PHYS_PAGES") * os.sysconf("SC_PAGE_SIZE")
+    assert decoded_cache.budget_bytes() == int(ram / 8)
+    settings.REELFLOW_DECODED_CACHE_MB = 100
+    assert decoded_cache.budget_bytes() == 100 * 1024**2
+    # On a disk the configured budget stands, whatever the RAM.
+    settings.REELFLOW_DECODED_CACHE_DIR = str(tmp_path)
+    settings.REELFLOW_DECODED_CACHE_MB = 10**7
+    assert decoded_cache._file_system_type(tmp_path) != "tmpfs"
+    assert decoded_cache.budget_bytes() == 10**7 * 1024**2
+
+
+def test_a_folder_someone_else_could_write_is_not_used(cache_root):
+    cache_root.mkdir(mode=0o777)
+    os.chmod(cache_root, 0o777)  # noqa: S103 - as if another local user had made it, open to all
+    entry = _entry()
+    assert decoded_cache.reserve(entry) is None
+    _write(entry.path, 10)
+    assert decoded_cache.lookup(entry) is None
+    os.chmod(cache_root, 0o700)
+    assert decoded_cache.lookup(entry) == entry.path
+    # Nor a symbolic link planted where the folder would be.
+    os.rename(cache_root, cache_root.with_name("elsewhere"))
+    cache_root.symlink_to(cache_root.with_name("elsewhere"))
+    assert decoded_cache.lookup(entry) is None and decoded_cache.reserve(_entry(1)) is None

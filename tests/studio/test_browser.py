@@ -29,7 +29,7 @@ CHROMIUM_ARGS = [
     "--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
     "--disable-background-networking", "--disable-component-update", "--disable-sync",
 ]  # fmt: skip
-PIPELINE_QUEUES = ("ingest", "encode", "assemble", "default")
+PIPELINE_QUEUES = ("ingest", "encode", "assemble", "quality", "default")
 ASYNC_UNSAFE = "DJANGO_ALLOW_ASYNC_UNSAFE"
 
 # Records every grid cell's state changes from the first paint, before any page script runs.
@@ -244,6 +244,16 @@ def test_publisher_uploads_watches_the_grid_fill_and_plays_the_result(
     preview = page.locator("#player .preview-img")
     preview.wait_for(state="visible")
     assert "X-Amz-Signature" in preview.evaluate("el => el.style.backgroundImage")
+
+    # Quality numbers come in after publishing, a chunk at a time: the panel follows them live.
+    page.wait_for_function(
+        "['done', 'failed'].includes(document.getElementById('quality').dataset.state)", timeout=120_000
+    )
+    assert page.evaluate("window.__sameDocument") is True
+    assert page.locator("#quality").get_attribute("data-state") == "done"
+    assert page.locator("#quality .qc-cell").count() == 2 * 2  # 240p, 360p × 2 chunks
+    assert page.locator("#quality .qc-pending, #quality .qc-failed").count() == 0
+    assert "Measured: 4 of 4" in page.locator("#quality-note").inner_text()
 
     # A fresh load of the published page shows the player and the downloads straight away.
     page.reload()
