@@ -244,7 +244,8 @@
 
   function qualityPending() {
     const panel = $("quality");
-    return Boolean(panel && panel.dataset.state === "pending");
+    // "waiting": no rendition ready to measure yet; "pending": measurements running.
+    return Boolean(panel && ["waiting", "pending"].includes(panel.dataset.state));
   }
 
   function refreshQuality() {
