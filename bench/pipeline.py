@@ -2,6 +2,7 @@
 producing the same ladder, on the same source, in the same run.
 
     .venv/bin/python bench/pipeline.py [--duration 60] [--chunk-seconds 20] [--workers 2] [--runs 1]
+                                       [--compare-cache]
 
 (a) baseline: one ffmpeg, `split` filter, the same x264/AAC settings as the units, MP4 out.
 (b) Reelflow: upload to the ingest bucket, the object-created event, probe, chunked encode on
@@ -132,6 +133,8 @@ def main() -> int:
     parser.add_argument("--profile", default="standard")
     parser.add_argument("--runs", type=int, default=1, help="repeat both sides; medians are reported")
     parser.add_argument("--timeout", type=float, default=1800, help="give up on a job after this many seconds")
+    parser.add_argument("--compare-cache", action="store_true",
+                        help="in each run, also encode with the decoded-chunk cache off (REELFLOW_DECODED_CACHE_MB=0)")
     args = parser.parse_args()
 
     work = Path(tempfile.mkdtemp(prefix="reelflow-bench-"))
@@ -184,74 +187,89 @@ def main() -> int:
     fps = chunking.planning_fps(fps=info.video.fps, avg_fps=info.video.avg_fps, vfr=info.video.vfr)
     gop = chunking.segment_frames(fps=fps, segment_seconds=args.segment_seconds)
 
+    def reelflow(run: int, label: str, run_env: dict) -> dict | None:
+        """(b) one upload through Reelflow with fresh workers; None if the job did not publish."""
+        logs = [open(work / f"worker-{run}-{label}-{i}.log", "w") for i in range(args.workers)]  # noqa: SIM115
+        workers = [
+            subprocess.Popen([PY, "manage.py", "rqworker", "assemble", "encode", "ingest", "quality", "default"],
+                             cwd=ROOT, env=run_env, stdout=log, stderr=subprocess.STDOUT)
+            for log in logs
+        ]
+        time.sleep(3)  # workers import Django and register; not part of a job's time
+        cpu0 = workers_cpu(workers)
+        key = f"uploads/bench/{uuid.uuid4().hex[:8]}-source.mp4"
+        s3.client().upload_file(str(source), settings.S3_BUCKET_INGEST, key, ExtraArgs={"Metadata": {"profile": args.profile}})
+        t0, t0_wall = time.monotonic(), time.time()
+        event = events.object_created_receive(
+            created=events.ObjectCreated(bucket=settings.S3_BUCKET_INGEST, key=key), source=IngestEvent.Source.CLI
+        )
+        job = event.job
+        last_report = time.monotonic()
+        while True:
+            job.refresh_from_db()
+            if job.state in (JobState.PUBLISHED, JobState.FAILED, JobState.CANCELLED):
+                break
+            if time.monotonic() - last_report > 15:
+                done = Unit.objects.filter(job=job, state="done").count()
+                print(f"  ... {job.state}, {done}/{Unit.objects.filter(job=job).count()} units done", flush=True)
+                last_report = time.monotonic()
+            if time.monotonic() - t0 > args.timeout:
+                for log in logs:
+                    log.flush()
+                    print(f"timed out; {log.name} tail:\n" + Path(log.name).read_text()[-3000:])
+                stop_workers(workers)
+                return None
+            time.sleep(0.1)
+        wall = time.monotonic() - t0
+        cpu = workers_cpu(workers) - cpu0  # the job's CPU: workers and their ffmpeg, not their start-up
+        stop_workers(workers)
+        phase_lines = [
+            line for log in logs for line in Path(log.name).read_text().splitlines() if "ms total, ffmpeg" in line
+        ]
+        for line in phase_lines[:2]:
+            print("   ", line.split("pipeline.encoding: ")[-1])
+        for log in logs:
+            log.close()
+        if job.state != JobState.PUBLISHED:
+            print(f"job failed: {job.failure_reason}", file=sys.stderr)
+            return None
+        print(f"    [{label}] timeline (s from object-created):", timeline(job, t0_wall), flush=True)
+        units = list(Unit.objects.filter(job=job))
+        print(f"    [{label}] units by where their frames came from:", decoded_summary(job, units), flush=True)
+        fixed_ms = [(u.wall_s - u.ffmpeg_s) * 1000 for u in units if u.wall_s and u.ffmpeg_s]
+        return {
+            "job": job, "wall": wall, "cpu": cpu, "unit_cpu": sum(u.cpu_s or 0 for u in units), "units": len(units),
+            "fixed_ms": statistics.median(fixed_ms), "fixed_ms_p95": sorted(fixed_ms)[int(0.95 * (len(fixed_ms) - 1))],
+        }
+
     results = []
     try:
         for run in range(args.runs):
-            # (b) Reelflow
-            logs = [open(work / f"worker-{run}-{i}.log", "w") for i in range(args.workers)]  # noqa: SIM115
-            workers = [
-                subprocess.Popen([PY, "manage.py", "rqworker", "assemble", "encode", "ingest", "quality", "default"],
-                                 cwd=ROOT, env=env, stdout=log, stderr=subprocess.STDOUT)
-                for log in logs
-            ]
-            time.sleep(3)  # workers import Django and register; not part of a job's time
-            cpu0 = workers_cpu(workers)
-            key = f"uploads/bench/{uuid.uuid4().hex[:8]}-source.mp4"
-            s3.client().upload_file(str(source), settings.S3_BUCKET_INGEST, key, ExtraArgs={"Metadata": {"profile": args.profile}})
-            t0, t0_wall = time.monotonic(), time.time()
-            event = events.object_created_receive(
-                created=events.ObjectCreated(bucket=settings.S3_BUCKET_INGEST, key=key), source=IngestEvent.Source.CLI
-            )
-            job = event.job
-            last_report = time.monotonic()
-            while True:
-                job.refresh_from_db()
-                if job.state in (JobState.PUBLISHED, JobState.FAILED, JobState.CANCELLED):
-                    break
-                if time.monotonic() - last_report > 15:
-                    done = Unit.objects.filter(job=job, state="done").count()
-                    print(f"  ... {job.state}, {done}/{Unit.objects.filter(job=job).count()} units done", flush=True)
-                    last_report = time.monotonic()
-                if time.monotonic() - t0 > args.timeout:
-                    for log in logs:
-                        log.flush()
-                        print(f"timed out; {log.name} tail:\n" + Path(log.name).read_text()[-3000:])
-                    stop_workers(workers)
-                    return 1
-                time.sleep(0.1)
-            wall_b = time.monotonic() - t0
-            cpu_b = workers_cpu(workers) - cpu0  # the job's CPU: workers and their ffmpeg, not their start-up
-            stop_workers(workers)
-            phase_lines = [
-                line for log in logs for line in Path(log.name).read_text().splitlines() if "ms total, ffmpeg" in line
-            ]
-            for line in phase_lines[:4]:
-                print("   ", line.split("pipeline.encoding: ")[-1])
-            for log in logs:
-                log.close()
-            if job.state != JobState.PUBLISHED:
-                print(f"job failed: {job.failure_reason}", file=sys.stderr)
+            b = reelflow(run, "cache on", env)
+            if b is None:
                 return 1
-            print("    timeline (s from object-created):", timeline(job, t0_wall), flush=True)
-            units = list(Unit.objects.filter(job=job))
-            print("    units by where their frames came from (pipeline.decoded_cache):", decoded_summary(job, units), flush=True)
-            fixed_ms = [(u.wall_s - u.ffmpeg_s) * 1000 for u in units if u.wall_s and u.ffmpeg_s]
-            unit_cpu = sum(u.cpu_s or 0 for u in units)
+            off = None
+            if args.compare_cache:
+                off = reelflow(run, "cache off", {**env, "REELFLOW_DECODED_CACHE_MB": "0"})
+                if off is None:
+                    return 1
 
             # (a) one ffmpeg, same ladder
-            rungs, audio = _rendition_plan(job, info)
+            rungs, audio = _rendition_plan(b["job"], info)
             out = work / f"baseline-{run}"
             out.mkdir()
             wall_a, cpu_a = baseline(source, out, rungs, audio, gop)
             results.append(
                 {
-                    "wall_a": wall_a, "wall_b": wall_b, "cpu_a": cpu_a, "cpu_b": cpu_b, "unit_cpu": unit_cpu,
-                    "fixed_ms": statistics.median(fixed_ms), "fixed_ms_p95": sorted(fixed_ms)[int(0.95 * (len(fixed_ms) - 1))],
-                    "units": len(units), "renditions": len(rungs) + len(audio),
+                    "wall_a": wall_a, "wall_b": b["wall"], "cpu_a": cpu_a, "cpu_b": b["cpu"], "unit_cpu": b["unit_cpu"],
+                    "fixed_ms": b["fixed_ms"], "fixed_ms_p95": b["fixed_ms_p95"],
+                    "units": b["units"], "renditions": len(rungs) + len(audio),
+                    **({"wall_off": off["wall"], "cpu_off": off["cpu"]} if off else {}),
                 }
             )
+            extra = f"; cache off {off['wall']:.1f} s wall / {off['cpu']:.1f} s CPU" if off else ""
             print(f"run {run + 1}: baseline {wall_a:.1f} s wall / {cpu_a:.1f} s CPU; "
-                  f"reelflow {wall_b:.1f} s wall / {cpu_b:.1f} s CPU ({len(units)} units)", flush=True)
+                  f"reelflow {b['wall']:.1f} s wall / {b['cpu']:.1f} s CPU ({b['units']} units){extra}", flush=True)
     finally:
         server.stop()
         shutil.rmtree(work, ignore_errors=True)
@@ -276,6 +294,11 @@ def main() -> int:
         "fixed_cost_ms_per_unit": round(med("fixed_ms"), 1),
         "fixed_cost_ms_p95": round(med("fixed_ms_p95"), 1),
     }
+    if args.compare_cache:
+        figures["cache_off_wall_ratio"] = round(med("wall_off") / med("wall_a"), 3)
+        figures["cache_off_cpu_ratio"] = round(med("cpu_off") / med("cpu_a"), 3)
+        print(f"without the decoded-chunk cache: wall ratio {figures['cache_off_wall_ratio']}, "
+              f"CPU ratio {figures['cache_off_cpu_ratio']}")
     print(f"wall-time ratio (reelflow / one ffmpeg): {figures['wall_ratio']}  (goal <= 1.10)")
     print(f"CPU-seconds ratio: {figures['cpu_ratio']}")
     print(f"fixed cost per unit: {figures['fixed_cost_ms_per_unit']} ms median (goal <= 150 ms)")
