@@ -156,8 +156,9 @@ REELFLOW_DEFAULT_PROFILE = env.str("REELFLOW_DEFAULT_PROFILE", default="standard
 REELFLOW_UNIT_RETRIES = env.int("REELFLOW_UNIT_RETRIES", default=3)
 REELFLOW_PROGRESS_INTERVAL_MS = env.int("REELFLOW_PROGRESS_INTERVAL_MS", default=250)
 # Decoded-chunk cache (pipeline.decoded_cache): the first unit of a chunk on a machine keeps the
-# chunk's decoded frames so the other rungs skip decoding. Budget in MiB on local disk (0: off);
-# the folder defaults to reelflow-decoded-<uid> in REELFLOW_WORK_DIR or the system temp folder.
+# chunk's decoded frames so the other rungs skip decoding. Budget in MiB (0: off; in memory at
+# most an eighth of the RAM); the folder defaults to /dev/shm/reelflow-decoded-<uid> (memory),
+# else the system temp folder.
 REELFLOW_DECODED_CACHE_MB = env.int("REELFLOW_DECODED_CACHE_MB", default=4096)
 REELFLOW_DECODED_CACHE_DIR = env.str("REELFLOW_DECODED_CACHE_DIR", default="")
 REELFLOW_DECODED_CACHE_TTL_S = env.int("REELFLOW_DECODED_CACHE_TTL_S", default=1800)
