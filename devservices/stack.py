@@ -24,7 +24,7 @@ VENV_BIN = Path(sys.executable).parent
 
 
 def _var_dir() -> Path:
-    return Path(os.environ.get("REELFLOW_VAR_DIR") or ROOT / "var")
+    return Path(os.environ.get("REELFLOW_VAR_DIR") or ROOT / "var").resolve()
 
 
 def _read_env_file(path: Path) -> dict[str, str]:
@@ -91,6 +91,7 @@ def stack_env(*, start_local: bool) -> tuple[dict[str, str], list[str]]:
             _write_private(var / "s3-events-token", stored["S3_EVENTS_TOKEN"])
         (var / "redis").mkdir(parents=True, exist_ok=True)
 
+    env["REELFLOW_VAR_DIR"] = str(var)  # absolute: the Procfile's paths and every process agree
     env.setdefault("DJANGO_SETTINGS_MODULE", "config.settings.local")
     env.setdefault("REELFLOW_BIND", "127.0.0.1")
     env["PYTHONUNBUFFERED"] = "1"
