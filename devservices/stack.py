@@ -6,6 +6,7 @@ Redis and S3 are started locally unless REDIS_URL / S3_ENDPOINT_URL point elsewh
 """
 
 import argparse
+import contextlib
 import json
 import os
 import secrets
@@ -199,11 +200,20 @@ def _honcho(env: dict[str, str], workers: int, processes: list[str]) -> subproce
 
 
 def _wait(proc: subprocess.Popen) -> int:
+    """Wait for honcho. Ctrl-C in a terminal reaches honcho too (same process group); a SIGTERM
+    or SIGINT sent to this process alone (`kill`, a supervisor, `timeout`) is passed on, so
+    honcho stops everything either way (it stops once however often it is told)."""
+
+    def pass_on(signum, _frame) -> None:
+        with contextlib.suppress(ProcessLookupError):
+            proc.send_signal(signal.SIGTERM)
+
+    previous = {sig: signal.signal(sig, pass_on) for sig in (signal.SIGTERM, signal.SIGINT)}
     try:
         return proc.wait()
-    except KeyboardInterrupt:
-        # Ctrl-C reached honcho too (same process group); it stops everything, we wait for it.
-        return proc.wait()
+    finally:
+        for sig, handler in previous.items():
+            signal.signal(sig, handler)
 
 
 def run(workers: int) -> int:
