@@ -229,6 +229,10 @@ def main() -> int:
         for line in phase_lines[:2]:
             print("   ", line.split("pipeline.encoding: ")[-1])
         for log in logs:
+            for line in Path(log.name).read_text().splitlines():
+                if " packaged: ffmpeg " in line:
+                    print("   ", line.split("pipeline.encoding: ")[-1])
+        for log in logs:
             log.close()
         if job.state != JobState.PUBLISHED:
             print(f"job failed: {job.failure_reason}", file=sys.stderr)
