@@ -275,8 +275,17 @@ def _encode_video_unit(unit: Unit, asset: Asset, workdir: Path, forward: _Progre
                 result = ffmpeg.run_ffmpeg(
                     args, on_progress=forward, total_frames=chunk.frame_count, cancel_event=forward.cancel_event
                 )
-            except ffmpeg.PermanentMediaError:
-                if not cached:
+            except ffmpeg.MediaCancelledError:
+                raise
+            except ffmpeg.MediaError as exc:
+                if decoded == "source, cached":
+                    # Writing the decoded frames may be what failed (memory full, say): the
+                    # cache must never fail a unit, or make a worker think its disk is full.
+                    logger.warning("unit %s: encode with the decoded-chunk copy failed (%s): without it", unit.pk, exc.reason)
+                    reservation.abort()
+                    args, decoded = build(), "source"
+                    continue
+                if not cached or not isinstance(exc, ffmpeg.PermanentMediaError):
                     raise
                 # The cached frames, not the source, may be at fault: forget them, decode.
                 logger.warning("unit %s could not read decoded chunk %s: decoding the source", unit.pk, cached)

@@ -268,3 +268,38 @@ def test_a_folder_someone_else_could_write_is_not_used(cache_root):
     os.rename(cache_root, cache_root.with_name("elsewhere"))
     cache_root.symlink_to(cache_root.with_name("elsewhere"))
     assert decoded_cache.lookup(entry) is None and decoded_cache.reserve(_entry(1)) is None
+
+
+@pytest.mark.slow
+def test_a_failing_cache_write_never_fails_the_unit(tmp_path, publisher, upload, run_workers, s3, settings):
+    """Fault: the decoded frames cannot be written (a directory squats on every part file's
+    name). Each producing unit falls back to a plain encode at once: the job publishes, no
+    unit needed a retry, and no worker took it for a full disk."""
+    from pipeline import encoding
+    from pipeline.models import Artifact, EncodeJob, JobState, Unit
+    from tests.pipeline.test_pipeline_e2e import announce
+
+    settings.REELFLOW_CHUNK_SECONDS = 2
+    settings.REELFLOW_SEGMENT_SECONDS = 2
+    clip = clips.make_clip(tmp_path / "clip.mp4", duration=4, width=640, height=360, fps=25, audio=False)
+    job_id = announce(upload(clip, publisher, profile="fast")).job_id
+    encoding.job_ingest_run(job_id=job_id)  # probe and plan here; the units wait in the queue
+    job = EncodeJob.objects.select_related("asset").get(pk=job_id)
+    video = encoding.video_info_from_json(job.asset.probe["video"])
+    fps = encoding.planned_fps(video)
+    squatted = set()
+    for unit in Unit.objects.filter(job=job, chunk__isnull=False).select_related("chunk", "job"):
+        chunk = unit.chunk
+        entry = encoding._decoded_entry(unit, job.asset, video, fps, chunk)
+        entry.part_path.mkdir(parents=True, exist_ok=True)
+        squatted.add(entry.part_path)
+    assert len(squatted) == 2  # one per chunk
+
+    assert run_workers(2) == [0, 0]
+    job.refresh_from_db()
+    assert job.state == JobState.PUBLISHED, job.failure_reason
+    units = Unit.objects.filter(job=job, chunk__isnull=False)
+    assert units.count() == 2 * 2  # 240p and 360p, 2 chunks
+    assert all(u.attempts == 1 for u in units), "no RQ retry was needed"
+    how = set(Artifact.objects.filter(job=job, kind=Artifact.Kind.UNIT).values_list("inputs__decoded_from", flat=True))
+    assert how == {"source"}, how
