@@ -18,6 +18,7 @@ from rq.job import Job
 from console.models import QueueSample
 from console.selectors import queues_now
 from core.services import event_record
+from pipeline import selectors as pipeline_selectors
 from pipeline import services as pipeline_services
 from pipeline.models import EncodeJob, JobState, Rendition, Unit
 
@@ -44,7 +45,7 @@ def _retry(job_id: int, actor) -> str:
 
 def _restart(job_id: int, actor) -> str:
     step = pipeline_services.job_restart(job_id=job_id, actor=actor)
-    return f"Job {job_id} restarted from its {step} step."
+    return f"Job {job_id} restarted from its {step} step{pipeline_selectors.job_restart_note(job_id=job_id)}."
 
 
 def _cancel(job_id: int, actor) -> str:

@@ -80,6 +80,20 @@ def job_snapshot(*, job_id: int) -> dict:
     }
 
 
+def job_restart_note(*, job_id: int) -> str:
+    """What the job's last restart did besides re-running steps, for the CLI and the console:
+    "; quality measured again for h264-240p, h264-360p", or ""."""
+    from core.models import Event
+
+    event = (
+        Event.objects.filter(type="job.restarted", subject_type="pipeline.encodejob", subject_id=str(job_id))
+        .order_by("-id")
+        .first()
+    )
+    remeasured = (event.payload.get("remeasured") if event else None) or []
+    return f"; quality measured again for {', '.join(remeasured)}" if remeasured else ""
+
+
 def job_unit_counts(*, job_id: int) -> dict[str, int]:
     return Unit.objects.filter(job_id=job_id).aggregate(
         total=Count("id"),

@@ -229,10 +229,15 @@ def test_a_transient_failure_is_retried_and_then_measured(
 
 
 def test_restart_of_a_job_held_by_a_failed_measurement_measures_again_and_publishes(
-    tmp_path, publisher, upload, run_workers, s3, two_second_chunks
+    tmp_path, publisher, upload, run_workers, s3, two_second_chunks, make_user
 ):
-    from pipeline import services
+    import io
+
+    from django.core.management import call_command
+
     from pipeline.models import Rule, RuleKind, RuleSet, Unit
+
+    operator = make_user("olga", role=Role.OPERATIONS)
 
     rule_set = RuleSet.objects.create(name="Measured at all")
     rule_set.publishers.add(publisher)
@@ -247,7 +252,10 @@ def test_restart_of_a_job_held_by_a_failed_measurement_measures_again_and_publis
     assert quality.job_quality_state(job) == "failed"
     units_before = dict(Unit.objects.filter(job=job).values_list("pk", "finished_at"))
 
-    assert services.job_restart(job_id=job_id) == "check"
+    out = io.StringIO()
+    call_command("job", "restart", str(job_id), "--as", operator.username, stdout=out)
+    names = ", ".join(r.name for r in videos(job))
+    assert f"restarted from its check step; quality measured again for {names}" in out.getvalue()
     job.refresh_from_db()
     assert job.state == JobState.CHECKING and quality.job_quality_state(job) == "pending"
     restarted = Event.objects.filter(type="job.restarted", subject_id=str(job_id)).latest("id")

@@ -14,7 +14,7 @@ from django.contrib.auth import get_user_model
 from django.core.management.base import BaseCommand, CommandError
 
 from core.models import Event
-from pipeline import services
+from pipeline import selectors, services
 from pipeline.models import EncodeJob, Review
 
 
@@ -39,7 +39,8 @@ class Command(BaseCommand):
         try:
             if action == "restart":
                 step = services.job_restart(job_id=job_id, actor=actor)
-                self.stdout.write(self.style.SUCCESS(f"job {job_id} restarted from its {step} step"))
+                note = selectors.job_restart_note(job_id=job_id)
+                self.stdout.write(self.style.SUCCESS(f"job {job_id} restarted from its {step} step{note}"))
             else:
                 decision = Review.Decision.APPROVE if action == "approve" else Review.Decision.REJECT
                 job = services.job_review(job_id=job_id, decision=decision, reason=reason, actor=actor)
