@@ -15,9 +15,7 @@ time minus ffmpeg's own), then one line with a JSON object of the figures.
 import argparse
 import json
 import os
-import resource
 import shutil
-import signal
 import statistics
 import subprocess
 import sys
@@ -30,10 +28,7 @@ ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 PY = sys.executable
 
-
-def children_cpu() -> float:
-    usage = resource.getrusage(resource.RUSAGE_CHILDREN)
-    return usage.ru_utime + usage.ru_stime
+from media_bench import children_cpu, make_source, stop_workers  # noqa: E402 - beside this script
 
 
 def workers_cpu(workers: list[subprocess.Popen]) -> float:
@@ -45,31 +40,6 @@ def workers_cpu(workers: list[subprocess.Popen]) -> float:
         times = psutil.Process(w.pid).cpu_times()
         total += times.user + times.system + times.children_user + times.children_system
     return total
-
-
-def stop_workers(workers: list[subprocess.Popen]) -> None:
-    for w in workers:
-        if w.poll() is None:
-            w.send_signal(signal.SIGTERM)
-    for w in workers:
-        try:
-            w.wait(timeout=60)
-        except subprocess.TimeoutExpired:
-            w.kill()
-            w.wait()
-
-
-def make_source(path: Path, duration: int) -> None:
-    subprocess.run(
-        [
-            "ffmpeg", "-v", "error", "-y",
-            "-f", "lavfi", "-i", f"testsrc2=size=1280x720:rate=25:duration={duration}",
-            "-f", "lavfi", "-i", f"sine=frequency=440:sample_rate=48000:duration={duration}",
-            "-c:v", "libx264", "-preset", "veryfast", "-crf", "18", "-g", "50",
-            "-c:a", "aac", "-b:a", "192k", "-movflags", "+faststart", str(path),
-        ],
-        check=True,
-    )
 
 
 def baseline(source: Path, out: Path, rungs: list[tuple[dict, int, int]], audio: list[dict], gop: int) -> tuple[float, float]:

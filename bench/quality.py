@@ -21,9 +21,7 @@ rendition's scores. Ends with one line holding a JSON object of the figures.
 import argparse
 import json
 import os
-import resource
 import shutil
-import signal
 import statistics
 import subprocess
 import sys
@@ -35,26 +33,12 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 PY = sys.executable
+
+from media_bench import children_cpu, make_source, stop_workers  # noqa: E402 - beside this script
+
 QUEUES = ["assemble", "encode", "ingest", "quality", "default"]
 BEFORE_PACKAGED = {"queued", "probing", "encoding", "packaging"}
 SETTLED = {"published", "held_for_review", "rejected"}  # where a job waits for no worker
-
-
-def children_cpu() -> float:
-    usage = resource.getrusage(resource.RUSAGE_CHILDREN)
-    return usage.ru_utime + usage.ru_stime
-
-
-def stop_workers(workers: list[subprocess.Popen]) -> None:
-    for w in workers:
-        if w.poll() is None:
-            w.send_signal(signal.SIGTERM)
-    for w in workers:
-        try:
-            w.wait(timeout=60)
-        except subprocess.TimeoutExpired:
-            w.kill()
-            w.wait()
 
 
 def start_redis(work: Path) -> tuple[subprocess.Popen, str]:
@@ -80,20 +64,6 @@ def start_redis(work: Path) -> tuple[subprocess.Popen, str]:
             time.sleep(0.05)
     proc.kill()
     raise RuntimeError("redis-server did not start")
-
-
-def make_source(path: Path, duration: int) -> None:
-    """The pipeline benchmark's source: 720p25 testsrc2 at crf 18 with AAC."""
-    subprocess.run(
-        [
-            "ffmpeg", "-v", "error", "-y",
-            "-f", "lavfi", "-i", f"testsrc2=size=1280x720:rate=25:duration={duration}",
-            "-f", "lavfi", "-i", f"sine=frequency=440:sample_rate=48000:duration={duration}",
-            "-c:v", "libx264", "-preset", "veryfast", "-crf", "18", "-g", "50",
-            "-c:a", "aac", "-b:a", "192k", "-movflags", "+faststart", str(path),
-        ],
-        check=True,
-    )  # fmt: skip
 
 
 def run_job(*, mode: str, source: Path, env: dict, args, work: Path, label: str) -> dict:
