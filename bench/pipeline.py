@@ -31,15 +31,17 @@ PY = sys.executable
 from media_bench import children_cpu, make_source, stop_workers  # noqa: E402 - beside this script
 
 
-def workers_cpu(workers: list[subprocess.Popen]) -> float:
-    """CPU seconds of the worker processes so far, with the children they have reaped (ffmpeg)."""
+def workers_cpu(workers: list[subprocess.Popen]) -> tuple[float, float]:
+    """CPU seconds of the worker processes so far: their own (Python), and the children they
+    have reaped (ffmpeg, ffprobe)."""
     import psutil
 
-    total = 0.0
+    own = children = 0.0
     for w in workers:
         times = psutil.Process(w.pid).cpu_times()
-        total += times.user + times.system + times.children_user + times.children_system
-    return total
+        own += times.user + times.system
+        children += times.children_user + times.children_system
+    return own, children
 
 
 def baseline(source: Path, out: Path, rungs: list[tuple[dict, int, int]], audio: list[dict], gop: int) -> tuple[float, float]:
@@ -65,6 +67,16 @@ def baseline(source: Path, out: Path, rungs: list[tuple[dict, int, int]], audio:
     return time.monotonic() - t0, children_cpu() - cpu0
 
 
+def unit_waits(job) -> dict[int, float]:
+    """Seconds each unit waited for another unit to finish decoding its chunk (lineage)."""
+    from pipeline.models import Artifact
+
+    return {
+        int(a.step.removeprefix("encode_unit:")): a.inputs.get("decoded_wait_s") or 0.0
+        for a in Artifact.objects.filter(job=job, kind__in=[Artifact.Kind.UNIT, Artifact.Kind.AUDIO])
+    }
+
+
 def decoded_summary(job, units) -> str:
     from pipeline.models import Artifact
 
@@ -72,11 +84,15 @@ def decoded_summary(job, units) -> str:
         a.step.removeprefix("encode_unit:"): a.inputs.get("decoded_from", "source")
         for a in Artifact.objects.filter(job=job, kind=Artifact.Kind.UNIT)
     }
+    waits = unit_waits(job)
     groups: dict[str, list[float]] = {}
     for unit in units:
         if unit.chunk_id:
             groups.setdefault(how.get(str(unit.pk), "?"), []).append(unit.cpu_s or 0)
-    return "; ".join(f"{name}: {len(cpu)} units, {sum(cpu):.1f} CPU-s" for name, cpu in sorted(groups.items()))
+    waited = [w for w in waits.values() if w >= 0.05]
+    return "; ".join(f"{name}: {len(cpu)} units, {sum(cpu):.1f} CPU-s" for name, cpu in sorted(groups.items())) + (
+        f"; {len(waited)} units waited for their chunk's writer, {sum(waited):.1f} s in all" if waited else ""
+    )
 
 
 def timeline(job, t0_wall: float) -> str:
@@ -191,7 +207,9 @@ def main() -> int:
                 return None
             time.sleep(0.1)
         wall = time.monotonic() - t0
-        cpu = workers_cpu(workers) - cpu0  # the job's CPU: workers and their ffmpeg, not their start-up
+        own1, children1 = workers_cpu(workers)
+        own, children = own1 - cpu0[0], children1 - cpu0[1]  # the job's CPU, not the workers' start-up
+        cpu = own + children
         stop_workers(workers)
         phase_lines = [
             line for log in logs for line in Path(log.name).read_text().splitlines() if "ms total, ffmpeg" in line
@@ -208,9 +226,18 @@ def main() -> int:
             print(f"job failed: {job.failure_reason}", file=sys.stderr)
             return None
         print(f"    [{label}] timeline (s from object-created):", timeline(job, t0_wall), flush=True)
-        units = list(Unit.objects.filter(job=job))
+        units = list(Unit.objects.filter(job=job).select_related("rendition"))
         print(f"    [{label}] units by where their frames came from:", decoded_summary(job, units), flush=True)
-        fixed_ms = [(u.wall_s - u.ffmpeg_s) * 1000 for u in units if u.wall_s and u.ffmpeg_s]
+        by_rendition: dict[str, float] = {}
+        for unit in units:
+            by_rendition[unit.rendition.name] = by_rendition.get(unit.rendition.name, 0) + (unit.cpu_s or 0)
+        unit_cpu = sum(by_rendition.values())
+        print(f"    [{label}] CPU-s: workers' Python {own:.1f}, their ffmpeg/ffprobe {children:.1f} (units "
+              f"{unit_cpu:.1f}: " + ", ".join(f"{k} {v:.1f}" for k, v in sorted(by_rendition.items()))
+              + f"; assemble, package and probes {children - unit_cpu:.1f})", flush=True)
+        # Time spent waiting for another unit's decoded frames is idle, not overhead: it is left out.
+        waits = unit_waits(job)
+        fixed_ms = [(u.wall_s - u.ffmpeg_s - waits.get(u.pk, 0.0)) * 1000 for u in units if u.wall_s and u.ffmpeg_s]
         return {
             "job": job, "wall": wall, "cpu": cpu, "unit_cpu": sum(u.cpu_s or 0 for u in units), "units": len(units),
             "fixed_ms": statistics.median(fixed_ms), "fixed_ms_p95": sorted(fixed_ms)[int(0.95 * (len(fixed_ms) - 1))],

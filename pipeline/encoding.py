@@ -257,8 +257,19 @@ def _encode_video_unit(unit: Unit, asset: Asset, workdir: Path, forward: _Progre
         ffmpeg.build_unit_command, input_url=_source_url(asset), output_path=output, chunk=chunk,
         rendition=rendition, fps=fps, segment_seconds=unit.job.segment_seconds, source=video,
     )
-    entry = _decoded_entry(unit, asset, video, fps, chunk)
+    entry, frame_size = _decoded_entry(unit, asset, video, fps, chunk)
     cached = decoded_cache.lookup(entry) if entry else None
+    waited_s = 0.0
+    if entry is not None and cached is None:
+        # Another unit of this chunk may be decoding it right now: waiting for its frames costs
+        # no CPU, decoding them again costs the whole decode.
+        wait_started = time.monotonic()
+        cached = decoded_cache.await_writer(
+            entry, max_wait_s=settings.REELFLOW_DECODED_CACHE_WAIT_S,
+            cancelled=lambda: progress.cancel_flag_is_set(unit.job_id),
+        )
+        waited_s = time.monotonic() - wait_started
+        mark("wait")
     reservation = None if cached or entry is None else decoded_cache.reserve(entry)
     if cached:
         args, decoded = build(cached_input=cached), "cache"
@@ -313,7 +324,7 @@ def _encode_video_unit(unit: Unit, asset: Asset, workdir: Path, forward: _Progre
             )
     finally:
         if reservation and valid and decoded == "source, cached":
-            reservation.commit(ffmpeg.count_frames)
+            reservation.commit(ffmpeg.count_frames, frame_size=frame_size)
         elif reservation:
             reservation.abort()
     mark("ffmpeg")
@@ -321,17 +332,20 @@ def _encode_video_unit(unit: Unit, asset: Asset, workdir: Path, forward: _Progre
     mark("upload")
     return {
         "frames": frames, "ffmpeg_s": ffmpeg_s, "cpu_s": cpu_s, "command": result.command, "size": size,
-        "decoded_from": decoded,
+        "decoded_from": decoded, "decoded_wait_s": round(waited_s, 3),
     }
 
 
-def _decoded_entry(unit: Unit, asset: Asset, video: ffmpeg.VideoInfo, fps: Fraction, chunk) -> decoded_cache.Entry | None:
-    """This unit's chunk in the machine's decoded-chunk cache, or None when not cacheable."""
+def _decoded_entry(
+    unit: Unit, asset: Asset, video: ffmpeg.VideoInfo, fps: Fraction, chunk
+) -> tuple[decoded_cache.Entry | None, int | None]:
+    """This unit's chunk in the machine's decoded-chunk cache and the bytes of one of its
+    frames, or (None, None) when it is not cacheable."""
     rotated = video.rotation in (90, 270)
     width, height = (video.height, video.width) if rotated else (video.width, video.height)
     frame_size = decoded_cache.frame_bytes(pix_fmt=video.pix_fmt, width=width, height=height)
     if frame_size is None:
-        return None
+        return None, None
     identity = {
         # The job's creation time too: ids start again in a new database, the disk stays.
         "job": [unit.job_id, unit.job.created_at.isoformat()],
@@ -339,10 +353,11 @@ def _decoded_entry(unit: Unit, asset: Asset, video: ffmpeg.VideoInfo, fps: Fract
         "stream": video.index, "start_frame": chunk.start_frame, "frames": chunk.frame_count,
         "fps": str(fps), "interlaced": video.interlaced, "rotation": video.rotation,
     }
-    return decoded_cache.entry_for(
+    entry = decoded_cache.entry_for(
         job_id=unit.job_id, chunk_index=chunk.index, frames=chunk.frame_count, frame_size=frame_size,
         identity=identity,
     )
+    return entry, frame_size
 
 
 def _encode_audio_unit(unit: Unit, asset: Asset, workdir: Path, forward: _ProgressForwarder, mark) -> dict:
@@ -432,6 +447,8 @@ def unit_run(*, unit_id: int, worker: str = "", rq_job_id: str = "") -> None:
             "worker": unit.worker,
             # "cache": frames decoded by another unit of this chunk on the same machine.
             "decoded_from": result.get("decoded_from", "source"),
+            # Seconds spent waiting for that unit to finish writing them.
+            "decoded_wait_s": result.get("decoded_wait_s", 0.0),
         },
     )
     marks["artifact"] = time.monotonic() - started
@@ -496,8 +513,8 @@ def rendition_assemble_run(*, rendition_id: int) -> None:
         ffmpeg.write_concat_list(paths=[_media_url(u.output_key) for u in units], list_file=list_file)
         output = Path(tmp) / f"{rendition.name}.mp4"
         ffmpeg.run_ffmpeg(ffmpeg.concat_command(list_file=list_file, output_path=output))
-        frames = ffmpeg.count_frames(output)
-        duration = ffmpeg.stream_durations(output).get("video")
+        facts = ffmpeg.video_facts(output)
+        frames, duration = facts.frames, facts.duration_s
         expected = planned_frames / fps
         if frames != planned_frames:
             # Every unit was checked for its frame count when it was made, so a short join
@@ -513,7 +530,7 @@ def rendition_assemble_run(*, rendition_id: int) -> None:
             )
         # The stream's own rate (what maxrate bounds), not the file's: MP4 overhead is a large
         # share of a short, low-rate rung.
-        video_kbps = ffmpeg.video_bitrate_kbps(output) or round(os.path.getsize(output) * 8 / 1000 / duration)
+        video_kbps = facts.bitrate_kbps or round(os.path.getsize(output) * 8 / 1000 / duration)
         size = _upload(output, key, metadata={"frames": frames})
     services.artifact_record(
         job_id=job.pk, kind=Artifact.Kind.RENDITION, key=key, size=size, step=f"assemble:{rendition.name}",

@@ -162,6 +162,9 @@ REELFLOW_PROGRESS_INTERVAL_MS = env.int("REELFLOW_PROGRESS_INTERVAL_MS", default
 REELFLOW_DECODED_CACHE_MB = env.int("REELFLOW_DECODED_CACHE_MB", default=4096)
 REELFLOW_DECODED_CACHE_DIR = env.str("REELFLOW_DECODED_CACHE_DIR", default="")
 REELFLOW_DECODED_CACHE_TTL_S = env.int("REELFLOW_DECODED_CACHE_TTL_S", default=1800)
+# A unit whose chunk another unit on the machine is decoding waits for it if that writer will be
+# done within this many seconds (0: never wait, decode again).
+REELFLOW_DECODED_CACHE_WAIT_S = env.float("REELFLOW_DECODED_CACHE_WAIT_S", default=30.0)
 
 # --- Quality measurement (pipeline.quality, docs/quality.md) --------------------------------
 # "always": every video rendition is measured against the source (VMAF where the QC ffmpeg has

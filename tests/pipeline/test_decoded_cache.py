@@ -290,7 +290,7 @@ def test_a_failing_cache_write_never_fails_the_unit(tmp_path, publisher, upload,
     squatted = set()
     for unit in Unit.objects.filter(job=job, chunk__isnull=False).select_related("chunk", "job"):
         chunk = unit.chunk
-        entry = encoding._decoded_entry(unit, job.asset, video, fps, chunk)
+        entry, _ = encoding._decoded_entry(unit, job.asset, video, fps, chunk)
         entry.part_path.mkdir(parents=True, exist_ok=True)
         squatted.add(entry.part_path)
     assert len(squatted) == 2  # one per chunk
@@ -303,3 +303,127 @@ def test_a_failing_cache_write_never_fails_the_unit(tmp_path, publisher, upload,
     assert all(u.attempts == 1 for u in units), "no RQ retry was needed"
     how = set(Artifact.objects.filter(job=job, kind=Artifact.Kind.UNIT).values_list("inputs__decoded_from", flat=True))
     assert how == {"source"}, how
+
+
+# --- Waiting for a writer, and the frame count by size -----------------------------------------
+
+_WRITER = """
+import fcntl, os, sys, time
+lock, part, final, step, steps, mode = sys.argv[1:7]
+fd = os.open(lock, os.O_CREAT | os.O_RDWR, 0o600)
+fcntl.flock(fd, fcntl.LOCK_EX)
+print("writing", flush=True)
+with open(part, "wb") as out:
+    for i in range(int(steps)):
+        out.write(b"\\0" * int(step))
+        out.flush()
+        if mode == "stall" and i == 1:
+            time.sleep(60)
+        time.sleep(0.05)
+if mode == "finish":
+    os.replace(part, final)
+    os.unlink(lock)
+"""
+
+
+def _writer(entry: decoded_cache.Entry, *, step: int, steps: int, mode: str = "finish") -> subprocess.Popen:
+    """Another unit's ffmpeg, as the cache sees it: holds the entry's lock and grows its file."""
+    entry.path.parent.mkdir(parents=True, exist_ok=True)
+    child = subprocess.Popen(
+        ["python3", "-c", _WRITER, str(entry.lock_path), str(entry.part_path), str(entry.path), str(step), str(steps), mode],
+        stdout=subprocess.PIPE, text=True,
+    )  # fmt: skip
+    assert child.stdout.readline().strip() == "writing"
+    return child
+
+
+def test_a_unit_waits_for_the_writer_of_its_chunk(cache_root):
+    entry = _entry(frames=10, frame_size=100_000)  # about 1.07 MB
+    child = _writer(entry, step=60_000, steps=18)  # about 1 s
+    started = time.monotonic()
+    assert decoded_cache.await_writer(entry, max_wait_s=10) == entry.path
+    assert 0.5 < time.monotonic() - started < 5
+    child.wait()
+
+
+def test_no_wait_without_a_writer_or_with_waiting_off(cache_root):
+    entry = _entry()
+    started = time.monotonic()
+    assert decoded_cache.await_writer(entry, max_wait_s=10) is None
+    assert time.monotonic() - started < 0.1
+    child = _writer(entry, step=1000, steps=100)
+    assert decoded_cache.await_writer(entry, max_wait_s=0) is None
+    child.kill()
+    child.wait()
+
+
+def test_a_writer_too_slow_for_the_wait_limit_is_not_waited_for(cache_root):
+    entry = _entry(frames=10, frame_size=100_000)
+    child = _writer(entry, step=5_000, steps=400)  # 100 KB/s: about 10 s for the chunk
+    started = time.monotonic()
+    assert decoded_cache.await_writer(entry, max_wait_s=3) is None
+    assert time.monotonic() - started < 2, "judged by the growth rate, not by running out the clock"
+    child.kill()
+    child.wait()
+
+
+def test_a_stalled_or_dead_writer_ends_the_wait(cache_root):
+    entry = _entry(frames=10, frame_size=100_000)
+    child = _writer(entry, step=10_000, steps=100, mode="stall")
+    started = time.monotonic()
+    assert decoded_cache.await_writer(entry, max_wait_s=30, stall_s=0.5) is None
+    assert time.monotonic() - started < 3
+    child.kill()
+    child.wait()
+
+    other = _entry(1, frames=10, frame_size=100_000)
+    child = _writer(other, step=20_000, steps=1000)
+    killer = subprocess.Popen(["sh", "-c", f"sleep 0.5; kill -9 {child.pid}"])
+    started = time.monotonic()
+    assert decoded_cache.await_writer(other, max_wait_s=30) is None
+    assert time.monotonic() - started < 2, "the kernel drops a dead writer's lock; the wait ends with it"
+    killer.wait()
+    child.wait()
+
+
+def test_a_cancelled_job_stops_waiting(cache_root):
+    entry = _entry(frames=10, frame_size=100_000)
+    child = _writer(entry, step=20_000, steps=1000)
+    started = time.monotonic()
+    assert decoded_cache.await_writer(entry, max_wait_s=30, cancelled=lambda: time.monotonic() - started > 0.3) is None
+    assert time.monotonic() - started < 1
+    child.kill()
+    child.wait()
+
+
+def test_the_frame_count_of_a_written_chunk_comes_from_its_size():
+    frame = 1280 * 720 * 3 // 2
+    overhead = 23_176  # measured: 500 raw 720p frames in Matroska
+    assert decoded_cache.frames_by_size(500 * frame + overhead, frames=500, frame_size=frame) == 500
+    assert decoded_cache.frames_by_size(499 * frame + overhead, frames=500, frame_size=frame) == 499
+    assert decoded_cache.frames_by_size(500 * frame - 1, frames=500, frame_size=frame) is None  # cut mid-frame
+    assert decoded_cache.frames_by_size(501 * frame + overhead, frames=500, frame_size=frame) == 501
+
+
+def test_commit_checks_the_size_without_reading_the_file(cache_root):
+    entry = _entry(frames=10, frame_size=100_000)
+
+    def must_not_read(path):
+        raise AssertionError("the size decides; the file is not read")
+
+    reservation = decoded_cache.reserve(entry)
+    _write(reservation.part_path, 10 * 100_000 + 900)
+    assert reservation.commit(must_not_read, frame_size=100_000)
+    assert decoded_cache.lookup(entry) == entry.path
+
+    short = _entry(1, frames=10, frame_size=100_000)
+    reservation = decoded_cache.reserve(short)
+    _write(reservation.part_path, 9 * 100_000 + 900)  # a frame short: ffmpeg stopped early
+    assert not reservation.commit(must_not_read, frame_size=100_000)
+    assert decoded_cache.lookup(short) is None and not short.part_path.exists()
+
+    # Frames smaller than what Matroska adds cannot be told apart by size: counted instead.
+    tiny = _entry(2, frames=10, frame_size=6)
+    reservation = decoded_cache.reserve(tiny)
+    _write(reservation.part_path, 1000)
+    assert reservation.commit(lambda path: 10, frame_size=6)
