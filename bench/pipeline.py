@@ -44,6 +44,86 @@ def workers_cpu(workers: list[subprocess.Popen]) -> tuple[float, float]:
     return own, children
 
 
+def process_cpu(pid: int) -> float:
+    """CPU seconds of one process (and its reaped children) so far."""
+    import psutil
+
+    times = psutil.Process(pid).cpu_times()
+    return times.user + times.system + times.children_user + times.children_system
+
+
+def lanes(job, source: Path, out: Path, lanes_n: int) -> tuple[float, float]:
+    """(c) The job's own units as bare ffmpeg processes in ``lanes_n`` lanes, longest first, on
+    the local source file, sharing decoded chunks the way the pipeline does (the first unit of
+    a chunk writes them, the others wait for them): no queue, no S3, no database, no packaging.
+    What (b) spends beyond (c) is the pipeline's own overhead; what (c) spends beyond (a) is
+    the price of encoding in separate processes per (chunk, rendition)."""
+    import queue
+    import threading
+
+    from pipeline import chunking, ffmpeg
+    from pipeline.encoding import planned_fps, video_info_from_json
+    from pipeline.models import Unit
+
+    video = video_info_from_json(job.asset.probe["video"])
+    fps = planned_fps(video)
+    frames = sum(job.chunks.values_list("frame_count", flat=True))
+    todo: queue.Queue = queue.Queue()
+    written = {c.index: threading.Event() for c in job.chunks.all()}
+    writers: set[int] = set()
+    for unit in Unit.objects.filter(job=job).select_related("rendition", "chunk").order_by("-cost", "pk"):
+        todo.put(unit)
+
+    def command(unit) -> list[str]:
+        params = unit.rendition.params
+        target = out / f"lane-{unit.pk}.mp4"
+        if unit.chunk is None:
+            rendition = ffmpeg.AudioRendition(name=params["name"], codec=params["codec"],
+                                              bitrate_kbps=params["bitrate_kbps"], channels=params["channels"])
+            return ffmpeg.build_audio_command(input_url=source, output_path=target, rendition=rendition,
+                                              video_start_offset_s=video.start_offset_s, duration_s=float(frames / fps))
+        rendition = ffmpeg.VideoRendition(
+            name=params["name"], codec=params["codec"], height=params["height"], crf=params.get("crf"),
+            bitrate_kbps=params.get("bitrate_kbps"), maxrate_kbps=params.get("maxrate_kbps"),
+            bufsize_kbps=params.get("bufsize_kbps"), preset=params.get("preset") or None,
+        )
+        chunk = chunking.Chunk(index=unit.chunk.index, start_s=unit.chunk.start_s, end_s=unit.chunk.end_s,
+                               start_frame=unit.chunk.start_frame, frame_count=unit.chunk.frame_count)
+        cache = out / f"chunk-{chunk.index}.mkv"
+        extra = {}
+        if chunk.index not in writers:
+            writers.add(chunk.index)
+            extra["cache_output"] = cache
+        else:
+            written[chunk.index].wait()
+            extra["cached_input"] = cache
+        return ffmpeg.build_unit_command(input_url=source, output_path=target, chunk=chunk, rendition=rendition, fps=fps,
+                                         segment_seconds=job.segment_seconds, source=video, **extra)
+
+    def lane() -> None:
+        while True:
+            try:
+                unit = todo.get_nowait()
+            except queue.Empty:
+                return
+            subprocess.run(["ffmpeg", "-v", "error", "-y", *command(unit)], check=True)
+            if unit.chunk is not None:
+                written[unit.chunk.index].set()
+
+    cpu0, t0 = children_cpu(), time.monotonic()
+    threads = [threading.Thread(target=lane) for _ in range(lanes_n)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    wall, cpu = time.monotonic() - t0, children_cpu() - cpu0
+    for path in out.glob("lane-*"):
+        path.unlink()
+    for path in out.glob("chunk-*.mkv"):
+        path.unlink()
+    return wall, cpu
+
+
 def baseline(source: Path, out: Path, rungs: list[tuple[dict, int, int]], audio: list[dict], gop: int) -> tuple[float, float]:
     """One ffmpeg: decode once, split, scale and encode every rung with the units' settings."""
     from pipeline import ffmpeg
@@ -119,6 +199,10 @@ def main() -> int:
     parser.add_argument("--profile", default="standard")
     parser.add_argument("--runs", type=int, default=1, help="repeat both sides; medians are reported")
     parser.add_argument("--timeout", type=float, default=1800, help="give up on a job after this many seconds")
+    parser.add_argument("--lanes", action="store_true",
+                        help="in each run, also time the job's unit commands as bare ffmpeg processes in as many lanes "
+                             "as workers (no queue, S3, database or packaging): splits the gap into the price of "
+                             "separate processes and the pipeline's own overhead")
     parser.add_argument("--compare-cache", action="store_true",
                         help="in each run, also encode with the decoded-chunk cache off (REELFLOW_DECODED_CACHE_MB=0)")
     args = parser.parse_args()
@@ -183,6 +267,7 @@ def main() -> int:
         ]
         time.sleep(3)  # workers import Django and register; not part of a job's time
         cpu0 = workers_cpu(workers)
+        s3_cpu0 = process_cpu(server.process.pid)
         key = f"uploads/bench/{uuid.uuid4().hex[:8]}-source.mp4"
         s3.client().upload_file(str(source), settings.S3_BUCKET_INGEST, key, ExtraArgs={"Metadata": {"profile": args.profile}})
         t0, t0_wall = time.monotonic(), time.time()
@@ -210,6 +295,7 @@ def main() -> int:
         own1, children1 = workers_cpu(workers)
         own, children = own1 - cpu0[0], children1 - cpu0[1]  # the job's CPU, not the workers' start-up
         cpu = own + children
+        s3_cpu = process_cpu(server.process.pid) - s3_cpu0
         stop_workers(workers)
         phase_lines = [
             line for log in logs for line in Path(log.name).read_text().splitlines() if "ms total, ffmpeg" in line
@@ -234,7 +320,8 @@ def main() -> int:
         unit_cpu = sum(by_rendition.values())
         print(f"    [{label}] CPU-s: workers' Python {own:.1f}, their ffmpeg/ffprobe {children:.1f} (units "
               f"{unit_cpu:.1f}: " + ", ".join(f"{k} {v:.1f}" for k, v in sorted(by_rendition.items()))
-              + f"; assemble, package and probes {children - unit_cpu:.1f})", flush=True)
+              + f"; assemble, package and probes {children - unit_cpu:.1f}); beside them the S3 server {s3_cpu:.1f}",
+              flush=True)
         # Time spent waiting for another unit's decoded frames is idle, not overhead: it is left out.
         waits = unit_waits(job)
         fixed_ms = [(u.wall_s - u.ffmpeg_s - waits.get(u.pk, 0.0)) * 1000 for u in units if u.wall_s and u.ffmpeg_s]
@@ -260,8 +347,19 @@ def main() -> int:
             out = work / f"baseline-{run}"
             out.mkdir()
             wall_a, cpu_a = baseline(source, out, rungs, audio, gop)
+            lane = {}
+            if args.lanes:
+                lanes_dir = Path(tempfile.mkdtemp(prefix="reelflow-lanes-", dir="/dev/shm" if Path("/dev/shm").is_dir() else None))
+                try:
+                    wall_c, cpu_c = lanes(b["job"], source, lanes_dir, args.workers)
+                finally:
+                    shutil.rmtree(lanes_dir, ignore_errors=True)
+                lane = {"wall_c": wall_c, "cpu_c": cpu_c}
+                print(f"    (c) the units as bare ffmpeg in {args.workers} lanes: {wall_c:.1f} s wall / {cpu_c:.1f} s CPU "
+                      f"(ratio to one ffmpeg: wall {wall_c / wall_a:.3f}, CPU {cpu_c / cpu_a:.3f})", flush=True)
             results.append(
                 {
+                    **lane,
                     "wall_a": wall_a, "wall_b": b["wall"], "cpu_a": cpu_a, "cpu_b": b["cpu"], "unit_cpu": b["unit_cpu"],
                     "fixed_ms": b["fixed_ms"], "fixed_ms_p95": b["fixed_ms_p95"],
                     "units": b["units"], "renditions": len(rungs) + len(audio),
@@ -295,6 +393,12 @@ def main() -> int:
         "fixed_cost_ms_per_unit": round(med("fixed_ms"), 1),
         "fixed_cost_ms_p95": round(med("fixed_ms_p95"), 1),
     }
+    if args.lanes:
+        figures["lanes_wall_ratio"] = round(med("wall_c") / med("wall_a"), 3)
+        figures["lanes_cpu_ratio"] = round(med("cpu_c") / med("cpu_a"), 3)
+        figures["pipeline_over_lanes_wall"] = round(med("wall_b") / med("wall_c"), 3)
+        print(f"units as bare ffmpeg processes: wall ratio {figures['lanes_wall_ratio']}, CPU ratio "
+              f"{figures['lanes_cpu_ratio']}; the pipeline around them: x{figures['pipeline_over_lanes_wall']} wall")
     if args.compare_cache:
         figures["cache_off_wall_ratio"] = round(med("wall_off") / med("wall_a"), 3)
         figures["cache_off_cpu_ratio"] = round(med("cpu_off") / med("cpu_a"), 3)
