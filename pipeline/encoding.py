@@ -353,9 +353,18 @@ def _decoded_entry(
         "stream": video.index, "start_frame": chunk.start_frame, "frames": chunk.frame_count,
         "fps": str(fps), "interlaced": video.interlaced, "rotation": video.rotation,
     }
+    # The chunk's other rungs still to run: the reads its writer keeps room for. Units running
+    # elsewhere, or decoding for themselves, are counted too: too many keeps an entry until it
+    # idles out or the job is packaged; too few would let it go before its readers come.
+    readers = (
+        Unit.objects.filter(chunk_id=unit.chunk_id)
+        .exclude(pk=unit.pk)
+        .exclude(state__in=[UnitState.DONE, UnitState.FAILED, UnitState.CANCELLED])
+        .count()
+    )
     entry = decoded_cache.entry_for(
         job_id=unit.job_id, chunk_index=chunk.index, frames=chunk.frame_count, frame_size=frame_size,
-        identity=identity,
+        identity=identity, readers=readers,
     )
     return entry, frame_size
 

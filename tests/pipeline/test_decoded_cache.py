@@ -427,3 +427,49 @@ def test_commit_checks_the_size_without_reading_the_file(cache_root):
     reservation = decoded_cache.reserve(tiny)
     _write(reservation.part_path, 1000)
     assert reservation.commit(lambda path: 10, frame_size=6)
+
+
+def _written(entry: decoded_cache.Entry, size: int, *, age_s: float = 0) -> None:
+    """A committed entry, as a writer leaves it: the file and how many reads it expects."""
+    reservation = decoded_cache.reserve(entry)
+    assert reservation is not None
+    _write(reservation.part_path, size)
+    assert reservation.commit(lambda path: entry.frames)
+    stamp = time.time() - age_s
+    os.utime(entry.path, (stamp, stamp))
+
+
+def test_a_chunk_whose_readers_are_still_to_come_is_never_evicted(cache_root, settings):
+    mib = 1024**2
+    first = decoded_cache.entry_for(job_id=1, chunk_index=0, frames=30, frame_size=mib, identity={"c": 0}, readers=2)
+    _written(first, 30 * mib, age_s=100)
+    second = decoded_cache.entry_for(job_id=1, chunk_index=1, frames=30, frame_size=mib, identity={"c": 1}, readers=2)
+    _written(second, 30 * mib, age_s=50)
+    # A third chunk does not fit (90 > 64 MiB) beside two whose readers have not come: it is
+    # not cached, and neither older chunk is thrown out for it.
+    third = decoded_cache.entry_for(job_id=1, chunk_index=2, frames=30, frame_size=mib, identity={"c": 2}, readers=2)
+    assert decoded_cache.reserve(third) is None
+    assert first.path.exists() and second.path.exists()
+
+    # One read of two: still protected. Both reads: spent, and the first to go.
+    assert decoded_cache.lookup(first) == first.path
+    assert decoded_cache.reserve(third) is None
+    assert decoded_cache.lookup(first) == first.path
+    reservation = decoded_cache.reserve(third)
+    assert reservation is not None
+    assert not first.path.exists() and not first.reads_path.exists(), "the spent chunk went, with its read count"
+    assert second.path.exists()
+    reservation.abort()
+
+    # Protection ends when the entry idles out (a job cancelled, its readers gone elsewhere).
+    os.utime(second.path, (time.time() - 120, time.time() - 120))
+    settings.REELFLOW_DECODED_CACHE_TTL_S = 60
+    assert decoded_cache.reserve(third) is not None
+    assert not second.path.exists()
+
+
+def test_a_dead_writers_leftover_is_dropped_at_once(cache_root):
+    entry = _entry(1)
+    _write(entry.part_path, 1024)  # no lock held: its producer died
+    assert decoded_cache.reserve(_entry(2)) is not None
+    assert not entry.part_path.exists()
