@@ -189,13 +189,26 @@ def lookup(entry: Entry) -> Path | None:
 
 def discard(entry: Entry) -> None:
     """Forget an entry that turned out unusable (its reader failed on it)."""
-    for path in (entry.path, entry.reads_path, _expected_path(entry.path)):
-        with contextlib.suppress(OSError):
-            path.unlink()
+    _remove(entry.path)
 
 
 def _expected_path(path: Path) -> Path:
     return path.with_name(path.name + EXPECTED)
+
+
+def _remove(path: Path) -> bool:
+    """Unlink an entry's file (finished or ``.part``) and, for a finished one, its read
+    counts; whether the file itself went."""
+    try:
+        path.unlink()
+        gone = True
+    except OSError:
+        gone = False
+    if path.name.endswith(SUFFIX):
+        for side in (_reads_path(path), _expected_path(path)):
+            with contextlib.suppress(OSError):
+                side.unlink()
+    return gone
 
 
 def _pending_readers(path: Path) -> bool:
@@ -413,13 +426,8 @@ def _make_room(*, need: int, budget: int, keep: Entry) -> bool:
 
     def drop(size: int, path: Path) -> None:
         nonlocal total
-        with contextlib.suppress(OSError):
-            path.unlink()
+        if _remove(path):
             total -= size
-        if path.name.endswith(SUFFIX):
-            for side in (_reads_path(path), _expected_path(path)):
-                with contextlib.suppress(OSError):
-                    side.unlink()
 
     candidates = []
     for mtime, size, path in entries:
