@@ -4,6 +4,7 @@ budget, never hands out a half-written file and never lets two writers at one en
 
 from __future__ import annotations
 
+import contextlib
 import fcntl
 import os
 import subprocess
@@ -326,24 +327,31 @@ if mode == "finish":
 """
 
 
-def _writer(entry: decoded_cache.Entry, *, step: int, steps: int, mode: str = "finish") -> subprocess.Popen:
-    """Another unit's ffmpeg, as the cache sees it: holds the entry's lock and grows its file."""
+@contextlib.contextmanager
+def _writer(entry: decoded_cache.Entry, *, step: int, steps: int, mode: str = "finish"):
+    """Another unit's ffmpeg, as the cache sees it: holds the entry's lock and grows its file
+    (stopped on leaving the block, if still running)."""
     entry.path.parent.mkdir(parents=True, exist_ok=True)
     child = subprocess.Popen(
         ["python3", "-c", _WRITER, str(entry.lock_path), str(entry.part_path), str(entry.path), str(step), str(steps), mode],
         stdout=subprocess.PIPE, text=True,
     )  # fmt: skip
-    assert child.stdout.readline().strip() == "writing"
-    return child
+    try:
+        assert child.stdout.readline().strip() == "writing"
+        yield child
+    finally:
+        child.kill()
+        child.wait()
+        child.stdout.close()
 
 
 def test_a_unit_waits_for_the_writer_of_its_chunk(cache_root):
     entry = _entry(frames=10, frame_size=100_000)  # about 1.07 MB
-    child = _writer(entry, step=60_000, steps=18)  # about 1 s
-    started = time.monotonic()
-    assert decoded_cache.await_writer(entry, max_wait_s=10) == entry.path
-    assert 0.5 < time.monotonic() - started < 5
-    child.wait()
+    with _writer(entry, step=60_000, steps=18) as child:  # about 1 s
+        started = time.monotonic()
+        assert decoded_cache.await_writer(entry, max_wait_s=10) == entry.path
+        assert 0.5 < time.monotonic() - started < 5
+        child.wait()
 
 
 def test_no_wait_without_a_writer_or_with_waiting_off(cache_root):
@@ -351,49 +359,40 @@ def test_no_wait_without_a_writer_or_with_waiting_off(cache_root):
     started = time.monotonic()
     assert decoded_cache.await_writer(entry, max_wait_s=10) is None
     assert time.monotonic() - started < 0.1
-    child = _writer(entry, step=1000, steps=100)
-    assert decoded_cache.await_writer(entry, max_wait_s=0) is None
-    child.kill()
-    child.wait()
+    with _writer(entry, step=1000, steps=100):
+        assert decoded_cache.await_writer(entry, max_wait_s=0) is None
 
 
 def test_a_writer_too_slow_for_the_wait_limit_is_not_waited_for(cache_root):
     entry = _entry(frames=10, frame_size=100_000)
-    child = _writer(entry, step=5_000, steps=400)  # 100 KB/s: about 10 s for the chunk
-    started = time.monotonic()
-    assert decoded_cache.await_writer(entry, max_wait_s=3) is None
-    assert time.monotonic() - started < 2, "judged by the growth rate, not by running out the clock"
-    child.kill()
-    child.wait()
+    with _writer(entry, step=5_000, steps=400):  # 100 KB/s: about 10 s for the chunk
+        started = time.monotonic()
+        assert decoded_cache.await_writer(entry, max_wait_s=3) is None
+        assert time.monotonic() - started < 2, "judged by the growth rate, not by running out the clock"
 
 
 def test_a_stalled_or_dead_writer_ends_the_wait(cache_root):
     entry = _entry(frames=10, frame_size=100_000)
-    child = _writer(entry, step=10_000, steps=100, mode="stall")
-    started = time.monotonic()
-    assert decoded_cache.await_writer(entry, max_wait_s=30, stall_s=0.5) is None
-    assert time.monotonic() - started < 3
-    child.kill()
-    child.wait()
+    with _writer(entry, step=10_000, steps=100, mode="stall"):
+        started = time.monotonic()
+        assert decoded_cache.await_writer(entry, max_wait_s=30, stall_s=0.5) is None
+        assert time.monotonic() - started < 3
 
     other = _entry(1, frames=10, frame_size=100_000)
-    child = _writer(other, step=20_000, steps=1000)
-    killer = subprocess.Popen(["sh", "-c", f"sleep 0.5; kill -9 {child.pid}"])
-    started = time.monotonic()
-    assert decoded_cache.await_writer(other, max_wait_s=30) is None
-    assert time.monotonic() - started < 2, "the kernel drops a dead writer's lock; the wait ends with it"
-    killer.wait()
-    child.wait()
+    with _writer(other, step=20_000, steps=1000) as child:
+        killer = subprocess.Popen(["sh", "-c", f"sleep 0.5; kill -9 {child.pid}"])
+        started = time.monotonic()
+        assert decoded_cache.await_writer(other, max_wait_s=30) is None
+        assert time.monotonic() - started < 2, "the kernel drops a dead writer's lock; the wait ends with it"
+        killer.wait()
 
 
 def test_a_cancelled_job_stops_waiting(cache_root):
     entry = _entry(frames=10, frame_size=100_000)
-    child = _writer(entry, step=20_000, steps=1000)
-    started = time.monotonic()
-    assert decoded_cache.await_writer(entry, max_wait_s=30, cancelled=lambda: time.monotonic() - started > 0.3) is None
-    assert time.monotonic() - started < 1
-    child.kill()
-    child.wait()
+    with _writer(entry, step=20_000, steps=1000):
+        started = time.monotonic()
+        assert decoded_cache.await_writer(entry, max_wait_s=30, cancelled=lambda: time.monotonic() - started > 0.3) is None
+        assert time.monotonic() - started < 1
 
 
 def test_the_frame_count_of_a_written_chunk_comes_from_its_size():
