@@ -61,8 +61,14 @@ def lanes(job, source: Path, out: Path, lanes_n: int) -> tuple[float, float]:
     import queue
     import threading
 
-    from pipeline import chunking, ffmpeg
-    from pipeline.encoding import planned_fps, video_info_from_json
+    from pipeline import ffmpeg
+    from pipeline.encoding import (
+        audio_rendition,
+        chunk_plan,
+        planned_fps,
+        video_info_from_json,
+        video_rendition,
+    )
     from pipeline.models import Unit
 
     video = video_info_from_json(job.asset.probe["video"])
@@ -78,17 +84,10 @@ def lanes(job, source: Path, out: Path, lanes_n: int) -> tuple[float, float]:
         params = unit.rendition.params
         target = out / f"lane-{unit.pk}.mp4"
         if unit.chunk is None:
-            rendition = ffmpeg.AudioRendition(name=params["name"], codec=params["codec"],
-                                              bitrate_kbps=params["bitrate_kbps"], channels=params["channels"])
-            return ffmpeg.build_audio_command(input_url=source, output_path=target, rendition=rendition,
+            return ffmpeg.build_audio_command(input_url=source, output_path=target, rendition=audio_rendition(params),
                                               video_start_offset_s=video.start_offset_s, duration_s=float(frames / fps))
-        rendition = ffmpeg.VideoRendition(
-            name=params["name"], codec=params["codec"], height=params["height"], crf=params.get("crf"),
-            bitrate_kbps=params.get("bitrate_kbps"), maxrate_kbps=params.get("maxrate_kbps"),
-            bufsize_kbps=params.get("bufsize_kbps"), preset=params.get("preset") or None,
-        )
-        chunk = chunking.Chunk(index=unit.chunk.index, start_s=unit.chunk.start_s, end_s=unit.chunk.end_s,
-                               start_frame=unit.chunk.start_frame, frame_count=unit.chunk.frame_count)
+        rendition = video_rendition(params)
+        chunk = chunk_plan(unit.chunk)
         cache = out / f"chunk-{chunk.index}.mkv"
         extra = {}
         if chunk.index not in writers:
@@ -127,18 +126,14 @@ def lanes(job, source: Path, out: Path, lanes_n: int) -> tuple[float, float]:
 def baseline(source: Path, out: Path, rungs: list[tuple[dict, int, int]], audio: list[dict], gop: int) -> tuple[float, float]:
     """One ffmpeg: decode once, split, scale and encode every rung with the units' settings."""
     from pipeline import ffmpeg
+    from pipeline.encoding import video_rendition
 
     n = len(rungs)
     graph = f"[0:v]split={n}" + "".join(f"[s{i}]" for i in range(n)) + ";"
     graph += ";".join(f"[s{i}]scale={w}:{h},setsar=1,format=yuv420p[v{i}]" for i, (_, w, h) in enumerate(rungs))
     args = ["ffmpeg", "-v", "error", "-y", "-i", str(source), "-filter_complex", graph]
     for i, (params, _, _) in enumerate(rungs):
-        rendition = ffmpeg.VideoRendition(
-            name=params["name"], codec=params["codec"], height=params["height"], crf=params.get("crf"),
-            maxrate_kbps=params.get("maxrate_kbps"), bufsize_kbps=params.get("bufsize_kbps"),
-            preset=params.get("preset") or None,
-        )
-        args += ["-map", f"[v{i}]", *ffmpeg._encoder_args(rendition, gop=gop), "-an", str(out / f"{params['name']}.mp4")]
+        args += ["-map", f"[v{i}]", *ffmpeg._encoder_args(video_rendition(params), gop=gop), "-an", str(out / f"{params['name']}.mp4")]
     for spec in audio:
         args += ["-map", "0:a:0", "-vn", "-c:a", spec["codec"], "-b:a", f"{spec['bitrate_kbps']}k",
                  "-ac", str(spec["channels"]), str(out / f"{spec['name']}.mp4")]

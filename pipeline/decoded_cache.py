@@ -302,18 +302,17 @@ def await_writer(
     poll_s: float = 0.1,
     stall_s: float = 3.0,
 ) -> Path | None:
-    """The complete file of ``entry`` once the unit writing it on this machine is done, or None
-    at once when nobody is writing it, or as soon as waiting looks worse than decoding: the
-    writer's file, growing at its recent rate, would not be complete within ``max_wait_s``, it
-    stopped growing for ``stall_s``, its writer died, or ``cancelled()``."""
-    if max_wait_s <= 0:
-        return None
+    """:func:`lookup`, and if the file is not there yet and another unit on this machine is
+    writing it, the file once that writer is done. None at once when nobody is writing it or
+    ``max_wait_s`` is 0, and as soon as waiting looks worse than decoding: the writer's file,
+    growing at its recent rate, would not be complete within ``max_wait_s``, it stopped growing
+    for ``stall_s``, its writer died, or ``cancelled()``."""
+    found = lookup(entry)
+    if found is not None or max_wait_s <= 0:
+        return found
     started = time.monotonic()
     samples: list[tuple[float, int]] = []
     while True:
-        found = lookup(entry)
-        if found is not None:
-            return found
         if not _writing(entry.part_path):
             return lookup(entry)  # committed between the two looks, or no (live) writer
         now = time.monotonic()
@@ -335,6 +334,9 @@ def await_writer(
         if now - started > max_wait_s or cancelled():
             return None
         time.sleep(poll_s)
+        found = lookup(entry)
+        if found is not None:
+            return found
 
 
 def reserve(entry: Entry) -> Reservation | None:

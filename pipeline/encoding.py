@@ -5,6 +5,7 @@ uploads for its outputs); nothing here assumes a disk shared with any other proc
 State changes are delegated to pipeline.services, which decide under row locks.
 """
 
+import dataclasses
 import errno
 import functools
 import logging
@@ -83,6 +84,29 @@ def video_info_from_json(data: dict) -> ffmpeg.VideoInfo:
     for key in ("fps", "avg_fps", "sar"):
         fields[key] = Fraction(fields[key])
     return ffmpeg.VideoInfo(**fields)
+
+
+def video_rendition(params: dict) -> ffmpeg.VideoRendition:
+    """The encoder settings of a video rung, from its stored params."""
+    return ffmpeg.VideoRendition(
+        name=params["name"], codec=params["codec"], height=params["height"], crf=params.get("crf"),
+        bitrate_kbps=params.get("bitrate_kbps"), maxrate_kbps=params.get("maxrate_kbps"),
+        bufsize_kbps=params.get("bufsize_kbps"), preset=params.get("preset") or None,
+    )
+
+
+def audio_rendition(params: dict) -> ffmpeg.AudioRendition:
+    """The encoder settings of an audio rendition, from its stored params."""
+    return ffmpeg.AudioRendition(
+        name=params["name"], codec=params["codec"], bitrate_kbps=params["bitrate_kbps"], channels=params["channels"]
+    )
+
+
+def chunk_plan(row) -> chunking.Chunk:
+    """The planned range of a chunk row (pipeline.models.Chunk)."""
+    return chunking.Chunk(
+        index=row.index, start_s=row.start_s, end_s=row.end_s, start_frame=row.start_frame, frame_count=row.frame_count
+    )
 
 
 def planned_fps(video: ffmpeg.VideoInfo) -> Fraction:
@@ -242,27 +266,18 @@ class _ProgressForwarder:
 def _encode_video_unit(unit: Unit, asset: Asset, workdir: Path, forward: _ProgressForwarder, mark) -> dict:
     video = video_info_from_json(asset.probe["video"])
     fps = planned_fps(video)
-    params = unit.rendition.params
-    rendition = ffmpeg.VideoRendition(
-        name=params["name"], codec=params["codec"], height=params["height"], crf=params.get("crf"),
-        bitrate_kbps=params.get("bitrate_kbps"), maxrate_kbps=params.get("maxrate_kbps"),
-        bufsize_kbps=params.get("bufsize_kbps"), preset=params.get("preset") or None,
-    )
-    chunk = chunking.Chunk(
-        index=unit.chunk.index, start_s=unit.chunk.start_s, end_s=unit.chunk.end_s,
-        start_frame=unit.chunk.start_frame, frame_count=unit.chunk.frame_count,
-    )
+    rendition = video_rendition(unit.rendition.params)
+    chunk = chunk_plan(unit.chunk)
     output = workdir / f"unit-{unit.pk}.mp4"
     build = functools.partial(
         ffmpeg.build_unit_command, input_url=_source_url(asset), output_path=output, chunk=chunk,
         rendition=rendition, fps=fps, segment_seconds=unit.job.segment_seconds, source=video,
     )
     entry, frame_size = _decoded_entry(unit, asset, video, fps, chunk)
-    cached = decoded_cache.lookup(entry) if entry else None
-    waited_s = 0.0
-    if entry is not None and cached is None:
-        # Another unit of this chunk may be decoding it right now: waiting for its frames costs
-        # no CPU, decoding them again costs the whole decode.
+    cached, waited_s, reservation = None, 0.0, None
+    if entry is not None:
+        # The chunk's frames, or another unit of it decoding them right now: waiting for its
+        # frames costs no CPU, decoding them again costs the whole decode.
         wait_started = time.monotonic()
         cached = decoded_cache.await_writer(
             entry, max_wait_s=settings.REELFLOW_DECODED_CACHE_WAIT_S,
@@ -270,7 +285,8 @@ def _encode_video_unit(unit: Unit, asset: Asset, workdir: Path, forward: _Progre
         )
         waited_s = time.monotonic() - wait_started
         mark("wait")
-    reservation = None if cached or entry is None else decoded_cache.reserve(entry)
+        if cached is None:
+            reservation = decoded_cache.reserve(dataclasses.replace(entry, readers=_chunk_readers(unit)))
     if cached:
         args, decoded = build(cached_input=cached), "cache"
     elif reservation:
@@ -353,27 +369,27 @@ def _decoded_entry(
         "stream": video.index, "start_frame": chunk.start_frame, "frames": chunk.frame_count,
         "fps": str(fps), "interlaced": video.interlaced, "rotation": video.rotation,
     }
-    # The chunk's other rungs still to run: the reads its writer keeps room for. Units running
-    # elsewhere, or decoding for themselves, are counted too: too many keeps an entry until it
-    # idles out or the job is packaged; too few would let it go before its readers come.
-    readers = (
+    entry = decoded_cache.entry_for(
+        job_id=unit.job_id, chunk_index=chunk.index, frames=chunk.frame_count, frame_size=frame_size,
+        identity=identity,
+    )
+    return entry, frame_size
+
+
+def _chunk_readers(unit: Unit) -> int:
+    """The chunk's other rungs still to run: the reads its writer keeps room for. Units running
+    elsewhere, or decoding for themselves, are counted too: too many keeps an entry until it
+    idles out or the job is packaged; too few would let it go before its readers come."""
+    return (
         Unit.objects.filter(chunk_id=unit.chunk_id)
         .exclude(pk=unit.pk)
         .exclude(state__in=[UnitState.DONE, UnitState.FAILED, UnitState.CANCELLED])
         .count()
     )
-    entry = decoded_cache.entry_for(
-        job_id=unit.job_id, chunk_index=chunk.index, frames=chunk.frame_count, frame_size=frame_size,
-        identity=identity, readers=readers,
-    )
-    return entry, frame_size
 
 
 def _encode_audio_unit(unit: Unit, asset: Asset, workdir: Path, forward: _ProgressForwarder, mark) -> dict:
-    params = unit.rendition.params
-    rendition = ffmpeg.AudioRendition(
-        name=params["name"], codec=params["codec"], bitrate_kbps=params["bitrate_kbps"], channels=params["channels"]
-    )
+    rendition = audio_rendition(unit.rendition.params)
     output = workdir / f"audio-{unit.pk}.mp4"
     video = asset.probe.get("video") or {}
     fps = planned_fps(video_info_from_json(video))

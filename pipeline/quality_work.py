@@ -17,8 +17,8 @@ from pathlib import Path
 from django.conf import settings
 
 from core import s3
-from pipeline import chunking, ffmpeg, quality, quality_cmds, services
-from pipeline.encoding import planned_fps, video_info_from_json
+from pipeline import ffmpeg, quality, quality_cmds, services
+from pipeline.encoding import chunk_plan, planned_fps, video_info_from_json
 from pipeline.models import Artifact, QualityTask, Unit
 
 logger = logging.getLogger(__name__)
@@ -45,10 +45,7 @@ def _measure(task: QualityTask, workdir: Path) -> dict:
     asset = task.job.asset
     video = video_info_from_json(asset.probe["video"])
     fps = planned_fps(video)
-    chunk = chunking.Chunk(
-        index=task.chunk.index, start_s=task.chunk.start_s, end_s=task.chunk.end_s,
-        start_frame=task.chunk.start_frame, frame_count=task.chunk.frame_count,
-    )  # fmt: skip
+    chunk = chunk_plan(task.chunk)
     unit_key = Unit.objects.values_list("output_key", flat=True).get(
         rendition=task.rendition, chunk=task.chunk
     )
