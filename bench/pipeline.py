@@ -65,6 +65,7 @@ def lanes(job, source: Path, out: Path, lanes_n: int) -> tuple[float, float]:
     from pipeline.encoding import (
         audio_rendition,
         chunk_plan,
+        encoder_threads,
         planned_fps,
         video_info_from_json,
         video_rendition,
@@ -74,6 +75,7 @@ def lanes(job, source: Path, out: Path, lanes_n: int) -> tuple[float, float]:
     video = video_info_from_json(job.asset.probe["video"])
     fps = planned_fps(video)
     frames = sum(job.chunks.values_list("frame_count", flat=True))
+    encoder_thread_n = encoder_threads(cpus=os.cpu_count() or 1, workers=lanes_n)  # as the workers choose
     todo: queue.Queue = queue.Queue()
     written = {c.index: threading.Event() for c in job.chunks.all()}
     writers: set[int] = set()
@@ -97,15 +99,23 @@ def lanes(job, source: Path, out: Path, lanes_n: int) -> tuple[float, float]:
             written[chunk.index].wait()
             extra["cached_input"] = cache
         return ffmpeg.build_unit_command(input_url=source, output_path=target, chunk=chunk, rendition=rendition, fps=fps,
-                                         segment_seconds=job.segment_seconds, source=video, **extra)
+                                         segment_seconds=job.segment_seconds, source=video, threads=encoder_thread_n, **extra)
+
+    failures: list[BaseException] = []
 
     def lane() -> None:
-        while True:
+        while not failures:
             try:
                 unit = todo.get_nowait()
             except queue.Empty:
                 return
-            subprocess.run(["ffmpeg", "-v", "error", "-y", *command(unit)], check=True)
+            try:
+                subprocess.run(["ffmpeg", "-v", "error", "-y", *command(unit)], check=True)
+            except BaseException as exc:  # the other lane must not wait for this chunk forever
+                failures.append(exc)
+                for event in written.values():
+                    event.set()
+                raise
             if unit.chunk is not None:
                 written[unit.chunk.index].set()
 
@@ -115,6 +125,8 @@ def lanes(job, source: Path, out: Path, lanes_n: int) -> tuple[float, float]:
         thread.start()
     for thread in threads:
         thread.join()
+    if failures:
+        raise RuntimeError(f"a bare unit command failed: {failures[0]}")
     wall, cpu = time.monotonic() - t0, children_cpu() - cpu0
     for path in out.glob("lane-*"):
         path.unlink()

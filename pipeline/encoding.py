@@ -272,6 +272,7 @@ def _encode_video_unit(unit: Unit, asset: Asset, workdir: Path, forward: _Progre
     build = functools.partial(
         ffmpeg.build_unit_command, input_url=_source_url(asset), output_path=output, chunk=chunk,
         rendition=rendition, fps=fps, segment_seconds=unit.job.segment_seconds, source=video,
+        threads=_encoder_threads(),
     )
     entry, frame_size = _decoded_entry(unit, asset, video, fps, chunk)
     cached, waited_s, reservation = None, 0.0, None
@@ -350,6 +351,31 @@ def _encode_video_unit(unit: Unit, asset: Asset, workdir: Path, forward: _Progre
         "frames": frames, "ffmpeg_s": ffmpeg_s, "cpu_s": cpu_s, "command": result.command, "size": size,
         "decoded_from": decoded, "decoded_wait_s": round(waited_s, 3),
     }
+
+
+_THREADS_TTL_S = 60.0
+_threads_cache: tuple[float, int] | None = None
+
+
+def encoder_threads(*, cpus: int, workers: int) -> int:
+    """Encoder threads per unit for ``workers`` encode workers sharing ``cpus`` CPUs (0: the
+    encoder decides, when no worker is known)."""
+    return max(1, cpus // workers) if workers > 0 else 0
+
+
+def _encoder_threads() -> int:
+    """``REELFLOW_ENCODER_THREADS``, or by default the CPUs shared among the encode workers
+    registered from this host (RQ's worker registry, looked up once a minute)."""
+    global _threads_cache
+    if settings.REELFLOW_ENCODER_THREADS > 0:
+        return settings.REELFLOW_ENCODER_THREADS
+    now = time.monotonic()
+    if _threads_cache is None or _threads_cache[0] < now:
+        from pipeline import scheduling
+
+        workers = scheduling.encode_workers(host=scheduling.this_host())
+        _threads_cache = (now + _THREADS_TTL_S, encoder_threads(cpus=os.cpu_count() or 1, workers=workers))
+    return _threads_cache[1]
 
 
 def _decoded_entry(
@@ -556,6 +582,7 @@ def rendition_assemble_run(*, rendition_id: int) -> None:
         # The stream's own rate (what maxrate bounds), not the file's: MP4 overhead is a large
         # share of a short, low-rate rung.
         video_kbps = facts.bitrate_kbps or round(os.path.getsize(output) * 8 / 1000 / duration)
+        _pictures_from_assembled(job, rendition, output, Path(tmp))
         size = _upload(output, key, metadata={"frames": frames})
     services.artifact_record(
         job_id=job.pk, kind=Artifact.Kind.RENDITION, key=key, size=size, step=f"assemble:{rendition.name}",
@@ -600,6 +627,76 @@ def _check_av_sync(video_durations: list[float], audio_durations: list[float]) -
                 )
 
 
+def _package_prefix(job: EncodeJob) -> str:
+    return f"{job.output_prefix}/package"
+
+
+def _picture_sources(job: EncodeJob) -> dict[str, Rendition]:
+    """Which rendition each picture is cut from: the poster from the tallest video rung (at
+    most 720 lines of it), the thumbnail sprite from the smallest (cheapest to decode)."""
+    videos = list(Rendition.objects.filter(job=job, kind=RenditionKind.VIDEO).order_by("-height", "pk"))
+    return {"poster.jpg": videos[0], "sprite.jpg": videos[-1]} if videos else {}
+
+
+def _picture_commands(job: EncodeJob, sources: dict[str, tuple[str, Rendition]], out: Path) -> list[list[str]]:
+    """ffmpeg runs writing the named pictures into ``out``, each from (input, rendition)."""
+    asset = job.asset
+    video_info = video_info_from_json(asset.probe["video"])
+    segment_s = chunking.segment_duration_s(fps=planned_fps(video_info), segment_seconds=job.segment_seconds)
+    commands = []
+    for name, (input_url, rendition) in sources.items():
+        if name == "poster.jpg":
+            commands.append(packaging_cmds.poster_command(
+                input_url=input_url, output_path=out / name, duration_s=asset.duration_s, source=video_info,
+                height=min(720, rendition.height),
+            ))  # fmt: skip
+        else:
+            layout = packaging_cmds.sprite_layout(duration_s=asset.duration_s, source=video_info)
+            commands.append(packaging_cmds.sprite_command(
+                input_url=input_url, output_path=out / name, layout=layout,
+                keyframes_only=layout.interval_s >= segment_s,
+            ))  # fmt: skip
+    return commands
+
+
+def _run_at_once(commands: list[list[str]]) -> None:
+    with ThreadPoolExecutor(max_workers=max(1, len(commands))) as pool:
+        for done in [pool.submit(ffmpeg.run_ffmpeg, command) for command in commands]:
+            done.result()
+
+
+def _pictures_check(out: Path, names) -> None:
+    for name in names:
+        # ffmpeg exits 0 when a filter emits no frame; never publish a package naming a
+        # picture that is not there.
+        if not (out / name).is_file():
+            raise ffmpeg.PermanentMediaError(f"packaging wrote no {name} (ffmpeg produced no frame for it)")
+
+
+def _pictures_from_assembled(job: EncodeJob, rendition: Rendition, joined: Path, workdir: Path) -> None:
+    """Cut the pictures this rendition is the source of from its joined file, still on disk,
+    into the package: while other units still encode, not in the job's tail."""
+    names = [name for name, source in _picture_sources(job).items() if source.pk == rendition.pk]
+    if not names:
+        return
+    out = workdir / "pictures"
+    out.mkdir()
+    _run_at_once(_picture_commands(job, {name: (str(joined), rendition) for name in names}, out))
+    _pictures_check(out, names)
+    for name in names:
+        _upload(out / name, f"{_package_prefix(job)}/{name}")
+
+
+def _stored(key: str) -> bool:
+    try:
+        s3.client().head_object(Bucket=settings.S3_BUCKET_MEDIA, Key=key)
+    except ClientError as exc:
+        if exc.response.get("Error", {}).get("Code") in ("404", "NoSuchKey", "NotFound"):
+            return False
+        raise
+    return True
+
+
 @_alive_while_running(lambda kwargs: f"package-{kwargs['job_id']}")
 @_fail_on_permanent
 def job_package_run(*, job_id: int) -> None:
@@ -615,7 +712,8 @@ def job_package_run(*, job_id: int) -> None:
     audios = [r for r in renditions if r.kind == RenditionKind.AUDIO]
     _check_av_sync([r.duration_s for r in videos if r.duration_s], [r.duration_s for r in audios if r.duration_s])
     segment_s = chunking.segment_duration_s(fps=fps, segment_seconds=job.segment_seconds)
-    prefix = f"{job.output_prefix}/package"
+    prefix = _package_prefix(job)
+    pictures = _picture_sources(job)
     with tempfile.TemporaryDirectory(prefix="reelflow-pkg-", dir=_work_dir()) as tmp:
         out = Path(tmp) / "out"
         out.mkdir()
@@ -626,35 +724,28 @@ def job_package_run(*, job_id: int) -> None:
                 bufsize_kbps=r.params.get("bufsize_kbps")), (r.width, r.height))
             for r in videos
         ]
-        layout = packaging_cmds.sprite_layout(duration_s=asset.duration_s, source=video_info)
+        # The assemble steps cut the pictures; one missing (a restart that kept the renditions,
+        # a failed upload) is cut here, from the rendition in storage.
+        missing = {
+            name: (_media_url(source.output_key), source) for name, source in pictures.items()
+            if not _stored(f"{prefix}/{name}")
+        }  # fmt: skip
         commands = [
             packaging_cmds.package_command(
                 video_inputs=video_inputs, audio_inputs=[_media_url(r.output_key) for r in audios],
                 out_dir=out, segment_seconds=segment_s,
             ),
-            packaging_cmds.poster_command(
-                input_url=_media_url(videos[0].output_key), output_path=out / "poster.jpg",
-                duration_s=asset.duration_s, source=video_info, height=min(720, videos[0].height),
-            ),
-            packaging_cmds.sprite_command(
-                input_url=_media_url(videos[-1].output_key), output_path=out / "sprite.jpg", layout=layout,
-                keyframes_only=layout.interval_s >= segment_s,
-            ),
+            *_picture_commands(job, missing, out),
         ]
-        # Three independent ffmpeg runs at once: packaging is the job's tail, when the other
-        # workers have nothing left to do.
-        with ThreadPoolExecutor(max_workers=len(commands)) as pool:
-            for done in [pool.submit(ffmpeg.run_ffmpeg, command) for command in commands]:
-                done.result()
+        # Independent ffmpeg runs at once: packaging is the job's tail, when the other workers
+        # have nothing left to do.
+        _run_at_once(commands)
         made = time.monotonic()
         packaging_cmds.write_master_playlist(out_dir=out, frame_rate=fps)
         _check_segments(out, segment_s)
+        layout = packaging_cmds.sprite_layout(duration_s=asset.duration_s, source=video_info)
         (out / "sprite.vtt").write_text(packaging_cmds.sprite_vtt(layout=layout, duration_s=asset.duration_s))
-        for name in ("poster.jpg", "sprite.jpg"):
-            # ffmpeg exits 0 when a filter emits no frame; never publish a package naming a
-            # picture that is not there.
-            if not (out / name).is_file():
-                raise ffmpeg.PermanentMediaError(f"packaging wrote no {name} (ffmpeg produced no frame for it)")
+        _pictures_check(out, missing)
         files = sorted(p for p in out.rglob("*") if p.is_file())
         with ThreadPoolExecutor(max_workers=PACKAGE_TRANSFERS) as pool:
             sizes = list(pool.map(lambda p: _upload(p, f"{prefix}/{p.relative_to(out).as_posix()}"), files))
@@ -670,19 +761,22 @@ def job_package_run(*, job_id: int) -> None:
     )
     services.artifact_record(
         job_id=job.pk, kind=Artifact.Kind.POSTER, key=f"{prefix}/poster.jpg", size=None, step="package",
-        inputs={"rendition": videos[0].output_key}, parent_keys=[videos[0].output_key],
+        inputs={"rendition": pictures["poster.jpg"].output_key}, parent_keys=[pictures["poster.jpg"].output_key],
     )
     services.artifact_record(
         job_id=job.pk, kind=Artifact.Kind.SPRITE, key=f"{prefix}/sprite.jpg", size=None, step="package",
-        inputs={"rendition": videos[-1].output_key, "interval_s": layout.interval_s}, parent_keys=[videos[-1].output_key],
+        inputs={"rendition": pictures["sprite.jpg"].output_key, "interval_s": layout.interval_s},
+        parent_keys=[pictures["sprite.jpg"].output_key],
     )
-    decoded_cache.drop_job(job.pk)  # this machine's copy; other machines' expire
     services.job_packaged(
         job_id=job.pk,
         master_key=f"{prefix}/{packaging_cmds.MASTER_NAME}",
         dash_key=f"{prefix}/{packaging_cmds.MANIFEST_NAME}",
         poster_key=f"{prefix}/poster.jpg",
     )
+    # This machine's copy (other machines' expire), once the job has moved on: freeing
+    # gigabytes of memory pages is no step of the job's own.
+    decoded_cache.drop_job(job.pk)
 
 
 # --- Publish --------------------------------------------------------------------------------

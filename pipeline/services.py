@@ -225,9 +225,27 @@ def job_plan(*, job_id: int, info, chunks: list) -> EncodeJob | None:
     job.save(update_fields=["state"])
     _job_event(job, "job.planned", chunks=len(chunk_rows), renditions=len(rungs) + len(audio), units=len(units))
     _job_state_message(job)
-    unit_ids = list(Unit.objects.filter(job=job).order_by("-cost", "pk").values_list("pk", flat=True))
+    unit_ids = _queue_order(job, info)
     transaction.on_commit(lambda: units_enqueue(unit_ids=unit_ids, at_front=job.priority > 0))
     return job
+
+
+def _queue_order(job: EncodeJob, info) -> list[int]:
+    """Longest first, each chunk's other rungs after the unit that decodes it (pipeline.scheduling)."""
+    from pipeline import decoded_cache, scheduling
+
+    video = info.video
+    shared = settings.REELFLOW_DECODED_CACHE_MB > 0 and decoded_cache.frame_bytes(
+        pix_fmt=video.pix_fmt, width=video.width, height=video.height
+    ) is not None
+    work = [
+        scheduling.Work(
+            key=pk, cost=cost, chunk=chunk_id,
+            decode_cost=frames * video.width * video.height * scheduling.DECODE_SHARE if chunk_id else 0.0,
+        )
+        for pk, cost, chunk_id, frames in Unit.objects.filter(job=job).values_list("pk", "cost", "chunk_id", "chunk__frame_count")
+    ]  # fmt: skip
+    return scheduling.queue_order(work, workers=scheduling.encode_workers(), shared_decode=shared)
 
 
 def params_digest(params: dict) -> str:

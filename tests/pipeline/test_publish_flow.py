@@ -277,3 +277,27 @@ def test_changing_a_rung_and_restarting_reencodes_only_that_rendition(
         assert after[name].output_key == before[name]
     restarted = Event.objects.get(type="job.restarted", pk__gt=mark)
     assert restarted.payload["changed"] == ["h264-360p"] and restarted.payload["step"] == "encode"
+
+
+def test_a_repackaged_job_cuts_missing_pictures_from_its_stored_renditions(
+    tmp_path, publisher, upload, run_workers, s3, small_chunks, verified_rule, operator
+):
+    """The assemble steps cut the poster and the sprite; a package step that finds them gone
+    (a restart that kept every rendition) cuts them itself, without joining anything again."""
+    clip = make_clip(tmp_path / "pictures.mp4", duration=4, width=640, height=360)
+    job_id = announce(upload(clip, publisher, profile="fast")).job_id
+    run_workers(2)
+    job = EncodeJob.objects.get(pk=job_id)
+    assert job.state == JobState.HELD
+    pictures = [f"{job.output_prefix}/package/{name}" for name in ("poster.jpg", "sprite.jpg")]
+    for key in pictures:
+        s3.delete_object(Bucket=settings.S3_BUCKET_MEDIA, Key=key)
+    services.job_fail(job_id=job_id, reason="operator stopped it", actor=operator)
+    mark = last_event_id()
+    assert services.job_restart(job_id=job_id, actor=operator) == "package"
+    run_workers(1)
+    assert EncodeJob.objects.get(pk=job_id).state == JobState.HELD  # still not verified
+    for key in pictures:
+        head = s3.head_object(Bucket=settings.S3_BUCKET_MEDIA, Key=key)
+        assert head["ContentLength"] > 1000 and head["ContentType"] == "image/jpeg"
+    assert not Event.objects.filter(type="rendition.assembling", pk__gt=mark, payload__asset=job.asset_id).exists()
