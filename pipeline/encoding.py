@@ -712,7 +712,10 @@ def job_package_run(*, job_id: int) -> None:
     audios = [r for r in renditions if r.kind == RenditionKind.AUDIO]
     _check_av_sync([r.duration_s for r in videos if r.duration_s], [r.duration_s for r in audios if r.duration_s])
     segment_s = chunking.segment_duration_s(fps=fps, segment_seconds=job.segment_seconds)
-    prefix = _package_prefix(job)
+    # Rules already passed: straight to the published prefix, no copy after; else the job's own.
+    published = services.job_rules_decide_early(job_id=job.pk)
+    staging = _package_prefix(job)
+    prefix = published or staging
     pictures = _picture_sources(job)
     with tempfile.TemporaryDirectory(prefix="reelflow-pkg-", dir=_work_dir()) as tmp:
         out = Path(tmp) / "out"
@@ -728,7 +731,7 @@ def job_package_run(*, job_id: int) -> None:
         # a failed upload) is cut here, from the rendition in storage.
         missing = {
             name: (_media_url(source.output_key), source) for name, source in pictures.items()
-            if not _stored(f"{prefix}/{name}")
+            if not _stored(f"{staging}/{name}")
         }  # fmt: skip
         commands = [
             packaging_cmds.package_command(
@@ -747,16 +750,33 @@ def job_package_run(*, job_id: int) -> None:
         (out / "sprite.vtt").write_text(packaging_cmds.sprite_vtt(layout=layout, duration_s=asset.duration_s))
         _pictures_check(out, missing)
         files = sorted(p for p in out.rglob("*") if p.is_file())
+        entry_points = {packaging_cmds.MASTER_NAME, packaging_cmds.MANIFEST_NAME}
+        client = s3.client()
+        bucket = settings.S3_BUCKET_MEDIA
+
+        def upload(path: Path) -> int:
+            return _upload(path, f"{prefix}/{path.relative_to(out).as_posix()}")
+
+        def copy_picture(name: str) -> None:
+            client.copy_object(Bucket=bucket, Key=f"{prefix}/{name}", CopySource={"Bucket": bucket, "Key": f"{staging}/{name}"})
+
         with ThreadPoolExecutor(max_workers=PACKAGE_TRANSFERS) as pool:
-            sizes = list(pool.map(lambda p: _upload(p, f"{prefix}/{p.relative_to(out).as_posix()}"), files))
+            sizes = list(pool.map(upload, [p for p in files if p.name not in entry_points]))
+            if prefix != staging:
+                list(pool.map(copy_picture, [name for name in pictures if name not in missing]))
+            # The playlists that name every other file go last: a package is never reachable
+            # before all of it is stored.
+            sizes += list(pool.map(upload, [p for p in files if p.name in entry_points]))
         logger.info(
             "job %s packaged: ffmpeg %.0f ms, upload of %s files (%s) %.0f ms", job.pk, (made - started) * 1000,
             len(files), _mib(sum(sizes)), (time.monotonic() - made) * 1000,
         )
     parent_keys = [r.output_key for r in renditions]
     services.artifact_record(
-        job_id=job.pk, kind=Artifact.Kind.PACKAGE, key=f"{prefix}/{packaging_cmds.MASTER_NAME}", size=sum(sizes),
-        step="package", inputs={"renditions": parent_keys, "files": len(files), "ffmpeg": ffmpeg.ffmpeg_version()},
+        job_id=job.pk, kind=Artifact.Kind.PUBLISHED if published else Artifact.Kind.PACKAGE,
+        key=f"{prefix}/{packaging_cmds.MASTER_NAME}", size=sum(sizes), step="package",
+        inputs={"renditions": parent_keys, "files": len(files), "ffmpeg": ffmpeg.ffmpeg_version(),
+                "written": "to the published prefix (the rules passed first)" if published else "to the job's prefix"},
         parent_keys=parent_keys,
     )
     services.artifact_record(
@@ -768,12 +788,17 @@ def job_package_run(*, job_id: int) -> None:
         inputs={"rendition": pictures["sprite.jpg"].output_key, "interval_s": layout.interval_s},
         parent_keys=[pictures["sprite.jpg"].output_key],
     )
-    services.job_packaged(
+    job = services.job_packaged(
         job_id=job.pk,
         master_key=f"{prefix}/{packaging_cmds.MASTER_NAME}",
         dash_key=f"{prefix}/{packaging_cmds.MANIFEST_NAME}",
         poster_key=f"{prefix}/poster.jpg",
+        in_place=bool(published),
     )
+    if published and job.state != JobState.PUBLISHED:
+        # Cancelled or failed while the package was written: nothing of it stays published.
+        logger.warning("job %s ended %s while packaging: its package leaves %s/", job.pk, job.state, published)
+        _delete_prefix(published)
     # This machine's copy (other machines' expire), once the job has moved on: freeing
     # gigabytes of memory pages is no step of the job's own.
     decoded_cache.drop_job(job.pk)
@@ -782,10 +807,21 @@ def job_package_run(*, job_id: int) -> None:
 # --- Publish --------------------------------------------------------------------------------
 
 
-def published_prefix(job: EncodeJob) -> str:
-    """Where a published package lives: one stable folder per asset and job, apart from the
-    jobs' working outputs (a CDN or a public-read policy can be pointed at `published/`)."""
-    return f"published/{job.asset_id}/{job.pk}"
+def _keys_under(prefix: str) -> list[str]:
+    client = s3.client()
+    return [
+        obj["Key"]
+        for page in client.get_paginator("list_objects_v2").paginate(Bucket=settings.S3_BUCKET_MEDIA, Prefix=f"{prefix}/")
+        for obj in page.get("Contents", [])
+    ]
+
+
+def _delete_prefix(prefix: str) -> None:
+    keys = _keys_under(prefix)
+    for start in range(0, len(keys), 1000):
+        s3.client().delete_objects(
+            Bucket=settings.S3_BUCKET_MEDIA, Delete={"Objects": [{"Key": k} for k in keys[start:start + 1000]]}
+        )
 
 
 @_fail_on_permanent
@@ -796,22 +832,20 @@ def job_promote_run(*, job_id: int) -> None:
     if job.state != JobState.PUBLISHING:
         return
     source = job.master_playlist_key.rsplit("/", 1)[0]
-    target = published_prefix(job)
+    target = services.published_prefix(job)
     client = s3.client()
     bucket = settings.S3_BUCKET_MEDIA
-    keys = [
-        obj["Key"]
-        for page in client.get_paginator("list_objects_v2").paginate(Bucket=bucket, Prefix=f"{source}/")
-        for obj in page.get("Contents", [])
-    ]
+    keys = _keys_under(source)
     if not keys:
         raise ffmpeg.PermanentMediaError(f"the package under {source}/ is missing; restart the job to rebuild it")
 
     def copy(key: str) -> None:
         client.copy_object(Bucket=bucket, Key=f"{target}/{key[len(source) + 1:]}", CopySource={"Bucket": bucket, "Key": key})
 
+    entry_points = {f"{source}/{packaging_cmds.MASTER_NAME}", f"{source}/{packaging_cmds.MANIFEST_NAME}"}
     with ThreadPoolExecutor(max_workers=PACKAGE_TRANSFERS) as pool:
-        list(pool.map(copy, keys))
+        list(pool.map(copy, [k for k in keys if k not in entry_points]))
+        list(pool.map(copy, [k for k in keys if k in entry_points]))  # last, as when packaging
     master = f"{target}/{job.master_playlist_key[len(source) + 1:]}"
     services.artifact_record(
         job_id=job.pk, kind=Artifact.Kind.PUBLISHED, key=master, size=None, step="publish",

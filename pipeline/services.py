@@ -489,11 +489,53 @@ def _quality_remeasure(job: EncodeJob) -> list[str]:
     return remeasure(job) if remeasure is not None else []
 
 
+def published_prefix(job: EncodeJob) -> str:
+    """Where a published package lives: one stable folder per asset and job, apart from the
+    jobs' working outputs (a CDN or a public-read policy can be pointed at `published/`)."""
+    return f"published/{job.asset_id}/{job.pk}"
+
+
 @transaction.atomic
-def job_packaged(*, job_id: int, master_key: str, dash_key: str, poster_key: str) -> EncodeJob:
-    """PACKAGING -> CHECKING: the package is written; the publish rules decide what follows."""
+def job_rules_decide_early(*, job_id: int) -> str | None:
+    """A PACKAGING job, before its package is written: when the publish rules can be decided now
+    (no quality measurement pending) and all pass, record that evaluation and return the
+    published prefix. The package is then written there directly and the job is PUBLISHED as
+    soon as it is: no copy of every file after. Every input of the rules (renditions, unit
+    sizes, quality, the publisher) is final by now.
+
+    None: write the package to the job's own prefix; the rules are checked once it is written
+    (a failing rule holds the job there, out of the published prefix, for review)."""
+    from pipeline import rules
+
     job = EncodeJob.objects.select_for_update().select_related("asset__publisher").get(pk=job_id)
     if job.state != JobState.PACKAGING:
+        return None
+    applicable = rules.rules_for_job(job)
+    if rules.needs_quality(applicable) and rules.quality_state(job) == "pending":
+        return None
+    outcomes = rules.evaluate(job, applicable)
+    if not all(o.passed for o in outcomes):
+        return None
+    evaluation = RuleEvaluation.objects.create(
+        job=job, passed=True, results=[o.as_dict() for o in outcomes], rule_sets=sorted({o.rule_set for o in outcomes}),
+    )
+    _job_event(job, "job.rules_evaluated", evaluation=evaluation.pk, passed=True, rules=len(outcomes), failures=[])
+    return published_prefix(job)
+
+
+@transaction.atomic
+def job_packaged(*, job_id: int, master_key: str, dash_key: str, poster_key: str, in_place: bool = False) -> EncodeJob:
+    """PACKAGING -> CHECKING: the package is written; the publish rules decide what follows.
+
+    ``in_place``: the rules passed before packaging (:func:`job_rules_decide_early`) and the
+    package was written to the published prefix: PACKAGING -> PUBLISHED."""
+    job = EncodeJob.objects.select_for_update().select_related("asset__publisher").get(pk=job_id)
+    if job.state != JobState.PACKAGING:
+        return job
+    if in_place:
+        _job_event(job, "job.packaged", master=master_key, dash=dash_key)
+        _job_published(job, master_key=master_key, dash_key=dash_key, poster_key=poster_key,
+                       prefix=published_prefix(job))
         return job
     job.state = JobState.CHECKING
     job.master_playlist_key = master_key
@@ -567,19 +609,23 @@ def job_publish(*, job_id: int, master_key: str, dash_key: str, poster_key: str,
     job = EncodeJob.objects.select_for_update().select_related("asset__publisher").get(pk=job_id)
     if job.state != JobState.PUBLISHING:
         return job
+    _job_published(job, master_key=master_key, dash_key=dash_key, poster_key=poster_key, prefix=published_prefix)
+    return job
+
+
+def _job_published(job: EncodeJob, *, master_key: str, dash_key: str, poster_key: str, prefix: str) -> None:
     job.state = JobState.PUBLISHED
     job.master_playlist_key = master_key
     job.dash_manifest_key = dash_key
-    job.published_prefix = published_prefix
+    job.published_prefix = prefix
     job.finished_at = timezone.now()
     job.save(update_fields=["state", "master_playlist_key", "dash_manifest_key", "published_prefix", "finished_at"])
     asset = job.asset
     asset.poster_key = poster_key
     asset.save(update_fields=["poster_key"])
     _asset_state_set(asset, AssetState.READY, job=job.pk)
-    _job_event(job, "job.published", master=master_key, dash=dash_key, prefix=published_prefix)
+    _job_event(job, "job.published", master=master_key, dash=dash_key, prefix=prefix)
     _job_state_message(job)
-    return job
 
 
 @transaction.atomic

@@ -301,3 +301,67 @@ def test_a_repackaged_job_cuts_missing_pictures_from_its_stored_renditions(
         head = s3.head_object(Bucket=settings.S3_BUCKET_MEDIA, Key=key)
         assert head["ContentLength"] > 1000 and head["ContentType"] == "image/jpeg"
     assert not Event.objects.filter(type="rendition.assembling", pk__gt=mark, payload__asset=job.asset_id).exists()
+
+
+def _keys(s3, prefix: str) -> list[str]:
+    listing = s3.list_objects_v2(Bucket=settings.S3_BUCKET_MEDIA, Prefix=f"{prefix}/")
+    return [obj["Key"] for obj in listing.get("Contents", [])]
+
+
+def test_a_job_whose_rules_pass_is_packaged_straight_into_the_published_prefix(
+    tmp_path, publisher, upload, run_workers, s3, small_chunks
+):
+    """The rules are decided before packaging when nothing they need is pending: the package
+    is written where it is published, and nothing is copied after."""
+    clip = make_clip(tmp_path / "direct.mp4", duration=4, width=640, height=360)
+    job_id = announce(upload(clip, publisher, profile="fast")).job_id
+    run_workers(2)
+    job = EncodeJob.objects.get(pk=job_id)
+    assert job.state == JobState.PUBLISHED, job.failure_reason
+    prefix = f"published/{job.asset_id}/{job.pk}"
+    assert job.published_prefix == prefix and job.master_playlist_key == f"{prefix}/master.m3u8"
+    assert job.asset.poster_key == f"{prefix}/poster.jpg"
+    published = set(_keys(s3, prefix))
+    master = m3u8.loads(s3.get_object(Bucket=settings.S3_BUCKET_MEDIA, Key=job.master_playlist_key)["Body"].read().decode())
+    named = {f"{prefix}/{p.uri}" for p in master.playlists} | {f"{prefix}/{m.uri}" for m in master.media if m.uri}
+    assert named | {f"{prefix}/{n}" for n in ("manifest.mpd", "poster.jpg", "sprite.jpg", "sprite.vtt")} <= published
+    # The job's own package folder holds only the pictures the assemble steps cut.
+    assert sorted(_keys(s3, f"{job.output_prefix}/package")) == [
+        f"{job.output_prefix}/package/poster.jpg", f"{job.output_prefix}/package/sprite.jpg"]
+    evaluation = job.evaluations.get()
+    assert evaluation.passed
+    types = list(Event.objects.filter(subject_type="pipeline.encodejob", subject_id=str(job_id)).order_by("id")
+                 .values_list("type", flat=True))
+    assert types.index("job.packaging") < types.index("job.rules_evaluated") < types.index("job.packaged") < types.index(
+        "job.published")
+    assert "job.publishing" not in types  # no promote step
+    package = Artifact.objects.get(job=job, key=job.master_playlist_key)
+    assert package.kind == Artifact.Kind.PUBLISHED
+    assert sorted(package.parents.values_list("kind", flat=True)) == ["audio", "rendition", "rendition"]
+
+
+def test_a_job_cancelled_while_packaged_in_place_leaves_nothing_published(
+    tmp_path, publisher, upload, run_workers, s3, small_chunks, operator, monkeypatch
+):
+    from pipeline import encoding
+
+    clip = make_clip(tmp_path / "withdrawn.mp4", duration=4, width=320, height=240)
+    job_id = announce(upload(clip, publisher, profile="fast")).job_id
+    run_workers(2)
+    job = EncodeJob.objects.get(pk=job_id)
+    assert job.state == JobState.PUBLISHED and _keys(s3, job.published_prefix)
+    # Fault: the job is packaged again and an operator cancels it while its files are written.
+    for key in _keys(s3, job.published_prefix):
+        s3.delete_object(Bucket=settings.S3_BUCKET_MEDIA, Key=key)
+    EncodeJob.objects.filter(pk=job_id).update(state=JobState.PACKAGING)
+    packaged = services.job_packaged
+
+    def cancelled_first(**kwargs):
+        assert kwargs["in_place"] and _keys(s3, job.published_prefix), "written in place"
+        services.job_cancel(job_id=job_id, actor=operator)
+        return packaged(**kwargs)
+
+    monkeypatch.setattr(services, "job_packaged", cancelled_first)
+    encoding.job_package_run(job_id=job_id)
+    assert EncodeJob.objects.get(pk=job_id).state == JobState.CANCELLED
+    assert _keys(s3, job.published_prefix) == []
