@@ -8,6 +8,7 @@ State changes are delegated to pipeline.services, which decide under row locks.
 import dataclasses
 import errno
 import functools
+import json
 import logging
 import mimetypes
 import os
@@ -24,7 +25,7 @@ from botocore.exceptions import ClientError
 from django.conf import settings
 
 from core import s3
-from pipeline import chunking, decoded_cache, ffmpeg, packaging_cmds, progress, services
+from pipeline import chunking, decoded_cache, ffmpeg, manifests, packaging_cmds, progress, services
 from pipeline.models import (
     Artifact,
     Asset,
@@ -545,25 +546,48 @@ def rendition_assemble_run(*, rendition_id: int) -> None:
     units = list(Unit.objects.filter(rendition=rendition).select_related("chunk").order_by("chunk__index"))
     if any(u.state != UnitState.DONE for u in units):
         raise ffmpeg.TransientMediaError(f"rendition {rendition.name} has unfinished units")
+    segment_s = chunking.segment_duration_s(fps=planned_fps(video_info_from_json(job.asset.probe["video"])),
+                                            segment_seconds=job.segment_seconds)
+    key = f"{job.output_prefix}/renditions/{rendition.name}-{services.params_digest(rendition.params)}.mp4"
+    # Stored once, in the form the package addresses by byte range (pipeline.manifests).
+    file_name = f"{rendition.name}.mp4"
     if rendition.kind == RenditionKind.AUDIO:
         unit = units[0]
-        durations = ffmpeg.stream_durations(_media_url(unit.output_key))
-        duration = durations.get("audio") or durations.get("format")
-        services.rendition_ready(
-            rendition_id=rendition_id, output_key=unit.output_key,
-            stats={"duration_s": duration, "bitrate_kbps": rendition.params.get("bitrate_kbps")},
+        with tempfile.TemporaryDirectory(prefix="reelflow-asm-", dir=_work_dir()) as tmp:
+            packed = Path(tmp)
+            ffmpeg.run_ffmpeg(["-i", _media_url(unit.output_key), *packaging_cmds.rendition_package_args(
+                out_dir=packed, file_name=file_name, segment_seconds=segment_s, stream="0:a:0")])  # fmt: skip
+            durations = ffmpeg.stream_durations(packed / file_name)
+            layout = _layout(packed, file_name)
+            _check_layout_segments(layout, segment_s, name=rendition.name)
+            size = _upload(packed / file_name, key)
+            _upload_layout(key, layout)
+        services.artifact_record(
+            job_id=job.pk, kind=Artifact.Kind.RENDITION, key=key, size=size, step=f"assemble:{rendition.name}",
+            inputs={"units": [unit.output_key], "ffmpeg": ffmpeg.ffmpeg_version()}, parent_keys=[unit.output_key],
         )
+        services.rendition_ready(
+            rendition_id=rendition_id, output_key=key,
+            stats={"duration_s": durations.get("audio") or durations.get("format"),
+                   "bitrate_kbps": rendition.params.get("bitrate_kbps")},
+        )  # fmt: skip
         return
 
     video = video_info_from_json(job.asset.probe["video"])
     fps = planned_fps(video)
     planned_frames = sum(u.chunk.frame_count for u in units)
-    key = f"{job.output_prefix}/renditions/{rendition.name}-{services.params_digest(rendition.params)}.mp4"
     with tempfile.TemporaryDirectory(prefix="reelflow-asm-", dir=_work_dir()) as tmp:
         list_file = Path(tmp) / "units.txt"
         ffmpeg.write_concat_list(paths=[_media_url(u.output_key) for u in units], list_file=list_file)
-        output = Path(tmp) / f"{rendition.name}.mp4"
-        ffmpeg.run_ffmpeg(ffmpeg.concat_command(list_file=list_file, output_path=output))
+        # One read of the units, two outputs: a plain MP4 to check and cut pictures from, and
+        # the single fragmented file that is stored and packaged.
+        output = Path(tmp) / "joined.mp4"
+        packed = Path(tmp) / "package"
+        packed.mkdir()
+        ffmpeg.run_ffmpeg([
+            *ffmpeg.concat_command(list_file=list_file, output_path=output),
+            *packaging_cmds.rendition_package_args(out_dir=packed, file_name=file_name, segment_seconds=segment_s),
+        ])  # fmt: skip
         facts = ffmpeg.video_facts(output)
         frames, duration = facts.frames, facts.duration_s
         expected = planned_frames / fps
@@ -582,8 +606,11 @@ def rendition_assemble_run(*, rendition_id: int) -> None:
         # The stream's own rate (what maxrate bounds), not the file's: MP4 overhead is a large
         # share of a short, low-rate rung.
         video_kbps = facts.bitrate_kbps or round(os.path.getsize(output) * 8 / 1000 / duration)
+        layout = _layout(packed, file_name)
+        _check_layout_segments(layout, segment_s, name=rendition.name)
         _pictures_from_assembled(job, rendition, output, Path(tmp))
-        size = _upload(output, key, metadata={"frames": frames})
+        size = _upload(packed / file_name, key, metadata={"frames": frames})
+        _upload_layout(key, layout)
     services.artifact_record(
         job_id=job.pk, kind=Artifact.Kind.RENDITION, key=key, size=size, step=f"assemble:{rendition.name}",
         inputs={"units": [u.output_key for u in units], "ffmpeg": ffmpeg.ffmpeg_version()},
@@ -593,6 +620,48 @@ def rendition_assemble_run(*, rendition_id: int) -> None:
         rendition_id=rendition_id, output_key=key,
         stats={"frame_count": frames, "duration_s": duration, "bitrate_kbps": video_kbps},
     )
+
+
+def _layout(packed: Path, file_name: str) -> dict:
+    try:
+        return manifests.rendition_layout(out_dir=packed, file_name=file_name)
+    except (manifests.LayoutError, OSError) as exc:
+        raise ffmpeg.PermanentMediaError(f"packaging {file_name}: {exc}") from exc
+
+
+def layout_key(rendition_key: str) -> str:
+    """Beside each stored rendition: what its package needs of it (pipeline.manifests)."""
+    return rendition_key.removesuffix(".mp4") + ".layout.json"
+
+
+def _upload_layout(rendition_key: str, layout: dict) -> None:
+    s3.client().put_object(
+        Bucket=settings.S3_BUCKET_MEDIA, Key=layout_key(rendition_key), Body=json.dumps(layout).encode(),
+        ContentType="application/json",
+    )
+
+
+def _rendition_layout(rendition: Rendition, segment_s: float) -> dict:
+    """The stored layout of a rendition. One stored without (assembled before renditions were
+    kept as single fragmented files, or its layout upload lost) is written in that form now,
+    from the stored rendition, beside it: the rendition itself is never rewritten."""
+    try:
+        body = s3.client().get_object(Bucket=settings.S3_BUCKET_MEDIA, Key=layout_key(rendition.output_key))["Body"]
+        return json.loads(body.read())
+    except ClientError as exc:
+        if exc.response.get("Error", {}).get("Code") not in ("404", "NoSuchKey", "NotFound"):
+            raise
+    file_name = f"{rendition.name}.mp4"
+    single_key = rendition.output_key.removesuffix(".mp4") + ".single.mp4"
+    stream = "0:v:0" if rendition.kind == RenditionKind.VIDEO else "0:a:0"
+    with tempfile.TemporaryDirectory(prefix="reelflow-pkg-", dir=_work_dir()) as tmp:
+        packed = Path(tmp)
+        ffmpeg.run_ffmpeg(["-i", _media_url(rendition.output_key), *packaging_cmds.rendition_package_args(
+            out_dir=packed, file_name=file_name, segment_seconds=segment_s, stream=stream)])  # fmt: skip
+        layout = {**_layout(packed, file_name), "source_key": single_key}
+        _upload(packed / file_name, single_key)
+        _upload_layout(rendition.output_key, layout)
+    return layout
 
 
 # --- Package --------------------------------------------------------------------------------
@@ -614,6 +683,13 @@ def _check_segments(out_dir: Path, segment_s: float) -> None:
                 raise ffmpeg.PermanentMediaError(
                     f"{uri}: a {segment.duration:.3f} s segment exceeds the {playlist.target_duration} s target"
                 )
+
+
+def _check_layout_segments(layout: dict, segment_s: float, *, name: str) -> None:
+    """At assemble: no segment of a rendition longer than 1.5 segments (see _check_segments)."""
+    for duration, _, _ in layout["segments"]:
+        if duration > segment_s * 1.5 + 0.05:
+            raise ffmpeg.PermanentMediaError(f"{name}: a {duration:.3f} s segment exceeds 1.5 segments of {segment_s:.3f} s")
 
 
 def _check_av_sync(video_durations: list[float], audio_durations: list[float]) -> None:
@@ -717,65 +793,66 @@ def job_package_run(*, job_id: int) -> None:
     staging = _package_prefix(job)
     prefix = published or staging
     pictures = _picture_sources(job)
+    client = s3.client()
+    bucket = settings.S3_BUCKET_MEDIA
+    with ThreadPoolExecutor(max_workers=PACKAGE_TRANSFERS) as pool:
+        layouts = list(pool.map(lambda r: (r.name, _rendition_layout(r, segment_s)), [*videos, *audios]))
     with tempfile.TemporaryDirectory(prefix="reelflow-pkg-", dir=_work_dir()) as tmp:
         out = Path(tmp) / "out"
         out.mkdir()
-        video_inputs = [
-            (_media_url(r.output_key), ffmpeg.VideoRendition(
-                name=r.name, codec=r.params["codec"], height=r.height, crf=r.params.get("crf"),
-                bitrate_kbps=r.params.get("bitrate_kbps"), maxrate_kbps=r.params.get("maxrate_kbps"),
-                bufsize_kbps=r.params.get("bufsize_kbps")), (r.width, r.height))
-            for r in videos
-        ]
         # The assemble steps cut the pictures; one missing (a restart that kept the renditions,
         # a failed upload) is cut here, from the rendition in storage.
         missing = {
             name: (_media_url(source.output_key), source) for name, source in pictures.items()
             if not _stored(f"{staging}/{name}")
         }  # fmt: skip
-        commands = [
-            packaging_cmds.package_command(
-                video_inputs=video_inputs, audio_inputs=[_media_url(r.output_key) for r in audios],
-                out_dir=out, segment_seconds=segment_s,
-            ),
-            *_picture_commands(job, missing, out),
-        ]
-        # Independent ffmpeg runs at once: packaging is the job's tail, when the other workers
-        # have nothing left to do.
-        _run_at_once(commands)
+        if missing:
+            _run_at_once(_picture_commands(job, missing, out))
         made = time.monotonic()
-        packaging_cmds.write_master_playlist(out_dir=out, frame_rate=fps)
+        try:
+            manifests.write_package(
+                out_dir=out, renditions=layouts, duration_s=float(sum(job.chunks.values_list("frame_count", flat=True)) / fps),
+                segment_s=segment_s, frame_rate=fps,
+            )
+        except manifests.LayoutError as exc:
+            raise ffmpeg.PermanentMediaError(f"packaging: {exc}") from exc
         _check_segments(out, segment_s)
         layout = packaging_cmds.sprite_layout(duration_s=asset.duration_s, source=video_info)
         (out / "sprite.vtt").write_text(packaging_cmds.sprite_vtt(layout=layout, duration_s=asset.duration_s))
         _pictures_check(out, missing)
         files = sorted(p for p in out.rglob("*") if p.is_file())
         entry_points = {packaging_cmds.MASTER_NAME, packaging_cmds.MANIFEST_NAME}
-        client = s3.client()
-        bucket = settings.S3_BUCKET_MEDIA
+        media = {
+            layout_.get("source_key", r.output_key): f"{prefix}/{layout_['file']}"
+            for r, (_, layout_) in zip([*videos, *audios], layouts, strict=True)
+        }
 
         def upload(path: Path) -> int:
             return _upload(path, f"{prefix}/{path.relative_to(out).as_posix()}")
 
-        def copy_picture(name: str) -> None:
-            client.copy_object(Bucket=bucket, Key=f"{prefix}/{name}", CopySource={"Bucket": bucket, "Key": f"{staging}/{name}"})
+        def copy(source_target: tuple[str, str]) -> None:
+            client.copy_object(Bucket=bucket, Key=source_target[1], CopySource={"Bucket": bucket, "Key": source_target[0]})
 
+        copies = list(media.items())
+        if prefix != staging:
+            copies += [(f"{staging}/{name}", f"{prefix}/{name}") for name in pictures if name not in missing]
         with ThreadPoolExecutor(max_workers=PACKAGE_TRANSFERS) as pool:
+            # Each rendition's single file, by server-side copy: no byte of media passes here.
+            list(pool.map(copy, copies))
             sizes = list(pool.map(upload, [p for p in files if p.name not in entry_points]))
-            if prefix != staging:
-                list(pool.map(copy_picture, [name for name in pictures if name not in missing]))
             # The playlists that name every other file go last: a package is never reachable
             # before all of it is stored.
             sizes += list(pool.map(upload, [p for p in files if p.name in entry_points]))
+        sizes += [name_layout[1]["size"] for name_layout in layouts]
         logger.info(
-            "job %s packaged: ffmpeg %.0f ms, upload of %s files (%s) %.0f ms", job.pk, (made - started) * 1000,
-            len(files), _mib(sum(sizes)), (time.monotonic() - made) * 1000,
+            "job %s packaged: ffmpeg %.0f ms, upload of %s files and copies of %s media files (%s) %.0f ms", job.pk,
+            (made - started) * 1000, len(files), len(media), _mib(sum(sizes)), (time.monotonic() - made) * 1000,
         )
     parent_keys = [r.output_key for r in renditions]
     services.artifact_record(
         job_id=job.pk, kind=Artifact.Kind.PUBLISHED if published else Artifact.Kind.PACKAGE,
         key=f"{prefix}/{packaging_cmds.MASTER_NAME}", size=sum(sizes), step="package",
-        inputs={"renditions": parent_keys, "files": len(files), "ffmpeg": ffmpeg.ffmpeg_version(),
+        inputs={"renditions": parent_keys, "files": len(files) + len(media), "ffmpeg": ffmpeg.ffmpeg_version(),
                 "written": "to the published prefix (the rules passed first)" if published else "to the job's prefix"},
         parent_keys=parent_keys,
     )

@@ -1,224 +1,56 @@
-"""ffmpeg commands for the packaging step: HLS + DASH, poster, thumbnail sprite.
+"""ffmpeg commands for packaging: each rendition as one fragmented MP4, poster, thumbnail sprite.
 
 Split from :mod:`pipeline.ffmpeg` to keep modules small; these functions only build
-arguments (run them with :func:`pipeline.ffmpeg.run_ffmpeg`) or post-process the files
-ffmpeg wrote. No Django here either.
+arguments (run them with :func:`pipeline.ffmpeg.run_ffmpeg`). No Django here either.
 
-One ffmpeg run with the ``dash`` muxer and ``-hls_playlist 1`` writes a DASH manifest and
-HLS playlists over the *same* fMP4 (CMAF-style) segments, so the media is stored once.
-ffmpeg 5.1's master playlist already has BANDWIDTH, RESOLUTION, CODECS and the audio group;
-:func:`write_master_playlist` rewrites it because its BANDWIDTH is the *average* bit rate
-while HLS requires the peak segment bit rate (players that trust it stall on busy scenes),
-and finishes the media playlists for VOD.
+Each rendition is written once, at assemble time, by ffmpeg's ``dash`` muxer in single-file
+mode (one fragment per segment, a ``sidx`` index first); :mod:`pipeline.manifests` writes the
+HLS playlists and the DASH manifest that address those files by byte range.
 """
 
 from __future__ import annotations
 
 import math
 import os
-import re
-from collections.abc import Sequence
 from dataclasses import dataclass
 from fractions import Fraction
 from pathlib import Path
 
 from pipeline.ffmpeg import VideoInfo, rendition_size
+from pipeline.manifests import MANIFEST_NAME, MASTER_NAME
 
 __all__ = [
-    "HlsVariant",
+    "MANIFEST_NAME",
+    "MASTER_NAME",
     "SpriteLayout",
-    "package_command",
     "poster_command",
+    "rendition_package_args",
     "sprite_command",
     "sprite_layout",
     "sprite_vtt",
-    "write_master_playlist",
 ]
 
-MANIFEST_NAME = "manifest.mpd"
-MASTER_NAME = "master.m3u8"
 
-
-def package_command(
-    *,
-    video_inputs: Sequence[tuple],
-    audio_inputs: Sequence[str | os.PathLike[str]],
-    out_dir: str | os.PathLike[str],
-    segment_seconds: float,
+def rendition_package_args(
+    *, out_dir: str | os.PathLike[str], file_name: str, segment_seconds: float, stream: str = "0:v:0"
 ) -> list[str]:
-    """Arguments that package assembled renditions into DASH + HLS in ``out_dir``.
-
-    ``video_inputs`` holds ``(path, VideoRendition)`` or ``(path, VideoRendition, (w, h))``.
+    """Output arguments (after the inputs) that write one rendition as a single fragmented MP4
+    ``out_dir/file_name``: one fragment per segment, a global ``sidx`` at its head, and
+    ffmpeg's own manifest and playlists for it beside (read by
+    :func:`pipeline.manifests.rendition_layout`). Stream copy: the frames are the units'.
 
     ``segment_seconds`` should be the real segment duration (``chunking.segment_duration_s``,
-    e.g. 2.002 at 29.97 fps) so the muxer cuts at every keyframe the units placed.
-    Renditions of one codec share an adaptation set (players switch within a set only when
-    the codec matches); all audio goes in one set, which ffmpeg turns into one HLS audio
-    group. Segments are forced to MP4: ``auto`` would write WebM for VP9/Opus, which HLS
-    cannot play.
-    """
-    if not video_inputs:
-        raise ValueError("packaging needs at least one video rendition")
-    args: list[str] = []
-    for entry in video_inputs:
-        args += ["-i", str(entry[0])]
-    for path in audio_inputs:
-        args += ["-i", str(path)]
-
-    # One adaptation set per codec and picture aspect: ffmpeg's DASH muxer refuses a set
-    # whose members differ in aspect ratio (even by rounding, 426x240 beside 640x360).
-    codec_sets: dict[tuple, list[int]] = {}
-    for index, entry in enumerate(video_inputs):
-        rendition = entry[1]
-        size = entry[2] if len(entry) > 2 else None
-        aspect = Fraction(size[0], size[1]) if size else None
-        args += ["-map", f"{index}:v:0"]
-        codec_sets.setdefault((rendition.codec, aspect), []).append(index)
-    first_audio = len(video_inputs)
-    for offset in range(len(audio_inputs)):
-        args += ["-map", f"{first_audio + offset}:a:0"]
-
-    sets = [f"id={n},streams={','.join(map(str, idx))}" for n, idx in enumerate(codec_sets.values())]
-    if audio_inputs:
-        audio_streams = ",".join(str(first_audio + n) for n in range(len(audio_inputs)))
-        sets.append(f"id={len(sets)},streams={audio_streams}")
-
-    out = Path(out_dir)
-    args += [
-        "-c", "copy", "-map_metadata", "-1", "-map_chapters", "-1",
+    e.g. 2.002 at 29.97 fps) so the muxer cuts at every keyframe the units placed. Forced to
+    MP4 fragments: ``auto`` would write WebM for VP9/Opus, which HLS cannot play."""
+    return [
+        "-map", stream, "-c", "copy", "-map_metadata", "-1", "-map_chapters", "-1",
         "-f", "dash",
         "-dash_segment_type", "mp4",
         "-seg_duration", f"{segment_seconds:.6f}",
-        "-use_template", "1", "-use_timeline", "1",
-        "-init_seg_name", "init-$RepresentationID$.m4s",
-        "-media_seg_name", "chunk-$RepresentationID$-$Number%05d$.m4s",
-        "-adaptation_sets", " ".join(sets),
+        "-single_file", "1", "-single_file_name", file_name, "-global_sidx", "1",
         "-hls_playlist", "1", "-hls_master_name", MASTER_NAME,
-        str(out / MANIFEST_NAME),
+        str(Path(out_dir) / MANIFEST_NAME),
     ]  # fmt: skip
-    return args
-
-
-@dataclass(frozen=True, slots=True)
-class HlsVariant:
-    """One #EXT-X-STREAM-INF entry as written by :func:`write_master_playlist`."""
-
-    uri: str
-    bandwidth: int
-    average_bandwidth: int
-    resolution: str | None
-    codecs: str | None
-    audio_group: str | None
-
-
-_ATTRIBUTE = re.compile(r'([A-Z0-9-]+)=("[^"]*"|[^,]*)')
-
-
-def _attributes(text: str) -> dict[str, str]:
-    return {key: value for key, value in _ATTRIBUTE.findall(text)}
-
-
-def _media_segments(playlist: Path) -> list[tuple[float, Path]]:
-    segments: list[tuple[float, Path]] = []
-    duration: float | None = None
-    for line in playlist.read_text(encoding="utf-8").splitlines():
-        line = line.strip()
-        if line.startswith("#EXTINF:"):
-            duration = float(line[len("#EXTINF:") :].split(",", 1)[0])
-        elif line and not line.startswith("#") and duration is not None:
-            segments.append((duration, playlist.parent / line))
-            duration = None
-    return segments
-
-
-def _bit_rates(playlist: Path) -> tuple[int, int]:
-    """(peak, average) bits per second over a media playlist's segments, from file sizes."""
-    segments = [(d, p.stat().st_size) for d, p in _media_segments(playlist) if d > 0]
-    if not segments:
-        return 0, 0
-    peak = max(size * 8 / duration for duration, size in segments)
-    average = sum(size for _, size in segments) * 8 / sum(d for d, _ in segments)
-    return math.ceil(peak), math.ceil(average)
-
-
-def _finish_media_playlist(playlist: Path) -> None:
-    """VOD media playlist: declare it, drop ffmpeg's wall-clock PROGRAM-DATE-TIME tags.
-
-    The dates are when packaging ran, meaningless for VOD and a source of diffs between
-    otherwise identical re-runs.
-    """
-    lines = [
-        line for line in playlist.read_text(encoding="utf-8").splitlines()
-        if not line.startswith("#EXT-X-PROGRAM-DATE-TIME")
-    ]  # fmt: skip
-    if "#EXT-X-PLAYLIST-TYPE:VOD" not in lines:
-        lines.insert(1, "#EXT-X-PLAYLIST-TYPE:VOD")
-    playlist.write_text("\n".join(lines) + "\n", encoding="utf-8")
-
-
-def write_master_playlist(
-    *, out_dir: str | os.PathLike[str], frame_rate: Fraction | None = None
-) -> list[HlsVariant]:
-    """Rewrite ffmpeg's master playlist with peak BANDWIDTH; finish the media playlists.
-
-    Keeps what ffmpeg 5.1 got right (RESOLUTION, CODECS, the audio group and its media
-    entry) and changes: BANDWIDTH = peak video segment rate + peak audio rate (ffmpeg writes
-    the average), AVERAGE-BANDWIDTH added, FRAME-RATE added when given, and
-    #EXT-X-INDEPENDENT-SEGMENTS (every segment starts with an IDR). Idempotent.
-    """
-    out = Path(out_dir)
-    master = out / MASTER_NAME
-    lines = [line.strip() for line in master.read_text(encoding="utf-8").splitlines()]
-
-    audio_rates: dict[str, tuple[int, int]] = {}
-    for line in lines:
-        if line.startswith("#EXT-X-MEDIA:"):
-            attrs = _attributes(line[len("#EXT-X-MEDIA:") :])
-            uri, group = attrs.get("URI", "").strip('"'), attrs.get("GROUP-ID", "").strip('"')
-            if uri and group and attrs.get("TYPE") == "AUDIO":
-                peak, avg = _bit_rates(out / uri)
-                best_peak, best_avg = audio_rates.get(group, (0, 0))
-                audio_rates[group] = (max(best_peak, peak), max(best_avg, avg))
-                _finish_media_playlist(out / uri)
-
-    header = ["#EXTM3U", "#EXT-X-VERSION:7", "#EXT-X-INDEPENDENT-SEGMENTS"]
-    media = [line for line in lines if line.startswith("#EXT-X-MEDIA:")]
-    body: list[str] = []
-    variants: list[HlsVariant] = []
-    pending: dict[str, str] | None = None
-    for line in lines:
-        if line.startswith("#EXT-X-STREAM-INF:"):
-            pending = _attributes(line[len("#EXT-X-STREAM-INF:") :])
-        elif pending is not None and line and not line.startswith("#"):
-            peak, avg = _bit_rates(out / line)
-            group = pending.get("AUDIO", "").strip('"') or None
-            audio_peak, audio_avg = audio_rates.get(group or "", (0, 0))
-            attrs = {
-                "BANDWIDTH": str(peak + audio_peak),
-                "AVERAGE-BANDWIDTH": str(avg + audio_avg),
-            }
-            for key in ("RESOLUTION", "CODECS"):
-                if key in pending:
-                    attrs[key] = pending[key]
-            if frame_rate:
-                attrs["FRAME-RATE"] = f"{float(frame_rate):.3f}"
-            if group:
-                attrs["AUDIO"] = f'"{group}"'
-            body += ["#EXT-X-STREAM-INF:" + ",".join(f"{k}={v}" for k, v in attrs.items()), line]
-            variants.append(
-                HlsVariant(
-                    uri=line,
-                    bandwidth=peak + audio_peak,
-                    average_bandwidth=avg + audio_avg,
-                    resolution=pending.get("RESOLUTION"),
-                    codecs=pending.get("CODECS", "").strip('"') or None,
-                    audio_group=group,
-                )
-            )
-            _finish_media_playlist(out / line)
-            pending = None
-    master.write_text("\n".join([*header, *media, *body]) + "\n", encoding="utf-8")
-    return variants
 
 
 # --------------------------------------------------------------------------------------

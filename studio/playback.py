@@ -71,11 +71,17 @@ def playlist_rewrite(
     EXT-X-MEDIA, EXT-X-I-FRAME-STREAM-INF and the like) replaced: playlists by
     `playlist_url(path)`, anything else by `media_url(path)`; paths are package-relative."""
 
+    done: dict[str, str] = {}
+
     def replace(uri: str) -> str:
         if not uri or _is_absolute(uri):
             return uri
-        path = _resolve(playlist_path, uri)
-        return playlist_url(path) if path.endswith(".m3u8") else media_url(path)
+        # A byte-range playlist names one file per segment line: sign it once, so every range
+        # of it is fetched with the same URL (one cache entry in the browser and the CDN).
+        if uri not in done:
+            path = _resolve(playlist_path, uri)
+            done[uri] = playlist_url(path) if path.endswith(".m3u8") else media_url(path)
+        return done[uri]
 
     lines = []
     for line in text.splitlines():

@@ -22,6 +22,7 @@ import psutil
 import pytest
 
 from pipeline import ffmpeg as ff
+from pipeline import manifests
 from pipeline import packaging_cmds as pk
 from pipeline.chunking import Chunk, plan_chunks, planning_fps, segment_duration_s
 from tests.conftest import sample_path
@@ -658,27 +659,27 @@ def test_audio_starts_with_the_first_video_frame(clip, tmp_path):
 
 
 # --------------------------------------------------------------------------------------
-# packaging: DASH + HLS in one run, master playlist, poster, sprite
+# packaging: each rendition one fragmented file, HLS + DASH by byte range, poster, sprite
 # --------------------------------------------------------------------------------------
 
 
 @pytest.fixture(scope="module")
 def packaged(clip, tmp_path_factory) -> Path:
+    """Three video renditions (two H.264, one VP9) and one AAC, each written in its single-file
+    form as the assemble step does, then packaged as the package step does."""
     work = tmp_path_factory.mktemp("package")
     source = clip("package")
     video = ff.probe(source).video
     [whole] = plan_chunks(duration_s=video.duration_s, fps=video.fps, chunk_seconds=6, segment_seconds=2)
-    renditions = [
-        rendition(height=180, crf=28),
-        rendition(height=90, crf=30),
-        rendition("libvpx-vp9", crf=40),
-    ]
-    inputs = []
-    for rend in renditions:
-        [output] = encode_units(
-            source, [whole], rend, fps=video.fps, segment_seconds=2, out_dir=work, video=video
-        )
-        inputs.append((output, rend))
+    segment_s = segment_duration_s(fps=video.fps, segment_seconds=2)
+    renditions = {
+        "h264-180p": rendition(height=180, crf=28),
+        "h264-90p": rendition(height=90, crf=30),
+        "vp9-90p": rendition("libvpx-vp9", crf=40),
+    }
+    inputs = {}
+    for name, rend in renditions.items():
+        [inputs[name]] = encode_units(source, [whole], rend, fps=video.fps, segment_seconds=2, out_dir=work, video=video)
     audio = work / "audio.mp4"
     ff.run_ffmpeg(
         ff.build_audio_command(
@@ -687,20 +688,35 @@ def packaged(clip, tmp_path_factory) -> Path:
             rendition=ff.AudioRendition(name="aac", codec="aac", bitrate_kbps=64),
         )
     )
+    inputs["aac-64k"] = audio
     out_dir = work / "out"
     out_dir.mkdir()
-    ff.run_ffmpeg(
-        pk.package_command(
-            video_inputs=inputs,
-            audio_inputs=[audio],
-            out_dir=out_dir,
-            segment_seconds=segment_duration_s(fps=video.fps, segment_seconds=2),
-        )
+    layouts = []
+    for name, path in inputs.items():
+        single = work / name
+        single.mkdir()
+        stream = "0:a:0" if name.startswith("aac") else "0:v:0"
+        ff.run_ffmpeg(["-i", str(path), *pk.rendition_package_args(
+            out_dir=single, file_name=f"{name}.mp4", segment_seconds=segment_s, stream=stream)])  # fmt: skip
+        layouts.append((name, manifests.rendition_layout(out_dir=single, file_name=f"{name}.mp4")))
+        shutil.copy(single / f"{name}.mp4", out_dir / f"{name}.mp4")
+    variants = manifests.write_package(
+        out_dir=out_dir, renditions=layouts, duration_s=6.0, segment_s=segment_s, frame_rate=Fraction(25)
     )
+    assert [v.uri for v in variants] == ["h264-180p.m3u8", "h264-90p.m3u8", "vp9-90p.m3u8"]
     return out_dir
 
 
-def test_one_run_writes_dash_and_hls_over_the_same_segments(packaged):
+def _ffprobe(*args: str) -> str:
+    return subprocess.run(
+        [ff.FFPROBE, "-v", "error", *args], capture_output=True, text=True, check=True, timeout=60
+    ).stdout
+
+
+def test_each_rendition_is_one_file_that_hls_and_dash_address_by_byte_range(packaged):
+    # Nothing but the renditions' own files, the playlists and the manifest.
+    media = sorted(p.name for p in packaged.glob("*.mp4"))
+    assert media == ["aac-64k.mp4", "h264-180p.mp4", "h264-90p.mp4", "vp9-90p.mp4"]
     master = m3u8.load(str(packaged / pk.MASTER_NAME))
     assert master.is_variant
     assert [(p.stream_info.resolution, p.stream_info.codecs.split(",")[0][:4]) for p in master.playlists] == [
@@ -713,51 +729,58 @@ def test_one_run_writes_dash_and_hls_over_the_same_segments(packaged):
         assert playlist.stream_info.bandwidth > 0
         assert "mp4a.40.2" in playlist.stream_info.codecs
         assert playlist.stream_info.audio == audio_media.group_id
-    hls_segments = set()
     for uri in [p.uri for p in master.playlists] + [audio_media.uri]:
-        media = m3u8.load(str(packaged / uri))
-        assert media.is_endlist and media.segment_map[0].uri.startswith("init-")
-        assert all((packaged / s.uri).exists() for s in media.segments)
-        assert sum(s.duration for s in media.segments) == pytest.approx(6.0, abs=0.1)
-        hls_segments.update(s.uri for s in media.segments)
-    # The DASH manifest names the very files the HLS playlists list.
+        media_playlist = m3u8.load(str(packaged / uri))
+        file_name = uri.replace(".m3u8", ".mp4")
+        assert media_playlist.is_endlist and media_playlist.playlist_type == "vod"
+        assert media_playlist.segment_map[0].uri == file_name and media_playlist.segment_map[0].byterange.endswith("@0")
+        assert {s.uri for s in media_playlist.segments} == {file_name}
+        assert sum(s.duration for s in media_playlist.segments) == pytest.approx(6.0, abs=0.1)
+        # The byte ranges tile the file after its header: each one a moof + mdat fragment.
+        size = (packaged / file_name).stat().st_size
+        ranges = [tuple(map(int, s.byterange.split("@"))) for s in media_playlist.segments]
+        assert ranges[-1][1] + ranges[-1][0] == size
+        assert all(a[1] + a[0] == b[1] for a, b in zip(ranges, ranges[1:], strict=False))
+        boxes = {offset: kind for kind, offset, _ in manifests.top_level_boxes(packaged / file_name)}
+        assert all(boxes.get(offset) == "moof" for _, offset in ranges)
+    # Players read each media playlist on its own: ffprobe decodes every frame through one.
+    frames = _ffprobe("-count_frames", "-show_entries", "stream=nb_read_frames", "-of", "csv=p=0",
+                      str(packaged / "h264-180p.m3u8")).split()  # fmt: skip
+    assert set(frames) == {"150"}  # the stream, and again under its program
+    # DASH on-demand profile: one SegmentBase per representation, its index the file's sidx.
     mpd = (packaged / pk.MANIFEST_NAME).read_text()
-    assert "chunk-$RepresentationID$-$Number%05d$.m4s" in mpd
-    assert all(re.fullmatch(r"chunk-\d-\d{5}\.m4s", name) for name in hls_segments)
-    probed = subprocess.run(
-        [
-            ff.FFPROBE,
-            "-v",
-            "error",
-            "-show_entries",
-            "stream=codec_name,width,height",
-            "-of",
-            "csv=p=0",
-            str(packaged / pk.MANIFEST_NAME),
-        ],
-        capture_output=True,
-        text=True,
-        check=True,
-    ).stdout.split()
-    assert sorted(set(probed)) == ["aac", "h264,160,90", "h264,320,180", "vp9,160,90"]
+    assert "isoff-on-demand" in mpd and "<SegmentBase indexRange=" in mpd and "SegmentList" not in mpd
+    for match in re.finditer(r"<BaseURL>([^<]+)</BaseURL>\s*<SegmentBase indexRange=\"(\d+)-(\d+)\"", mpd):
+        boxes = {offset: (kind, size) for kind, offset, size in manifests.top_level_boxes(packaged / match[1])}
+        assert boxes[int(match[2])] == ("sidx", int(match[3]) - int(match[2]) + 1)
+    probed = _ffprobe("-show_entries", "stream=codec_name,width,height", "-of", "csv=p=0", str(packaged / pk.MANIFEST_NAME))
+    assert sorted(set(probed.split())) == ["aac", "h264,160,90", "h264,320,180", "vp9,160,90"]
 
 
-def test_master_playlist_is_rewritten_with_peak_bandwidth(packaged, tmp_path):
-    out = tmp_path / "copy"
-    shutil.copytree(packaged, out)
-    before = {p.uri: p.stream_info.bandwidth for p in m3u8.load(str(out / pk.MASTER_NAME)).playlists}
-    variants = pk.write_master_playlist(out_dir=out, frame_rate=Fraction(25))
-    pk.write_master_playlist(out_dir=out, frame_rate=Fraction(25))  # idempotent
-    master = m3u8.load(str(out / pk.MASTER_NAME))
-    assert [p.uri for p in master.playlists] == [v.uri for v in variants] == list(before)
+def test_master_playlist_declares_peak_bandwidth(packaged):
+    master = m3u8.load(str(packaged / pk.MASTER_NAME))
+    audio = m3u8.load(str(packaged / "aac-64k.m3u8"))
+    audio_peak = max(s.byterange and int(s.byterange.split("@")[0]) * 8 / s.duration for s in audio.segments)
     for playlist in master.playlists:
         info = playlist.stream_info
+        media = m3u8.load(str(packaged / playlist.uri))
+        rates = [int(s.byterange.split("@")[0]) * 8 / s.duration for s in media.segments]
+        # RFC 8216 4.3.4.2: BANDWIDTH is the peak segment rate (video plus its audio), not the mean.
+        assert info.bandwidth >= max(rates) + audio_peak - 2
         assert info.bandwidth >= info.average_bandwidth > 0
-        assert info.bandwidth >= before[playlist.uri]  # ffmpeg wrote the average
         assert info.resolution and info.codecs and info.audio and info.frame_rate == 25.0
-        media = m3u8.load(str(out / playlist.uri))
-        assert media.playlist_type == "vod" and not media.program_date_time
-    assert "#EXT-X-INDEPENDENT-SEGMENTS" in (out / pk.MASTER_NAME).read_text()
+    assert "#EXT-X-INDEPENDENT-SEGMENTS" in (packaged / pk.MASTER_NAME).read_text()
+
+
+def test_a_layout_needs_the_files_index(tmp_path, packaged):
+    # A plain (non-fragmented) MP4 has no sidx: packaging it by byte range is refused.
+    single = tmp_path / "single"
+    shutil.copytree(packaged, single)
+    plain = single / "h264-90p.mp4"
+    ff.run_ffmpeg(["-i", str(packaged / "h264-90p.mp4"), "-c", "copy", "-f", "mp4", str(plain)])
+    (single / pk.MASTER_NAME).write_text('#EXTM3U\n#EXT-X-STREAM-INF:BANDWIDTH=1\nh264-90p.m3u8\n')
+    with pytest.raises(manifests.LayoutError, match="no moov or sidx"):
+        manifests.rendition_layout(out_dir=single, file_name="h264-90p.mp4")
 
 
 def test_poster_is_one_frame_at_a_tenth_of_the_video(clip, tmp_path):

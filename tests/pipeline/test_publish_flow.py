@@ -337,7 +337,12 @@ def test_a_job_whose_rules_pass_is_packaged_straight_into_the_published_prefix(
     assert "job.publishing" not in types  # no promote step
     package = Artifact.objects.get(job=job, key=job.master_playlist_key)
     assert package.kind == Artifact.Kind.PUBLISHED
-    assert sorted(package.parents.values_list("kind", flat=True)) == ["audio", "rendition", "rendition"]
+    assert sorted(package.parents.values_list("kind", flat=True)) == ["rendition", "rendition", "rendition"]
+    # The audio rendition is the audio unit's output in its single-file form.
+    [audio] = [a for a in package.parents.all() if "/renditions/aac-" in a.key]
+    assert list(audio.parents.values_list("kind", flat=True)) == ["audio"]
+    # Each rendition is one file in the published package, which the playlists address by range.
+    assert {f"{prefix}/{name}.mp4" for name in job.renditions.values_list("name", flat=True)} <= published
 
 
 def test_a_job_cancelled_while_packaged_in_place_leaves_nothing_published(

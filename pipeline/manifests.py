@@ -1,0 +1,270 @@
+"""HLS and DASH manifests over single-file renditions, addressed by byte range.
+
+Each rendition is stored once, as one fragmented MP4 with one fragment per segment and a
+``sidx`` index at its head (written at assemble time by ffmpeg's DASH muxer in single-file
+mode, :func:`pipeline.packaging_cmds.rendition_package_args`). The package then needs no
+segment files of its own: HLS media playlists name byte ranges of that file
+(``EXT-X-BYTERANGE``, RFC 8216 4.3.2.2, and ``EXT-X-MAP`` with ``BYTERANGE`` for the
+initialization section), and the DASH manifest uses the on-demand profile (``SegmentBase``
+with the ``sidx`` as its index). So packaging a job writes a few small text files and copies
+one object per rendition, where a segment per file meant ~100 uploads for a minute of video.
+
+ffmpeg's own single-file DASH manifest lists every segment in a ``SegmentList``; ffmpeg 5.1's
+DASH demuxer reads wrong byte ranges from it (ffprobe hangs, "Invalid NAL unit size"), while it
+reads a ``SegmentBase`` representation as one file. What ffmpeg knows best (codec strings,
+frame rate, sample rate, channels) is taken from its per-rendition output by
+:func:`rendition_layout`; the rest is written here. No Django here.
+"""
+
+from __future__ import annotations
+
+import math
+import re
+import struct
+import xml.etree.ElementTree as ET  # noqa: S405 - parses ffmpeg's own output, never user input
+from collections.abc import Sequence
+from dataclasses import dataclass
+from fractions import Fraction
+from pathlib import Path
+
+MANIFEST_NAME = "manifest.mpd"
+MASTER_NAME = "master.m3u8"
+_MPD_NS = "urn:mpeg:dash:schema:mpd:2011"
+_CHANNELS_SCHEME = "urn:mpeg:dash:23003:3:audio_channel_configuration:2011"
+_ATTRIBUTE = re.compile(r'([A-Z0-9-]+)=("[^"]*"|[^,]*)')
+AUDIO_GROUP = "audio"
+
+
+class LayoutError(ValueError):
+    """ffmpeg's per-rendition output is not what packaging relies on."""
+
+
+@dataclass(frozen=True, slots=True)
+class HlsVariant:
+    """One #EXT-X-STREAM-INF entry as written by :func:`write_package`."""
+
+    uri: str
+    bandwidth: int
+    average_bandwidth: int
+    resolution: str | None
+    codecs: str | None
+    audio_group: str | None
+
+
+def top_level_boxes(path: str | Path) -> list[tuple[str, int, int]]:
+    """(type, offset, size) of each top-level ISO BMFF box of a file."""
+    boxes = []
+    with open(path, "rb") as f:
+        offset = 0
+        while header := f.read(8):
+            if len(header) < 8:
+                raise LayoutError(f"{path}: truncated box header at byte {offset}")
+            size, kind = struct.unpack(">I4s", header)
+            if size == 1:
+                size = struct.unpack(">Q", f.read(8))[0]
+            elif size == 0:
+                size = Path(path).stat().st_size - offset
+            if size < 8:
+                raise LayoutError(f"{path}: a box of {size} bytes at byte {offset}")
+            boxes.append((kind.decode("latin-1"), offset, size))
+            offset += size
+            f.seek(offset)
+    return boxes
+
+
+def _attributes(text: str) -> dict[str, str]:
+    return {key: value.strip('"') for key, value in _ATTRIBUTE.findall(text)}
+
+
+def rendition_layout(*, out_dir: str | Path, file_name: str) -> dict:
+    """Everything the package needs of one rendition, as JSON-able data, from what ffmpeg's DASH
+    muxer wrote in ``out_dir`` (the single file, its manifest, master and media playlists).
+
+    Raises LayoutError when the file lacks its ``sidx`` or a segment's byte range is off."""
+    out = Path(out_dir)
+    media = out / file_name
+    boxes = top_level_boxes(media)
+    kinds = [kind for kind, _, _ in boxes]
+    if "moov" not in kinds or "sidx" not in kinds:
+        raise LayoutError(f"{file_name}: no moov or sidx box ({' '.join(kinds[:6])})")
+    _, moov_at, moov_size = boxes[kinds.index("moov")]
+    _, sidx_at, sidx_size = boxes[kinds.index("sidx")]
+
+    root = ET.parse(out / MANIFEST_NAME).getroot()  # noqa: S314 - ffmpeg's own output
+    ns = {"d": _MPD_NS}
+    adaptation = root.find(".//d:AdaptationSet", ns)
+    representation = root.find(".//d:Representation", ns)
+    if adaptation is None or representation is None:
+        raise LayoutError(f"{file_name}: ffmpeg wrote no representation")
+    channels = representation.find("d:AudioChannelConfiguration", ns)
+
+    master = (out / MASTER_NAME).read_text(encoding="utf-8").splitlines()
+    stream_inf = next((_attributes(line.split(":", 1)[1]) for line in master if line.startswith("#EXT-X-STREAM-INF:")), {})
+    playlist = next((line.strip() for line in master if line.strip() and not line.startswith("#")), "")
+    segments, map_range, duration = [], None, None
+    for line in (out / playlist).read_text(encoding="utf-8").splitlines():
+        if line.startswith("#EXT-X-MAP:"):
+            length, _, start = _attributes(line.split(":", 1)[1]).get("BYTERANGE", "").partition("@")
+            map_range = [int(length), int(start or 0)]
+        elif line.startswith("#EXTINF:"):
+            duration = float(line[len("#EXTINF:") :].split(",", 1)[0])
+        elif line.startswith("#EXT-X-BYTERANGE:"):
+            length, _, start = line.split(":", 1)[1].partition("@")
+            segments.append([duration, int(length), int(start)])
+    size = media.stat().st_size
+    if not segments or map_range is None or any(d is None or d <= 0 for d, _, _ in segments):
+        raise LayoutError(f"{file_name}: ffmpeg's playlist has no byte-range segments")
+    if segments[0][2] != sidx_at + sidx_size or sum(n for _, n, _ in segments) != size - segments[0][2]:
+        raise LayoutError(f"{file_name}: the playlist's byte ranges do not cover the file's fragments")
+    return {
+        "file": file_name,
+        "content_type": adaptation.get("contentType") or representation.get("mimeType", "").split("/")[0],
+        "mime": representation.get("mimeType"),
+        "codecs": representation.get("codecs") or stream_inf.get("CODECS"),
+        "width": int(representation.get("width") or 0) or None,
+        "height": int(representation.get("height") or 0) or None,
+        "sar": representation.get("sar"),
+        "par": adaptation.get("par"),
+        "frame_rate": adaptation.get("frameRate") or representation.get("frameRate"),
+        "sampling_rate": representation.get("audioSamplingRate"),
+        "channels": channels.get("value") if channels is not None else None,
+        "init": [0, moov_at + moov_size - 1],
+        "index": [sidx_at, sidx_at + sidx_size - 1],
+        "map": map_range,
+        "segments": segments,
+        "size": size,
+    }
+
+
+def bit_rates(layout: dict) -> tuple[int, int]:
+    """(peak, average) bits per second over a rendition's segments."""
+    peak = max(n * 8 / d for d, n, _ in layout["segments"])
+    average = sum(n for _, n, _ in layout["segments"]) * 8 / sum(d for d, _, _ in layout["segments"])
+    return math.ceil(peak), math.ceil(average)
+
+
+def media_playlist(layout: dict, *, uri: str) -> str:
+    """A VOD media playlist naming byte ranges of ``uri`` (the rendition's single file)."""
+    target = max(1, max(math.floor(d + 0.5) for d, _, _ in layout["segments"]))
+    length, start = layout["map"]
+    lines = [
+        "#EXTM3U", "#EXT-X-VERSION:7", f"#EXT-X-TARGETDURATION:{target}", "#EXT-X-MEDIA-SEQUENCE:0",
+        "#EXT-X-PLAYLIST-TYPE:VOD", "#EXT-X-INDEPENDENT-SEGMENTS",
+        f'#EXT-X-MAP:URI="{uri}",BYTERANGE="{length}@{start}"',
+    ]  # fmt: skip
+    for duration, size, offset in layout["segments"]:
+        lines += [f"#EXTINF:{duration:.6f},", f"#EXT-X-BYTERANGE:{size}@{offset}", uri]
+    return "\n".join([*lines, "#EXT-X-ENDLIST"]) + "\n"
+
+
+def _iso_duration(seconds: float) -> str:
+    return f"PT{seconds:.3f}S"
+
+
+def _representation(parent: ET.Element, name: str, layout: dict, bandwidth: int) -> None:
+    attrs = {"id": name, "mimeType": layout["mime"], "codecs": layout["codecs"], "bandwidth": str(bandwidth)}
+    if layout["content_type"] == "video":
+        attrs |= {"width": str(layout["width"]), "height": str(layout["height"]), "sar": layout["sar"] or "1:1"}
+        if layout["frame_rate"]:
+            attrs["frameRate"] = layout["frame_rate"]
+    elif layout["sampling_rate"]:
+        attrs["audioSamplingRate"] = layout["sampling_rate"]
+    element = ET.SubElement(parent, f"{{{_MPD_NS}}}Representation", {k: v for k, v in attrs.items() if v})
+    if layout["channels"]:
+        ET.SubElement(element, f"{{{_MPD_NS}}}AudioChannelConfiguration", {"schemeIdUri": _CHANNELS_SCHEME, "value": layout["channels"]})
+    ET.SubElement(element, f"{{{_MPD_NS}}}BaseURL").text = layout["file"]
+    base = ET.SubElement(element, f"{{{_MPD_NS}}}SegmentBase", {"indexRange": "{}-{}".format(*layout["index"])})
+    ET.SubElement(base, f"{{{_MPD_NS}}}Initialization", {"range": "{}-{}".format(*layout["init"])})
+
+
+def dash_manifest(renditions: Sequence[tuple[str, dict]], *, duration_s: float, segment_s: float) -> str:
+    """A static on-demand MPD over ``(name, layout)`` renditions: video in one adaptation set
+    per codec family and picture aspect (players switch within a set only), audio in one."""
+    ET.register_namespace("", _MPD_NS)
+    mpd = ET.Element(f"{{{_MPD_NS}}}MPD", {
+        "profiles": "urn:mpeg:dash:profile:isoff-on-demand:2011", "type": "static",
+        "mediaPresentationDuration": _iso_duration(duration_s), "minBufferTime": _iso_duration(2 * segment_s),
+        "maxSegmentDuration": _iso_duration(max(d for _, layout in renditions for d, _, _ in layout["segments"])),
+    })  # fmt: skip
+    period = ET.SubElement(mpd, f"{{{_MPD_NS}}}Period", {"id": "0", "start": "PT0S"})
+    sets: dict[tuple, list[tuple[str, dict]]] = {}
+    for name, layout in renditions:
+        if layout["content_type"] == "video":
+            key = ("video", layout["codecs"].split(".")[0], Fraction(layout["width"], layout["height"]))
+        else:
+            key = ("audio",)
+        sets.setdefault(key, []).append((name, layout))
+    for index, (key, members) in enumerate(sorted(sets.items(), key=lambda item: item[0][0] != "video")):
+        attrs = {
+            "id": str(index), "contentType": key[0], "segmentAlignment": "true", "subsegmentAlignment": "true",
+            "subsegmentStartsWithSAP": "1", "startWithSAP": "1",
+        }  # fmt: skip
+        if key[0] == "video":
+            attrs["maxWidth"] = str(max(layout["width"] for _, layout in members))
+            attrs["maxHeight"] = str(max(layout["height"] for _, layout in members))
+            if members[0][1]["par"]:
+                attrs["par"] = members[0][1]["par"]
+        else:
+            attrs["lang"] = "und"
+        adaptation = ET.SubElement(period, f"{{{_MPD_NS}}}AdaptationSet", attrs)
+        for name, layout in members:
+            _representation(adaptation, name, layout, bit_rates(layout)[0])
+    ET.indent(mpd)
+    return '<?xml version="1.0" encoding="utf-8"?>\n' + ET.tostring(mpd, encoding="unicode") + "\n"
+
+
+def write_package(
+    *,
+    out_dir: str | Path,
+    renditions: Sequence[tuple[str, dict]],
+    duration_s: float,
+    segment_s: float,
+    frame_rate: Fraction | None = None,
+) -> list[HlsVariant]:
+    """Write the HLS master and media playlists and the DASH manifest into ``out_dir`` for
+    ``(name, layout)`` renditions whose files sit beside them under ``layout["file"]``.
+
+    Master: BANDWIDTH is the peak segment rate of the video plus the peak of its audio group
+    (RFC 8216 4.3.4.2: players that trust an average stall on busy scenes), AVERAGE-BANDWIDTH
+    the mean, CODECS lists the audio codecs of the group too, and every segment starts with
+    an IDR (#EXT-X-INDEPENDENT-SEGMENTS). Videos are listed tallest first."""
+    out = Path(out_dir)
+    videos = sorted(
+        ((n, lay) for n, lay in renditions if lay["content_type"] == "video"), key=lambda item: -(item[1]["height"] or 0)
+    )
+    audios = [(n, lay) for n, lay in renditions if lay["content_type"] != "video"]
+    if not videos:
+        raise LayoutError("packaging needs at least one video rendition")
+    for name, layout in renditions:
+        (out / f"{name}.m3u8").write_text(media_playlist(layout, uri=layout["file"]), encoding="utf-8")
+
+    lines = ["#EXTM3U", "#EXT-X-VERSION:7", "#EXT-X-INDEPENDENT-SEGMENTS"]
+    audio_peak = audio_average = 0
+    for position, (name, layout) in enumerate(audios):
+        peak, average = bit_rates(layout)
+        audio_peak, audio_average = max(audio_peak, peak), max(audio_average, average)
+        attrs = [
+            "TYPE=AUDIO", f'GROUP-ID="{AUDIO_GROUP}"', f'NAME="{name}"', f"DEFAULT={'YES' if position == 0 else 'NO'}",
+            "AUTOSELECT=YES", *([f'CHANNELS="{layout["channels"]}"'] if layout["channels"] else []), f'URI="{name}.m3u8"',
+        ]  # fmt: skip
+        lines.append("#EXT-X-MEDIA:" + ",".join(attrs))
+    audio_codecs = list(dict.fromkeys(layout["codecs"] for _, layout in audios if layout["codecs"]))
+    variants = []
+    for name, layout in videos:
+        peak, average = bit_rates(layout)
+        codecs = ",".join([layout["codecs"], *audio_codecs])
+        resolution = f"{layout['width']}x{layout['height']}"
+        attrs = [f"BANDWIDTH={peak + audio_peak}", f"AVERAGE-BANDWIDTH={average + audio_average}",
+                 f"RESOLUTION={resolution}", f'CODECS="{codecs}"']  # fmt: skip
+        if frame_rate:
+            attrs.append(f"FRAME-RATE={float(frame_rate):.3f}")
+        if audios:
+            attrs.append(f'AUDIO="{AUDIO_GROUP}"')
+        lines += ["#EXT-X-STREAM-INF:" + ",".join(attrs), f"{name}.m3u8"]
+        variants.append(HlsVariant(
+            uri=f"{name}.m3u8", bandwidth=peak + audio_peak, average_bandwidth=average + audio_average,
+            resolution=resolution, codecs=codecs, audio_group=AUDIO_GROUP if audios else None,
+        ))  # fmt: skip
+    (out / MASTER_NAME).write_text("\n".join(lines) + "\n", encoding="utf-8")
+    (out / MANIFEST_NAME).write_text(dash_manifest([*videos, *audios], duration_s=duration_s, segment_s=segment_s), encoding="utf-8")
+    return variants
