@@ -29,6 +29,22 @@ def test_buckets_ensure_is_idempotent_and_sets_cors(s3):
     assert "ETag" in rules[0]["ExposeHeaders"]
 
 
+def test_buckets_ensure_warms_a_new_bucket_and_leaves_it_empty(s3):
+    puts = []
+
+    def seen(params, **_):
+        puts.append(params["Key"])
+
+    s3.meta.events.register("before-parameter-build.s3.PutObject", seen)
+    try:
+        s3_module.buckets_ensure(["reelflow-warmed"], s3=s3)
+        s3_module.buckets_ensure(["reelflow-warmed"], s3=s3)  # exists: no second write
+    finally:
+        s3.meta.events.unregister("before-parameter-build.s3.PutObject", seen)
+    assert puts == [s3_module.WARM_KEY]
+    assert s3.list_objects_v2(Bucket="reelflow-warmed").get("KeyCount") == 0
+
+
 def test_presigned_get_and_put_round_trip(s3):
     key = "tests/presign.bin"
     put = requests.put(s3_module.presign_put(settings.S3_BUCKET_INGEST, key), data=b"hello", timeout=5)
