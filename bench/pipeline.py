@@ -199,6 +199,29 @@ def timeline(job, t0_wall: float) -> str:
     return ", ".join(f"{name} {at:.1f}" for name, at in sorted(marks.items(), key=lambda kv: kv[1]))
 
 
+def worker_lanes(units, t0_wall: float, wall: float, width: int = 60) -> list[str]:
+    """Each worker's units on one line, drawn over the job's wall time (a letter per unit:
+    its rendition's first letter, ``h``/``a``), and the share of the lane they fill; what the
+    lanes leave blank is where a CPU waited on the pipeline."""
+    rows: dict[str, list] = {}
+    for unit in units:
+        if unit.started_at and unit.finished_at:
+            rows.setdefault(unit.worker or "?", []).append(unit)
+    lines = []
+    for _worker, lane in sorted(rows.items()):
+        cells = [" "] * width
+        busy = 0.0
+        for unit in lane:
+            start = unit.started_at.timestamp() - t0_wall
+            end = unit.finished_at.timestamp() - t0_wall
+            busy += end - start
+            mark = (unit.rendition.name.split("-")[-1][:1] or "?") if unit.chunk_id else "a"
+            for cell in range(int(start / wall * width), max(int(start / wall * width) + 1, int(end / wall * width))):
+                cells[min(cell, width - 1)] = mark
+        lines.append(f"|{''.join(cells)}| {len(lane)} units, busy {busy / wall:.0%}")
+    return lines
+
+
 def main() -> int:
     parser = argparse.ArgumentParser()
     parser.add_argument("--duration", type=int, default=60)
@@ -323,6 +346,8 @@ def main() -> int:
         print(f"    [{label}] timeline (s from object-created):", timeline(job, t0_wall), flush=True)
         units = list(Unit.objects.filter(job=job).select_related("rendition"))
         print(f"    [{label}] units by where their frames came from:", decoded_summary(job, units), flush=True)
+        for line in worker_lanes(units, t0_wall, wall):
+            print(f"    [{label}] lane {line}", flush=True)
         by_rendition: dict[str, float] = {}
         for unit in units:
             by_rendition[unit.rendition.name] = by_rendition.get(unit.rendition.name, 0) + (unit.cpu_s or 0)
