@@ -25,7 +25,7 @@ from console.models import QueueSample
 from core.models import Event
 from core.roles import Role
 from core.services import roles_sync
-from pipeline.ladders import CODEC_COST, ladders_sync
+from pipeline.ladders import AUDIO_COST_PER_S, CODEC_COST, ladders_sync
 from pipeline.models import (
     Asset,
     AssetState,
@@ -321,7 +321,7 @@ class _Builder:
             else:
                 frames = None
                 ffmpeg_s = duration / rng.uniform(150, 400)
-                cost = duration * 20_000
+                cost = duration * AUDIO_COST_PER_S
                 output_key = f"{prefix}/audio/{params['name']}.mp4"
                 command = (f"ffmpeg -hide_banner -nostdin -y -progress pipe:1 -i '{source_url}' -map 0:1 -vn -sn -dn "
                            f"-c:a {params['codec']} -b:a {params['bitrate_kbps']}k -ac {params['channels']} "

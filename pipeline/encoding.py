@@ -709,9 +709,11 @@ def _package_prefix(job: EncodeJob) -> str:
 
 def _picture_sources(job: EncodeJob) -> dict[str, Rendition]:
     """Which rendition each picture is cut from: the poster from the tallest video rung (at
-    most 720 lines of it), the thumbnail sprite from the smallest (cheapest to decode)."""
+    most 720 lines of it), the thumbnail sprite from the second smallest (cheap to decode, its
+    keyframes at most). Not the smallest: longest work first queues its units last, so its
+    assemble is the job's tail, and a sprite there would lengthen it."""
     videos = list(Rendition.objects.filter(job=job, kind=RenditionKind.VIDEO).order_by("-height", "pk"))
-    return {"poster.jpg": videos[0], "sprite.jpg": videos[-1]} if videos else {}
+    return {"poster.jpg": videos[0], "sprite.jpg": videos[-2 if len(videos) > 1 else -1]} if videos else {}
 
 
 def _picture_commands(job: EncodeJob, sources: dict[str, tuple[str, Rendition]], out: Path) -> list[list[str]]:

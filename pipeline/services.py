@@ -176,7 +176,7 @@ def _rendition_plan(job: EncodeJob, info) -> tuple[list[tuple[dict, int, int]], 
 @transaction.atomic
 def job_plan(*, job_id: int, info, chunks: list) -> EncodeJob | None:
     """PROBING -> ENCODING: store the probe, create chunks, renditions and units, queue units."""
-    from pipeline.ladders import CODEC_COST
+    from pipeline.ladders import AUDIO_COST_PER_S, CODEC_COST
 
     job = EncodeJob.objects.select_for_update().select_related("asset", "profile").get(pk=job_id)
     if job.state != JobState.PROBING:
@@ -216,7 +216,7 @@ def job_plan(*, job_id: int, info, chunks: list) -> EncodeJob | None:
         # Audio is encoded once for the whole file; its cost is small per second but long.
         units.append(
             Unit(
-                job=job, rendition=rendition, chunk=None, cost=info.duration * 20_000,
+                job=job, rendition=rendition, chunk=None, cost=info.duration * AUDIO_COST_PER_S,
                 output_key=unit_output_key(job, rendition, None),
             )
         )
@@ -823,7 +823,7 @@ def _job_replan(job: EncodeJob) -> dict[str, list[str]]:
     parameters changed is reset (its units get new keys and run again), a new rung is added
     with its units, a removed one is dropped. Unchanged renditions are not touched."""
     from pipeline.encoding import video_info_from_json
-    from pipeline.ladders import CODEC_COST
+    from pipeline.ladders import AUDIO_COST_PER_S, CODEC_COST
 
     probe = job.asset.probe or {}
     if not probe.get("video"):
@@ -864,7 +864,7 @@ def _job_replan(job: EncodeJob) -> dict[str, list[str]]:
             ]
             if kind == RenditionKind.VIDEO
             else [Unit(job=job, rendition=rendition, chunk=None, output_key=unit_output_key(job, rendition, None),
-                       cost=(job.asset.duration_s or 0) * 20_000)]
+                       cost=(job.asset.duration_s or 0) * AUDIO_COST_PER_S)]
         )
     return changes
 

@@ -20,7 +20,7 @@ from django.urls import reverse
 
 from core.models import Event
 from core.roles import Role
-from pipeline import rules_services, services
+from pipeline import encoding, rules_services, services
 from pipeline.models import (
     Artifact,
     Chunk,
@@ -214,6 +214,9 @@ def test_restart_of_a_failed_job_reencodes_only_the_failed_and_the_never_run_uni
     run_queue("ingest")  # planned, units queued, nothing encoded yet
     units = Unit.objects.filter(job_id=job_id)
     assert units.count() == 3 * 2 + 1  # 3 chunks × (240p, 360p) + audio
+    # The audio unit encodes as long as the job's chunks add up to; it runs first, before the
+    # fault below adds a chunk (the queue may put it anywhere).
+    encoding.unit_run(unit_id=units.get(chunk=None).pk, worker="test")
     # The fault: for one rung only, the last chunk planned a second longer than the source
     # gives (more than the few frames the encode pads); its encodes never validate and the
     # unit fails for good.

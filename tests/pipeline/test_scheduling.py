@@ -3,6 +3,7 @@ when another unit could run instead."""
 
 import heapq
 
+from pipeline.ladders import AUDIO_COST_PER_S
 from pipeline.scheduling import Work, queue_order
 
 RUNGS = {720: 1280, 480: 854, 360: 640, 240: 426}
@@ -16,7 +17,8 @@ def ladder(chunks: int, *, frames: int = 500) -> list[Work]:
         for chunk in range(chunks):
             key += 1
             work.append(Work(key=key, cost=width * height * frames, chunk=chunk, decode_cost=1280 * 720 * frames * 0.2))
-    work += [Work(key=key + 1, cost=1.2e6), Work(key=key + 2, cost=1.2e6)]
+    audio = 60 * AUDIO_COST_PER_S  # a 60 s source
+    work += [Work(key=key + 1, cost=audio), Work(key=key + 2, cost=audio)]
     return work
 
 
