@@ -292,10 +292,12 @@ def main() -> int:
     def reelflow(run: int, label: str, run_env: dict) -> dict | None:
         """(b) one upload through Reelflow with fresh workers; None if the job did not publish."""
         logs = [open(work / f"worker-{run}-{label}-{i}.log", "w") for i in range(args.workers)]  # noqa: SIM115
+        profile_dir = os.environ.get("BENCH_PROFILE_DIR")  # each worker's Python under cProfile
         workers = [
-            subprocess.Popen([PY, "manage.py", "rqworker", "assemble", "encode", "ingest", "quality", "default"],
+            subprocess.Popen([PY, *(["-m", "cProfile", "-o", f"{profile_dir}/worker-{run}-{i}.prof"] if profile_dir else []),
+                              "manage.py", "rqworker", "assemble", "encode", "ingest", "quality", "default"],
                              cwd=ROOT, env=run_env, stdout=log, stderr=subprocess.STDOUT)
-            for log in logs
+            for i, log in enumerate(logs)
         ]
         time.sleep(3)  # workers import Django and register; not part of a job's time
         cpu0 = workers_cpu(workers)
