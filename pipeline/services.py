@@ -213,7 +213,7 @@ def job_plan(*, job_id: int, info, chunks: list) -> EncodeJob | None:
         rendition = Rendition.objects.create(
             job=job, kind=RenditionKind.AUDIO, name=params["name"], params=params, units_total=1
         )
-        # Audio is encoded once for the whole file; its cost is small per second but long.
+        # Audio is encoded once for the whole file, priced per second (ladders.AUDIO_COST_PER_S).
         units.append(
             Unit(
                 job=job, rendition=rendition, chunk=None, cost=info.duration * AUDIO_COST_PER_S,
