@@ -200,9 +200,9 @@ def timeline(job, t0_wall: float) -> str:
 
 
 def worker_lanes(units, t0_wall: float, wall: float, width: int = 60) -> list[str]:
-    """Each worker's units on one line, drawn over the job's wall time (a letter per unit:
-    its rendition's first letter, ``h``/``a``), and the share of the lane they fill; what the
-    lanes leave blank is where a CPU waited on the pipeline."""
+    """Each worker's units on one line, drawn over the job's wall time (a video unit as the
+    first digit of its rung's name, ``7`` for h264-720p; an audio unit as ``a``), and the share
+    of the lane they fill; what the lanes leave blank is where a CPU waited on the pipeline."""
     rows: dict[str, list] = {}
     for unit in units:
         if unit.started_at and unit.finished_at:
@@ -216,7 +216,8 @@ def worker_lanes(units, t0_wall: float, wall: float, width: int = 60) -> list[st
             end = unit.finished_at.timestamp() - t0_wall
             busy += end - start
             mark = (unit.rendition.name.split("-")[-1][:1] or "?") if unit.chunk_id else "a"
-            for cell in range(int(start / wall * width), max(int(start / wall * width) + 1, int(end / wall * width))):
+            first = int(start / wall * width)
+            for cell in range(first, max(first + 1, int(end / wall * width))):
                 cells[min(cell, width - 1)] = mark
         lines.append(f"|{''.join(cells)}| {len(lane)} units, busy {busy / wall:.0%}")
     return lines
@@ -294,7 +295,7 @@ def main() -> int:
         logs = [open(work / f"worker-{run}-{label}-{i}.log", "w") for i in range(args.workers)]  # noqa: SIM115
         profile_dir = os.environ.get("BENCH_PROFILE_DIR")  # each worker's Python under cProfile
         workers = [
-            subprocess.Popen([PY, *(["-m", "cProfile", "-o", f"{profile_dir}/worker-{run}-{i}.prof"] if profile_dir else []),
+            subprocess.Popen([PY, *(["-m", "cProfile", "-o", f"{profile_dir}/worker-{run}-{label.replace(' ', '-')}-{i}.prof"] if profile_dir else []),
                               "manage.py", "rqworker", "assemble", "encode", "ingest", "quality", "default"],
                              cwd=ROOT, env=run_env, stdout=log, stderr=subprocess.STDOUT)
             for i, log in enumerate(logs)
