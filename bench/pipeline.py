@@ -46,6 +46,23 @@ def workers_cpu(workers: list[subprocess.Popen]) -> tuple[float, float]:
     return own, children
 
 
+def workers_ready(workers: list[subprocess.Popen], timeout: float) -> float:
+    """Seconds until every worker is registered with RQ and idle (its start-up and warm-up done)."""
+    import django_rq
+    from rq import Worker
+
+    started = time.monotonic()
+    pids = {w.pid for w in workers}
+    while time.monotonic() - started < timeout:
+        if any(w.poll() is not None for w in workers):
+            raise RuntimeError("a worker exited while starting (see its log)")
+        ready = [w for w in Worker.all(connection=django_rq.get_connection("default")) if w.pid in pids]
+        if len(ready) == len(workers) and all(w.get_state() == "idle" for w in ready):
+            return time.monotonic() - started
+        time.sleep(0.1)
+    raise RuntimeError(f"workers not idle within {timeout:g} s")
+
+
 def process_cpu(pid: int) -> float:
     """CPU seconds of one process (and its reaped children) so far."""
     import psutil
@@ -104,6 +121,8 @@ def lanes(job, source: Path, out: Path, lanes_n: int) -> tuple[float, float]:
                                          segment_seconds=job.segment_seconds, source=video, threads=encoder_thread_n, **extra)
 
     failures: list[BaseException] = []
+    by_rendition: dict[str, float] = {}
+    lock = threading.Lock()
 
     def lane() -> None:
         while not failures:
@@ -112,7 +131,13 @@ def lanes(job, source: Path, out: Path, lanes_n: int) -> tuple[float, float]:
             except queue.Empty:
                 return
             try:
-                subprocess.run(["ffmpeg", "-v", "error", "-y", *command(unit)], check=True)
+                proc = subprocess.Popen(["ffmpeg", "-v", "error", "-y", *command(unit)])
+                _, status, usage = os.wait4(proc.pid, 0)
+                proc.returncode = os.waitstatus_to_exitcode(status)
+                if proc.returncode:
+                    raise subprocess.CalledProcessError(proc.returncode, proc.args)
+                with lock:
+                    by_rendition[unit.rendition.name] = by_rendition.get(unit.rendition.name, 0) + usage.ru_utime + usage.ru_stime
             except BaseException as exc:  # the other lane must not wait for this chunk forever
                 failures.append(exc)
                 for event in written.values():
@@ -134,6 +159,7 @@ def lanes(job, source: Path, out: Path, lanes_n: int) -> tuple[float, float]:
         path.unlink()
     for path in out.glob("chunk-*.mkv"):
         path.unlink()
+    print("    (c) CPU-s by rendition: " + ", ".join(f"{k} {v:.1f}" for k, v in sorted(by_rendition.items())), flush=True)
     return wall, cpu
 
 
@@ -300,7 +326,9 @@ def main() -> int:
                              cwd=ROOT, env=run_env, stdout=log, stderr=subprocess.STDOUT)
             for i, log in enumerate(logs)
         ]
-        time.sleep(3)  # workers import Django and register; not part of a job's time
+        # Workers import Django, register and warm up: not part of a job's time.
+        ready_s = workers_ready(workers, timeout=60)
+        print(f"    [{label}] workers idle after {ready_s:.1f} s", flush=True)
         cpu0 = workers_cpu(workers)
         s3_cpu0 = process_cpu(server.process.pid)
         key = f"uploads/bench/{uuid.uuid4().hex[:8]}-source.mp4"
@@ -339,7 +367,7 @@ def main() -> int:
             print("   ", line.split("pipeline.encoding: ")[-1])
         for log in logs:
             for line in Path(log.name).read_text().splitlines():
-                if " packaged: ffmpeg " in line:
+                if " packaged: ffmpeg " in line or "assembled " in line:
                     print("   ", line.split("pipeline.encoding: ")[-1])
         for log in logs:
             log.close()

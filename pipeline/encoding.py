@@ -539,6 +539,12 @@ def _fail_on_permanent(step):
 @_alive_while_running(lambda kwargs: f"assemble-{kwargs['rendition_id']}")
 @_fail_on_permanent
 def rendition_assemble_run(*, rendition_id: int) -> None:
+    started = time.monotonic()
+    marks: dict[str, float] = {}
+
+    def mark(name: str) -> None:
+        marks[name] = time.monotonic() - started
+
     rendition = Rendition.objects.select_related("job__asset").get(pk=rendition_id)
     if rendition.state != RenditionState.ASSEMBLING or rendition.job.state != JobState.ENCODING:
         return
@@ -584,11 +590,14 @@ def rendition_assemble_run(*, rendition_id: int) -> None:
         output = Path(tmp) / "joined.mp4"
         packed = Path(tmp) / "package"
         packed.mkdir()
+        mark("start")
         ffmpeg.run_ffmpeg([
             *ffmpeg.concat_command(list_file=list_file, output_path=output),
             *packaging_cmds.rendition_package_args(out_dir=packed, file_name=file_name, segment_seconds=segment_s),
         ])  # fmt: skip
+        mark("join")
         facts = ffmpeg.video_facts(output)
+        mark("probe")
         frames, duration = facts.frames, facts.duration_s
         expected = planned_frames / fps
         if frames != planned_frames:
@@ -608,9 +617,12 @@ def rendition_assemble_run(*, rendition_id: int) -> None:
         video_kbps = facts.bitrate_kbps or round(os.path.getsize(output) * 8 / 1000 / duration)
         layout = _layout(packed, file_name)
         _check_layout_segments(layout, segment_s, name=rendition.name)
+        mark("layout")
         _pictures_from_assembled(job, rendition, output, Path(tmp))
+        mark("pictures")
         size = _upload(packed / file_name, key, metadata={"frames": frames})
         _upload_layout(key, layout)
+        mark("upload")
     services.artifact_record(
         job_id=job.pk, kind=Artifact.Kind.RENDITION, key=key, size=size, step=f"assemble:{rendition.name}",
         inputs={"units": [u.output_key for u in units], "ffmpeg": ffmpeg.ffmpeg_version()},
@@ -620,6 +632,8 @@ def rendition_assemble_run(*, rendition_id: int) -> None:
         rendition_id=rendition_id, output_key=key,
         stats={"frame_count": frames, "duration_s": duration, "bitrate_kbps": video_kbps},
     )
+    mark("ready")
+    logger.info("assembled %s: elapsed at each phase's end %s", rendition.name, {k: round(v * 1000) for k, v in marks.items()})
 
 
 def _layout(packed: Path, file_name: str) -> dict:

@@ -1317,9 +1317,11 @@ def build_unit_command(
     such a file instead of the source, re-timed onto the same 1/fps grid as :func:`chunk_input`
     gives, so the encoder sees the same frames with the same timestamps either way.
 
-    ``threads`` > 0 caps the encoder's threads (0: the encoder's own choice, one or more per
-    CPU). Where every CPU already runs a unit, frame threads only add overhead: one thread
-    each encodes the same ladder with less CPU (x264: 5 % less on 2 CPUs with 2 workers).
+    ``threads`` > 0 caps every stage's threads at the unit's share of the CPUs: the decoder's,
+    the filter graph's (scaling) and the encoder's (0: ffmpeg's own choice, one or more per
+    CPU each). Where every CPU already runs a unit, threads only add overhead: one thread
+    each encodes the same ladder with less CPU (x264: 5 % less on 2 CPUs with 2 workers; a
+    single-threaded decoder and scaler another 6-9 % of a 720p unit that decodes its chunk).
     """
     fps = Fraction(fps)
     gop = segment_frames(fps=fps, segment_seconds=segment_seconds)
@@ -1331,9 +1333,13 @@ def build_unit_command(
         "-frames:v", str(chunk.frame_count),
         "-f", "mp4", str(output_path),
     ]  # fmt: skip
+    # Global options first, then the decoder's (an input option).
+    capped = ["-filter_threads", str(threads), "-filter_complex_threads", str(threads)] if threads > 0 else []
+    decoder = ["-threads", str(threads)] if threads > 0 else []
     if cached_input is not None:
         grid = [f"settb=expr={fps.denominator}/{fps.numerator}", "setpts=N"]
         return [
+            *capped, *decoder,
             "-i", str(cached_input), "-map", "0:v:0", "-an", "-sn", "-dn",
             "-map_metadata", "-1", "-map_chapters", "-1",
             "-vf", ",".join([*grid, *scaling]), *tail,
@@ -1347,7 +1353,7 @@ def build_unit_command(
             f"[enc]{','.join(scaling)}[v]"
         )
         return [
-            *read.args, "-filter_complex", graph,
+            *capped, *decoder, *read.args, "-filter_complex", graph,
             "-map", "[v]", *common, *tail,
             "-map", "[raw]", *common, "-c:v", "rawvideo",
             "-frames:v", str(chunk.frame_count),
@@ -1357,7 +1363,7 @@ def build_unit_command(
             "-f", "matroska", "-write_crc32", "0", str(cache_output),
         ]  # fmt: skip
     return [
-        *read.args,
+        *capped, *decoder, *read.args,
         # The probed stream by absolute index: "0:v:0" could be cover art.
         "-map", f"0:{source.index}", *common,
         "-vf", ",".join([*read.filters, *scaling, read.pad]),

@@ -58,7 +58,7 @@ def test_the_setting_wins(redis_conn, fresh_count, settings):
     assert encoding._encoder_threads() == 3
 
 
-def test_the_encoder_runs_with_the_threads_given(tmp_path):
+def test_the_unit_runs_with_the_threads_given(tmp_path):
     """x264 writes its settings into the stream: the cap reached the encoder, and the unit has
     its planned frames either way."""
     source = tmp_path / "src.mp4"
@@ -72,7 +72,9 @@ def test_the_encoder_runs_with_the_threads_given(tmp_path):
             input_url=source, output_path=output, chunk=chunk, rendition=rendition, fps=video.fps,
             segment_seconds=1, source=video, threads=threads,
         )
-        assert ("-threads" in args) == (threads > 0)
+        # Decoder, filter graph and encoder alike: the unit's share of the CPUs, or ffmpeg's choice.
+        assert args.count("-threads") == (2 if threads > 0 else 0)
+        assert ("-filter_threads" in args) == ("-filter_complex_threads" in args) == (threads > 0)
         assert ff.run_ffmpeg(args).frames == ff.count_frames(output) == chunk.frame_count
         if expected:
             assert expected in output.read_bytes()
