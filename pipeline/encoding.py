@@ -563,7 +563,7 @@ def rendition_assemble_run(*, rendition_id: int) -> None:
             packed = Path(tmp)
             ffmpeg.run_ffmpeg(["-i", _media_url(unit.output_key), *packaging_cmds.rendition_package_args(
                 out_dir=packed, file_name=file_name, segment_seconds=segment_s, stream="0:a:0")])  # fmt: skip
-            durations = ffmpeg.stream_durations(packed / file_name)
+            facts = _fragment_facts(packed / file_name)
             layout = _layout(packed, file_name)
             _check_layout_segments(layout, segment_s, name=rendition.name)
             size = _upload(packed / file_name, key)
@@ -574,31 +574,33 @@ def rendition_assemble_run(*, rendition_id: int) -> None:
         )
         services.rendition_ready(
             rendition_id=rendition_id, output_key=key,
-            stats={"duration_s": durations.get("audio") or durations.get("format"),
-                   "bitrate_kbps": rendition.params.get("bitrate_kbps")},
+            stats={"duration_s": facts.duration_s, "bitrate_kbps": rendition.params.get("bitrate_kbps")},
         )  # fmt: skip
         return
 
     video = video_info_from_json(job.asset.probe["video"])
     fps = planned_fps(video)
     planned_frames = sum(u.chunk.frame_count for u in units)
+    pictures = [name for name, source in _picture_sources(job).items() if source.pk == rendition.pk]
     with tempfile.TemporaryDirectory(prefix="reelflow-asm-", dir=_work_dir()) as tmp:
         list_file = Path(tmp) / "units.txt"
         ffmpeg.write_concat_list(paths=[_media_url(u.output_key) for u in units], list_file=list_file)
-        # One read of the units, two outputs: a plain MP4 to check and cut pictures from, and
-        # the single fragmented file that is stored and packaged.
-        output = Path(tmp) / "joined.mp4"
+        # One read of the units: the single fragmented file that is stored and packaged, and
+        # beside it, when pictures are cut from this rendition, a plain MP4 to cut them from.
         packed = Path(tmp) / "package"
         packed.mkdir()
+        plain = Path(tmp) / "joined.mp4"
         mark("start")
         ffmpeg.run_ffmpeg([
-            *ffmpeg.concat_command(list_file=list_file, output_path=output),
+            *ffmpeg.concat_input_args(list_file=list_file),
             *packaging_cmds.rendition_package_args(out_dir=packed, file_name=file_name, segment_seconds=segment_s),
+            *(["-map", "0:v:0", "-c", "copy", "-map_metadata", "-1", "-f", "mp4", str(plain)] if pictures else []),
         ])  # fmt: skip
         mark("join")
-        facts = ffmpeg.video_facts(output)
+        # Checked is what is stored: the fragmented file's own boxes, read here.
+        facts = _fragment_facts(packed / file_name)
         mark("probe")
-        frames, duration = facts.frames, facts.duration_s
+        frames, duration = facts.samples, facts.duration_s
         expected = planned_frames / fps
         if frames != planned_frames:
             # Every unit was checked for its frame count when it was made, so a short join
@@ -608,17 +610,18 @@ def rendition_assemble_run(*, rendition_id: int) -> None:
                 f"joined {rendition.name} has {frames} frames, planned {planned_frames}: a unit could not be "
                 "read back from storage"
             )
-        if duration is None or abs(duration - float(expected)) > float(1 / fps) + 1e-6:
+        if abs(duration - float(expected)) > float(1 / fps) + 1e-6:
             raise ffmpeg.PermanentMediaError(
                 f"joined {rendition.name} lasts {duration} s, planned {float(expected):.3f} s (more than one frame off)"
             )
         # The stream's own rate (what maxrate bounds), not the file's: MP4 overhead is a large
         # share of a short, low-rate rung.
-        video_kbps = facts.bitrate_kbps or round(os.path.getsize(output) * 8 / 1000 / duration)
+        video_kbps = facts.bitrate_kbps
         layout = _layout(packed, file_name)
         _check_layout_segments(layout, segment_s, name=rendition.name)
         mark("layout")
-        _pictures_from_assembled(job, rendition, output, Path(tmp))
+        if pictures:
+            _pictures_from_assembled(job, rendition, pictures, plain, Path(tmp))
         mark("pictures")
         size = _upload(packed / file_name, key, metadata={"frames": frames})
         _upload_layout(key, layout)
@@ -634,6 +637,13 @@ def rendition_assemble_run(*, rendition_id: int) -> None:
     )
     mark("ready")
     logger.info("assembled %s: elapsed at each phase's end %s", rendition.name, {k: round(v * 1000) for k, v in marks.items()})
+
+
+def _fragment_facts(path: Path) -> manifests.FragmentFacts:
+    try:
+        return manifests.fragment_facts(path)
+    except (manifests.LayoutError, OSError) as exc:
+        raise ffmpeg.PermanentMediaError(f"reading {path.name} back: {exc}") from exc
 
 
 def _layout(packed: Path, file_name: str) -> dict:
@@ -765,12 +775,9 @@ def _pictures_check(out: Path, names) -> None:
             raise ffmpeg.PermanentMediaError(f"packaging wrote no {name} (ffmpeg produced no frame for it)")
 
 
-def _pictures_from_assembled(job: EncodeJob, rendition: Rendition, joined: Path, workdir: Path) -> None:
-    """Cut the pictures this rendition is the source of from its joined file, still on disk,
-    into the package: while other units still encode, not in the job's tail."""
-    names = [name for name, source in _picture_sources(job).items() if source.pk == rendition.pk]
-    if not names:
-        return
+def _pictures_from_assembled(job: EncodeJob, rendition: Rendition, names: list[str], joined: Path, workdir: Path) -> None:
+    """Cut the named pictures from this rendition's joined file, still on disk, into the
+    package: while other units still encode, not in the job's tail."""
     out = workdir / "pictures"
     out.mkdir()
     _run_at_once(_picture_commands(job, {name: (str(joined), rendition) for name in names}, out))

@@ -1427,9 +1427,12 @@ def concat_command(*, list_file: str | os.PathLike[str], output_path: str | os.P
     for progressive playback. Units may be local files or http(s) URLs.
     """
     return [
-        "-f", "concat", "-safe", "0",
-        "-protocol_whitelist", "file,http,https,tcp,tls,crypto",
-        "-i", str(list_file),
+        *concat_input_args(list_file=list_file),
         "-map", "0", "-c", "copy", "-map_metadata", "-1",
         "-movflags", "+faststart", "-f", "mp4", str(output_path),
     ]  # fmt: skip
+
+
+def concat_input_args(*, list_file: str | os.PathLike[str]) -> list[str]:
+    """The input side of :func:`concat_command`: the units, in order, as one input."""
+    return ["-f", "concat", "-safe", "0", "-protocol_whitelist", "file,http,https,tcp,tls,crypto", "-i", str(list_file)]

@@ -783,6 +783,32 @@ def test_a_layout_needs_the_files_index(tmp_path, packaged):
         manifests.rendition_layout(out_dir=single, file_name="h264-90p.mp4")
 
 
+def test_a_stored_rendition_is_checked_from_its_own_boxes(tmp_path, packaged):
+    """The assemble step's frame count, duration and stream rate come from the fragmented
+    file's trun, sidx and mdat boxes: the same figures ffprobe gives for that stream."""
+    for name, kind in [("h264-180p", "v"), ("vp9-90p", "v"), ("aac-64k", "a")]:
+        path = packaged / f"{name}.mp4"
+        facts = manifests.fragment_facts(path)
+        packets = _ffprobe("-select_streams", f"{kind}:0", "-count_packets", "-show_entries",
+                           "stream=nb_read_packets", "-of", "csv=p=0", str(path))  # fmt: skip
+        assert facts.samples == int(packets) > 0
+        assert facts.duration_s == pytest.approx(6.0, abs=0.05)
+        plain = tmp_path / f"{name}-plain.mp4"
+        ff.run_ffmpeg(["-i", str(path), "-map", "0", "-c", "copy", "-f", "mp4", str(plain)])
+        rate = int(_ffprobe("-select_streams", f"{kind}:0", "-show_entries", "stream=bit_rate", "-of", "csv=p=0", str(plain)))
+        assert facts.bitrate_kbps == pytest.approx(rate / 1000, rel=0.02)
+    # A file cut short (an upload or disk that failed) is refused with a reason, not miscounted.
+    whole = (packaged / "h264-180p.mp4").read_bytes()
+    cut = tmp_path / "cut.mp4"
+    cut.write_bytes(whole[: len(whole) // 2])
+    with pytest.raises(manifests.LayoutError):
+        manifests.fragment_facts(cut)
+    plain = tmp_path / "no-index.mp4"
+    ff.run_ffmpeg(["-i", str(packaged / "h264-90p.mp4"), "-c", "copy", "-f", "mp4", str(plain)])
+    with pytest.raises(manifests.LayoutError, match="no sidx"):
+        manifests.fragment_facts(plain)
+
+
 def test_poster_is_one_frame_at_a_tenth_of_the_video(clip, tmp_path):
     video = ff.probe(clip("package")).video
     poster = tmp_path / "poster.jpg"
