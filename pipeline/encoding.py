@@ -860,9 +860,13 @@ def job_package_run(*, job_id: int) -> None:
         if prefix != staging:
             copies += [(f"{staging}/{name}", f"{prefix}/{name}") for name in pictures if name not in missing]
         with ThreadPoolExecutor(max_workers=PACKAGE_TRANSFERS) as pool:
-            # Each rendition's single file, by server-side copy: no byte of media passes here.
-            list(pool.map(copy, copies))
-            sizes = list(pool.map(upload, [p for p in files if p.name not in entry_points]))
+            # Each rendition's single file, by server-side copy (no byte of media passes here),
+            # alongside the small files.
+            copied = [pool.submit(copy, pair) for pair in copies]
+            uploaded = [pool.submit(upload, p) for p in files if p.name not in entry_points]
+            for done in copied:
+                done.result()
+            sizes = [done.result() for done in uploaded]
             # The playlists that name every other file go last: a package is never reachable
             # before all of it is stored.
             sizes += list(pool.map(upload, [p for p in files if p.name in entry_points]))

@@ -57,10 +57,12 @@ __all__ = [
     "chunk_input",
     "classify_failure",
     "concat_command",
+    "concat_input_args",
     "count_frames",
     "video_facts",
     "VideoFacts",
     "ffmpeg_version",
+    "warm_up",
     "ffprobe_version",
     "keyframe_indices",
     "probe",
@@ -987,6 +989,14 @@ def _cached_version(binary: str) -> str:
 def ffmpeg_version() -> str:
     """e.g. "5.1.9-0+deb12u1"; recorded in every artifact's lineage. Cached per binary."""
     return _cached_version(FFMPEG)
+
+
+def warm_up() -> None:
+    """Ask ffmpeg once, ahead of the first job, what jobs ask it (each answer is cached per
+    process): its version, for lineage records, and the codecs it decodes, for ingest's
+    checks. About 0.1 s each on a job's critical path otherwise."""
+    ffmpeg_version()
+    _decodable_codecs(FFMPEG)
 
 
 def ffprobe_version() -> str:

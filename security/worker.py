@@ -76,13 +76,13 @@ class RegisteringWorker(_Registering, SimpleWorker):
     def bootstrap(self, *args, **kwargs) -> None:
         super().bootstrap(*args, **kwargs)
         # Warm what every unit needs, so the first job does not pay for it (0.3-0.6 s measured):
-        # the S3 client, ffmpeg's version, the job module, the progress Redis connection.
+        # the S3 client, ffmpeg's version and codecs, the job module, the progress Redis connection.
         from core import s3
         from pipeline import encoding, ffmpeg, progress  # noqa: F401 - RQ would import encoding at the first unit
 
         try:
             s3.client()
-            ffmpeg.ffmpeg_version()
+            ffmpeg.warm_up()
             progress.redis_conn()
         except Exception as exc:  # noqa: BLE001 - a cold start only costs time; the job reports real errors
             logger.warning("worker %s: warm-up skipped: %s", self.name, exc)
