@@ -59,8 +59,6 @@ __all__ = [
     "concat_command",
     "concat_input_args",
     "count_frames",
-    "video_facts",
-    "VideoFacts",
     "ffmpeg_version",
     "warm_up",
     "ffprobe_version",
@@ -1029,34 +1027,6 @@ def count_frames(path: str | os.PathLike[str]) -> int:
     if not streams:
         raise PermanentMediaError(f"no video stream in {path}")
     return int(streams[0].get("nb_read_packets") or 0)
-
-
-@dataclass(frozen=True, slots=True)
-class VideoFacts:
-    """What assembling checks of a joined rendition, from one ffprobe run."""
-
-    frames: int
-    duration_s: float | None
-    bitrate_kbps: int | None
-
-
-def video_facts(path: str | os.PathLike[str]) -> VideoFacts:
-    """Frame count (packets, no decoding), duration and the stream's own bitrate of the first
-    video stream: :func:`count_frames`, the video entry of :func:`stream_durations` and
-    the stream's bitrate (its samples without the container: what an encoder's maxrate
-    bounds) in one process instead of three."""
-    data = _ffprobe_json(
-        ["-select_streams", "v:0", "-count_packets", "-show_entries", "stream=nb_read_packets,duration,bit_rate", str(path)]
-    )
-    streams = data.get("streams") or []
-    if not streams:
-        raise PermanentMediaError(f"no video stream in {path}")
-    rate = streams[0].get("bit_rate")
-    return VideoFacts(
-        frames=int(streams[0].get("nb_read_packets") or 0),
-        duration_s=_float(streams[0].get("duration")),
-        bitrate_kbps=round(int(rate) / 1000) if rate not in (None, "N/A") else None,
-    )
 
 
 def keyframe_indices(path: str | os.PathLike[str]) -> list[int]:
