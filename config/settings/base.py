@@ -165,8 +165,9 @@ REELFLOW_DECODED_CACHE_TTL_S = env.int("REELFLOW_DECODED_CACHE_TTL_S", default=1
 # A unit whose chunk another unit on the machine is decoding waits for it if that writer will be
 # done within this many seconds (0: never wait, decode again).
 REELFLOW_DECODED_CACHE_WAIT_S = env.float("REELFLOW_DECODED_CACHE_WAIT_S", default=30.0)
-# Encoder threads per unit. 0: the machine's CPUs shared among the encode workers running on it
-# (2 workers on 2 CPUs: one thread each; one worker on 16 CPUs: 16); N: N threads each.
+# Threads per unit (decoder, scaler and encoder alike). 0: the machine's CPUs shared among the
+# encode workers running on it (2 workers on 2 CPUs: one thread each; one worker on 16 CPUs: 16).
+# N: N threads each.
 REELFLOW_ENCODER_THREADS = env.int("REELFLOW_ENCODER_THREADS", default=0)
 
 # --- Quality measurement (pipeline.quality, docs/quality.md) --------------------------------
