@@ -46,6 +46,11 @@ def workers_cpu(workers: list[subprocess.Popen]) -> tuple[float, float]:
     return own, children
 
 
+def cpu_by_rendition(by_rendition: dict[str, float]) -> str:
+    """"aac-128k 1.6, h264-240p 4.7, ...": the same form for the pipeline's units and the bare ones."""
+    return ", ".join(f"{name} {cpu:.1f}" for name, cpu in sorted(by_rendition.items()))
+
+
 def workers_ready(workers: list[subprocess.Popen], timeout: float) -> float:
     """Seconds until every worker is registered with RQ and idle (its start-up and warm-up done)."""
     import django_rq
@@ -159,7 +164,7 @@ def lanes(job, source: Path, out: Path, lanes_n: int) -> tuple[float, float]:
         path.unlink()
     for path in out.glob("chunk-*.mkv"):
         path.unlink()
-    print("    (c) CPU-s by rendition: " + ", ".join(f"{k} {v:.1f}" for k, v in sorted(by_rendition.items())), flush=True)
+    print("    (c) CPU-s by rendition: " + cpu_by_rendition(by_rendition), flush=True)
     return wall, cpu
 
 
@@ -384,7 +389,7 @@ def main() -> int:
             by_rendition[unit.rendition.name] = by_rendition.get(unit.rendition.name, 0) + (unit.cpu_s or 0)
         unit_cpu = sum(by_rendition.values())
         print(f"    [{label}] CPU-s: workers' Python {own:.1f}, their ffmpeg/ffprobe {children:.1f} (units "
-              f"{unit_cpu:.1f}: " + ", ".join(f"{k} {v:.1f}" for k, v in sorted(by_rendition.items()))
+              f"{unit_cpu:.1f}: " + cpu_by_rendition(by_rendition)
               + f"; assemble, package and probes {children - unit_cpu:.1f}); beside them the S3 server {s3_cpu:.1f}",
               flush=True)
         # Time spent waiting for another unit's decoded frames is idle, not overhead: it is left out.
