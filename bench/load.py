@@ -254,6 +254,7 @@ def main() -> int:
         from core.services import user_create_with_role
         from pipeline import events
         from pipeline.models import EncodeJob, IngestEvent, JobState
+        from pipeline.queues import MEDIA as MEDIA_QUEUES
 
         s3.buckets_ensure([settings.S3_BUCKET_INGEST, settings.S3_BUCKET_MEDIA], cors_origins=[origin])
         publisher, _ = user_create_with_role(username="loadpub", role=Role.PUBLISHER)
@@ -279,7 +280,7 @@ def main() -> int:
         for index in range(2):
             log = (work / f"worker-{index}.log").open("wb")
             procs.append(subprocess.Popen(
-                ["nice", "-n", str(args.nice), PY, "manage.py", "rqworker", "assemble", "encode", "ingest",
+                ["nice", "-n", str(args.nice), PY, "manage.py", "rqworker", *MEDIA_QUEUES,
                  "default", "--with-scheduler"],
                 cwd=ROOT, env=env, stdout=log, stderr=subprocess.STDOUT,
             ))  # fmt: skip

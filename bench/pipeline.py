@@ -86,15 +86,9 @@ def lanes(job, source: Path, out: Path, lanes_n: int) -> tuple[float, float]:
     import threading
 
     from pipeline import ffmpeg
-    from pipeline.encoding import (
-        audio_rendition,
-        chunk_plan,
-        encoder_threads,
-        planned_fps,
-        video_info_from_json,
-        video_rendition,
-    )
+    from pipeline.media import audio_rendition, chunk_plan, planned_fps, video_info_from_json, video_rendition
     from pipeline.models import Unit
+    from pipeline.steps.units import encoder_threads
 
     video = video_info_from_json(job.asset.probe["video"])
     fps = planned_fps(video)
@@ -171,7 +165,7 @@ def lanes(job, source: Path, out: Path, lanes_n: int) -> tuple[float, float]:
 def baseline(source: Path, out: Path, rungs: list[tuple[dict, int, int]], audio: list[dict], gop: int) -> tuple[float, float]:
     """One ffmpeg: decode once, split, scale and encode every rung with the units' settings."""
     from pipeline import ffmpeg
-    from pipeline.encoding import video_rendition
+    from pipeline.media import video_rendition
 
     n = len(rungs)
     graph = f"[0:v]split={n}" + "".join(f"[s{i}]" for i in range(n)) + ";"
@@ -303,7 +297,8 @@ def main() -> int:
     from core.services import user_create_with_role
     from pipeline import chunking, events, ffmpeg
     from pipeline.models import IngestEvent, JobState, Profile, Unit
-    from pipeline.services import _rendition_plan
+    from pipeline.queues import MEDIA as MEDIA_QUEUES
+    from pipeline.services.planning import rendition_plan
 
     django_rq.get_connection("default").flushdb()
     call_command("migrate", verbosity=0)
@@ -327,7 +322,7 @@ def main() -> int:
         profile_dir = os.environ.get("BENCH_PROFILE_DIR")  # each worker's Python under cProfile
         workers = [
             subprocess.Popen([PY, *(["-m", "cProfile", "-o", f"{profile_dir}/worker-{run}-{label.replace(' ', '-')}-{i}.prof"] if profile_dir else []),
-                              "manage.py", "rqworker", "assemble", "encode", "ingest", "quality", "default"],
+                              "manage.py", "rqworker", *MEDIA_QUEUES, "default"],
                              cwd=ROOT, env=run_env, stdout=log, stderr=subprocess.STDOUT)
             for i, log in enumerate(logs)
         ]
@@ -369,11 +364,11 @@ def main() -> int:
             line for log in logs for line in Path(log.name).read_text().splitlines() if "ms total, ffmpeg" in line
         ]
         for line in phase_lines[:2]:
-            print("   ", line.split("pipeline.encoding: ")[-1])
+            print("   ", line.split(": ", 1)[-1])
         for log in logs:
             for line in Path(log.name).read_text().splitlines():
                 if " packaged: ffmpeg " in line or "assembled " in line:
-                    print("   ", line.split("pipeline.encoding: ")[-1])
+                    print("   ", line.split(": ", 1)[-1])
         for log in logs:
             log.close()
         if job.state != JobState.PUBLISHED:
@@ -403,7 +398,7 @@ def main() -> int:
     results = []
     try:
         # The ladder the job will plan (the same query job_plan makes), for the baseline.
-        rungs, audio = _rendition_plan(SimpleNamespace(profile=Profile.objects.get(slug=args.profile)), info)
+        rungs, audio = rendition_plan(SimpleNamespace(profile=Profile.objects.get(slug=args.profile)), info)
         for run in range(args.runs):
             # (a) one ffmpeg, same ladder: once before (b) and once after, so a drift in the
             # machine's speed (a shared VM) weighs on both sides alike.

@@ -36,7 +36,6 @@ PY = sys.executable
 
 from media_bench import children_cpu, make_source, stop_workers  # noqa: E402 - beside this script
 
-QUEUES = ["assemble", "encode", "ingest", "quality", "default"]
 BEFORE_PACKAGED = {"queued", "probing", "encoding", "packaging"}
 SETTLED = {"published", "held_for_review", "rejected"}  # where a job waits for no worker
 
@@ -71,13 +70,15 @@ def run_job(*, mode: str, source: Path, env: dict, args, work: Path, label: str)
     from django.conf import settings
 
     from core import s3
-    from pipeline import events, quality
+    from pipeline import events
     from pipeline.models import EncodeJob, IngestEvent, JobState, QualityTask, Rendition, Unit
+    from pipeline.quality.selectors import job_quality_state, rendition_scores
+    from pipeline.queues import MEDIA as MEDIA_QUEUES
 
     logs = [open(work / f"worker-{label}-{i}.log", "w") for i in range(args.workers)]  # noqa: SIM115
     worker_env = {**env, "REELFLOW_QC_MODE": mode}
     workers = [
-        subprocess.Popen([PY, "manage.py", "rqworker", *QUEUES], cwd=ROOT, env=worker_env, stdout=log,
+        subprocess.Popen([PY, "manage.py", "rqworker", *MEDIA_QUEUES, "default"], cwd=ROOT, env=worker_env, stdout=log,
                          stderr=subprocess.STDOUT)
         for log in logs
     ]  # fmt: skip
@@ -103,7 +104,7 @@ def run_job(*, mode: str, source: Path, env: dict, args, work: Path, label: str)
                 raise RuntimeError(f"job failed: {job.failure_reason}")
             if packaged is None and job.state not in BEFORE_PACKAGED:
                 packaged = now
-            if qc_done is None and mode != "off" and quality.job_quality_state(job) in ("done", "failed"):
+            if qc_done is None and mode != "off" and job_quality_state(job) in ("done", "failed"):
                 qc_done = now
             if settled is None and job.state in SETTLED:
                 settled = now
@@ -144,7 +145,7 @@ def run_job(*, mode: str, source: Path, env: dict, args, work: Path, label: str)
         "units": len(units),
         "tool": tasks[0].tool if tasks else "",
         "scores": {
-            r.name: {m: round(s["mean"], 2) for m, s in quality.rendition_scores(r).items()}
+            r.name: {m: round(s["mean"], 2) for m, s in rendition_scores(r).items()}
             for r in Rendition.objects.filter(job=job, kind="video").order_by("height")
         },
     }
@@ -193,13 +194,14 @@ def main() -> int:
     from core import s3
     from core.roles import Role
     from core.services import user_create_with_role
-    from pipeline import quality, quality_cmds
+    from pipeline.quality import metrics
+    from pipeline.quality.selectors import qc_binary
 
     django_rq.get_connection("default").flushdb()
     call_command("migrate", verbosity=0)
     s3.buckets_ensure([settings.S3_BUCKET_INGEST, settings.S3_BUCKET_MEDIA, settings.S3_BUCKET_BACKUP])
     user_create_with_role(username="bench", role=Role.PUBLISHER)
-    tool = quality_cmds.qc_tool(quality.qc_binary())
+    tool = metrics.qc_tool(qc_binary())
     print(f"measuring with {tool.label}", flush=True)
 
     source = work / "source.mp4"

@@ -215,6 +215,7 @@ def encode_latency(seconds: int, publisher, receiver: Receiver, env: dict, work:
         Profile,
         VideoRenditionSpec,
     )
+    from pipeline.queues import MEDIA as MEDIA_QUEUES
     from webhooks.models import Delivery
 
     ladders_sync(Profile, VideoRenditionSpec, AudioRenditionSpec)
@@ -251,10 +252,7 @@ def encode_latency(seconds: int, publisher, receiver: Receiver, env: dict, work:
         str(clip), settings.S3_BUCKET_INGEST, key, ExtraArgs={"Metadata": {"profile": "fast"}}
     )
     queues = [
-        "assemble",
-        "encode",
-        "ingest",
-        *(["quality"] if "quality" in settings.RQ_QUEUE_NAMES else []),
+        *MEDIA_QUEUES,
         "backup",
         "security",
         "default",

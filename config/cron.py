@@ -6,13 +6,14 @@ from rq import cron
 from backups import jobs as backup_jobs
 from console import jobs as console_jobs
 from pipeline import jobs as pipeline_jobs
+from pipeline.quality import jobs as quality_jobs
 from security import jobs as security_jobs
 from studio import jobs as studio_jobs
 from webhooks import jobs as webhook_jobs
 
 # Put back what Redis forgot or dead workers dropped (the database is the truth).
 cron.register(pipeline_jobs.reconcile, "default", interval=10, job_timeout=120, name="pipeline-reconcile")
-cron.register(pipeline_jobs.quality_reconcile, "default", interval=30, job_timeout=120, name="pipeline-quality-reconcile")
+cron.register(quality_jobs.quality_reconcile, "default", interval=30, job_timeout=120, name="pipeline-quality-reconcile")
 # Start jobs for uploads that no storage event announced.
 cron.register(pipeline_jobs.ingest_sweep, "default", interval=60, job_timeout=600, name="pipeline-ingest-sweep")
 # Backups: follow storage events, start due and event runs, resume runs whose process died.

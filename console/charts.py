@@ -18,8 +18,9 @@ PAD_TOP = 8
 PLOT_W = WIDTH - PAD_LEFT - 6
 PLOT_H = HEIGHT - PAD_BOTTOM - PAD_TOP
 QUEUE_COLOURS = {
-    "encode": "#2857d6", "assemble": "#1e8e3e", "ingest": "#b06000", "backup": "#8e24aa",
-    "security": "#c5221f", "default": "#5b6675",
+    "encode": "#2857d6", "assemble": "#1e8e3e", "package": "#0b7a75", "publish": "#5e35b1",
+    "ingest": "#b06000", "quality": "#ad1457", "backup": "#8e24aa", "security": "#c5221f", "webhooks": "#37474f",
+    "default": "#5b6675",
 }
 
 

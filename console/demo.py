@@ -329,7 +329,7 @@ class _Builder:
             wall_s = ffmpeg_s + rng.uniform(1.5, 6)
             worker = rng.choice(self.workers)
             unit = dict(id=unit_pk, job_id=job_pk, rendition_id=rid, chunk_id=chunk["pk"] if chunk else None, state=fate,
-                        cost=cost, output_key=output_key, rq_job_id=f"unit-{unit_pk}-{rng.getrandbits(32):08x}")
+                        cost=cost, output_key=output_key, rq_id=f"unit-{unit_pk}-{rng.getrandbits(32):08x}")
             if fate == UnitState.DONE:
                 end = planned_at + timedelta(seconds=wall_s + rng.uniform(0, max(1.0, window - wall_s)))
                 end = min(end, (finished or self.now) - timedelta(seconds=1))

@@ -117,7 +117,7 @@ class BulkActionForm(forms.Form):
 
 class RequeueForm(forms.Form):
     queue = forms.CharField(max_length=64)
-    rq_job_id = forms.CharField(max_length=128)
+    rq_id = forms.CharField(max_length=128)
 
 
 class ChartWindowForm(forms.Form):

@@ -12,9 +12,10 @@ from django.views.decorators.http import require_http_methods, require_POST
 
 from console.rules_forms import ReviewForm, RuleForm, RuleSetForm, VerifyForm
 from core.roles import VERIFIED_PUBLISHERS_GROUP, permission_required
-from pipeline import rules_services
-from pipeline import services as pipeline_services
 from pipeline.models import EncodeJob, JobState, Rule, RuleSet
+from pipeline.services import publishing as publishing_services
+from pipeline.services import rules as rules_services
+from pipeline.services.common import JobActionRefused
 
 OPS = "access_operations"
 
@@ -123,12 +124,12 @@ def job_review(request: HttpRequest, job_id: int) -> HttpResponse:
         messages.error(request, f"Nothing was decided: {errors}")
         return redirect(back)
     try:
-        job = pipeline_services.job_review(
+        job = publishing_services.job_review(
             job_id=job_id, decision=form.cleaned_data["decision"], reason=form.cleaned_data["reason"], actor=request.user
         )
     except EncodeJob.DoesNotExist as exc:
         raise Http404("No such job.") from exc
-    except pipeline_services.JobActionRefused as exc:
+    except JobActionRefused as exc:
         messages.error(request, str(exc))
         return redirect(back)
     if job.state == JobState.REJECTED:

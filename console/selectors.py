@@ -233,7 +233,7 @@ def job_units(*, job: EncodeJob, state: str = "") -> tuple[list[dict], list[dict
         units_qs.order_by("rendition__kind", "-rendition__height", "rendition__name", "chunk__index").values(
             "id", "rendition_id", "chunk__index", "chunk__start_s", "chunk__end_s", "state", "attempts", "worker",
             "started_at", "finished_at", "wall_s", "ffmpeg_s", "cpu_s", "frames", "command", "log_tail", "error",
-            "rq_job_id",
+            "rq_id",
         )
     )
     for u in units:
@@ -260,7 +260,7 @@ def job_actions(*, job: EncodeJob, unit_counts: dict[str, int]) -> list[dict]:
     """Which operator actions apply to the job now, and why not when one does not. The page
     offers these; the pipeline's services decide again under lock when one is posted."""
     from console.services import JobAction
-    from pipeline.services import RESTARTABLE_STATES
+    from pipeline.services.actions import RESTARTABLE_STATES
 
     failed = unit_counts.get(UnitState.FAILED, 0)
     finished = job.state in JOB_FINAL_STATES
@@ -289,9 +289,9 @@ def subject_events(*, subject_type: str, subject_id: str | int, limit: int = 30)
 
 
 def _pipeline_step_job(rq_id: str) -> tuple[str, int] | None:
-    """("ingest"|"assemble"|"package", id) for the pipeline's deterministic RQ ids."""
+    """("ingest"|"assemble"|"package"|"publish", id) for the pipeline's deterministic RQ ids."""
     prefix, _, number = rq_id.partition("-")
-    if prefix in ("ingest", "assemble", "package") and number.isdigit():
+    if prefix in ("ingest", "assemble", "package", "publish") and number.isdigit():
         return prefix, int(number)
     return None
 
@@ -343,9 +343,9 @@ def workers_overview(*, now: datetime | None = None, conn=None) -> list[dict]:
     names = [w["name"] for w in workers]
     current_ids = [w["current_job"] for w in workers if w["current_job"]]
     current_units = {
-        u["rq_job_id"]: u
-        for u in Unit.objects.filter(rq_job_id__in=current_ids).values(
-            "id", "job_id", "rq_job_id", "state", "rendition__name", "chunk__index", "started_at"
+        u["rq_id"]: u
+        for u in Unit.objects.filter(rq_id__in=current_ids).values(
+            "id", "job_id", "rq_id", "state", "rendition__name", "chunk__index", "started_at"
         )
     } if current_ids else {}
     assemble_jobs = dict(

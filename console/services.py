@@ -19,8 +19,10 @@ from console.models import QueueSample
 from console.selectors import queues_now
 from core.services import event_record
 from pipeline import selectors as pipeline_selectors
-from pipeline import services as pipeline_services
 from pipeline.models import EncodeJob, JobState, Rendition, Unit
+from pipeline.services import actions as job_actions
+from pipeline.services.common import JobActionRefused
+from pipeline.services.jobs import job_cancel
 
 logger = logging.getLogger(__name__)
 
@@ -39,27 +41,27 @@ class ActionRefused(ValueError):
 
 
 def _retry(job_id: int, actor) -> str:
-    units = pipeline_services.job_retry_failed_units(job_id=job_id, actor=actor)
+    units = job_actions.job_retry_failed_units(job_id=job_id, actor=actor)
     return f"Job {job_id}: {len(units)} failed unit{'s' if len(units) != 1 else ''} queued again."
 
 
 def _restart(job_id: int, actor) -> str:
-    step = pipeline_services.job_restart(job_id=job_id, actor=actor)
+    step = job_actions.job_restart(job_id=job_id, actor=actor)
     return f"Job {job_id} restarted from its {step} step{pipeline_selectors.job_restart_note(job_id=job_id)}."
 
 
 def _cancel(job_id: int, actor) -> str:
     before = EncodeJob.objects.values_list("state", flat=True).get(pk=job_id)
-    job = pipeline_services.job_cancel(job_id=job_id, actor=actor)
+    job = job_cancel(job_id=job_id, actor=actor)
     if job.state != JobState.CANCELLED or before == JobState.CANCELLED:
-        raise pipeline_services.JobActionRefused(
+        raise JobActionRefused(
             f"Job {job_id} is {job.get_state_display().lower()} already: there is nothing to cancel."
         )
     return f"Job {job_id} cancelled; its running encodes are being stopped."
 
 
 def _priority(job_id: int, actor) -> str:
-    job = pipeline_services.job_priority_raise(job_id=job_id, actor=actor)
+    job = job_actions.job_priority_raise(job_id=job_id, actor=actor)
     return f"Job {job_id} now has priority {job.priority}; its waiting work moved to the front of the queue."
 
 
@@ -75,7 +77,7 @@ def job_action_apply(*, job_id: int, action: JobAction | str, actor) -> str:
         return _ACTIONS[JobAction(action)](job_id, actor)
     except EncodeJob.DoesNotExist as exc:
         raise ActionRefused(f"Job {job_id} does not exist.") from exc
-    except pipeline_services.JobActionRefused as exc:
+    except JobActionRefused as exc:
         raise ActionRefused(str(exc)) from exc
 
 
@@ -115,7 +117,7 @@ def _encode_job_of(rq_job: Job) -> int | None:
         return None
     arg = rq_job.args[0]
     name = func.rsplit(".", 1)[1]
-    if name in ("ingest", "package_job"):
+    if name in ("ingest", "package_job", "publish_job"):
         return int(arg)
     if name == "encode_unit":
         return Unit.objects.filter(pk=arg).values_list("job_id", flat=True).first()
@@ -124,7 +126,7 @@ def _encode_job_of(rq_job: Job) -> int | None:
     return None
 
 
-def failed_job_requeue(*, queue_name: str, rq_job_id: str, actor) -> str:
+def failed_job_requeue(*, queue_name: str, rq_id: str, actor) -> str:
     """Run a failed RQ job again; returns what happened, in words.
 
     A pipeline step that failed for good also failed its encode job, and the pipeline's steps
@@ -137,26 +139,26 @@ def failed_job_requeue(*, queue_name: str, rq_job_id: str, actor) -> str:
     queue = django_rq.get_queue(queue_name)
     registry = queue.failed_job_registry
     try:
-        rq_job = Job.fetch(rq_job_id, connection=queue.connection)
+        rq_job = Job.fetch(rq_id, connection=queue.connection)
     except NoSuchJobError as exc:
-        registry.remove(rq_job_id)
-        raise ActionRefused(f"RQ job {rq_job_id} no longer exists (it expired); it was taken off the list.") from exc
-    if registry.connection.zscore(registry.key, rq_job_id) is None:
-        raise ActionRefused(f"RQ job {rq_job_id} is not in the failed registry of {queue_name} any more.")
+        registry.remove(rq_id)
+        raise ActionRefused(f"RQ job {rq_id} no longer exists (it expired); it was taken off the list.") from exc
+    if registry.connection.zscore(registry.key, rq_id) is None:
+        raise ActionRefused(f"RQ job {rq_id} is not in the failed registry of {queue_name} any more.")
     encode_job_id = _encode_job_of(rq_job)
     payload = {"queue": queue_name, "func": rq_job.func_name}
     state = EncodeJob.objects.filter(pk=encode_job_id).values_list("state", flat=True).first() if encode_job_id else None
     if state in (JobState.FAILED, JobState.CANCELLED):
-        step = pipeline_services.job_restart(job_id=encode_job_id, actor=actor)
-        registry.remove(rq_job_id)
+        step = job_actions.job_restart(job_id=encode_job_id, actor=actor)
+        registry.remove(rq_id)
         with transaction.atomic():
-            event_record(type="rq.job_requeued", subject=("rq.job", rq_job_id), actor=actor,
+            event_record(type="rq.job_requeued", subject=("rq.job", rq_id), actor=actor,
                          payload={**payload, "job": encode_job_id, "restarted_from": step})
-        return f"Job {encode_job_id} restarted from its {step} step (the failed RQ job {rq_job_id} was one of its steps)."
-    registry.requeue(rq_job_id)
+        return f"Job {encode_job_id} restarted from its {step} step (the failed RQ job {rq_id} was one of its steps)."
+    registry.requeue(rq_id)
     with transaction.atomic():
-        event_record(type="rq.job_requeued", subject=("rq.job", rq_job_id), actor=actor, payload=payload)
-    return f"RQ job {rq_job_id} is back on the {queue_name} queue."
+        event_record(type="rq.job_requeued", subject=("rq.job", rq_id), actor=actor, payload=payload)
+    return f"RQ job {rq_id} is back on the {queue_name} queue."
 
 
 # --- Samples for the charts ---------------------------------------------------------------

@@ -172,7 +172,7 @@ def failed_requeue(request: HttpRequest) -> HttpResponse:
         return _back(request, reverse("console:workers"))
     try:
         messages.success(request, services.failed_job_requeue(
-            queue_name=form.cleaned_data["queue"], rq_job_id=form.cleaned_data["rq_job_id"], actor=request.user
+            queue_name=form.cleaned_data["queue"], rq_id=form.cleaned_data["rq_id"], actor=request.user
         ))
     except services.ActionRefused as exc:
         messages.error(request, str(exc))

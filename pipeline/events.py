@@ -16,7 +16,9 @@ from django.contrib.auth import get_user_model
 from django.db import IntegrityError, transaction
 
 from core import s3
+from pipeline.filer_events import parse_filer_event as parse
 from pipeline.models import IngestEvent
+from pipeline.services.jobs import job_create_for_upload
 
 logger = logging.getLogger(__name__)
 
@@ -73,8 +75,6 @@ def parse_s3_notification(document: dict) -> list[ObjectCreated]:
 
 def parse_filer_event(body) -> list[ObjectCreated]:
     """Objects created, from a SeaweedFS filer webhook body (see pipeline.filer_events)."""
-    from pipeline.filer_events import parse_filer_event as parse
-
     if not isinstance(body, dict) or "event_type" not in body and "message" not in body:
         raise EventRejected("not a filer event: expected 'event_type' and 'message'")
     return [
@@ -106,8 +106,6 @@ def object_created_receive(*, created: ObjectCreated, source: str) -> IngestEven
     ingest prefix, or one that no longer exists. Raises EventRejected for objects that can never
     be processed (unknown publisher).
     """
-    from pipeline.services import job_create_for_upload
-
     if created.bucket != settings.S3_BUCKET_INGEST or not created.key.startswith(UPLOAD_PREFIX):
         return None
     try:

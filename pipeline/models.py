@@ -244,7 +244,7 @@ class Unit(models.Model):
     # Relative cost (output pixels × frames × codec factor): units are queued costliest first.
     cost = models.FloatField(default=0)
     output_key = models.CharField(max_length=1024)
-    rq_job_id = models.CharField(max_length=64, blank=True)
+    rq_id = models.CharField(max_length=64, blank=True)
     worker = models.CharField(max_length=200, blank=True)
     started_at = models.DateTimeField(null=True, blank=True)
     finished_at = models.DateTimeField(null=True, blank=True)
@@ -262,7 +262,7 @@ class Unit(models.Model):
             models.Index(fields=["job", "state"]),
             models.Index(fields=["state", "started_at"]),
             models.Index(fields=["state", "finished_at"], name="unit_state_finished_idx"),
-            models.Index(fields=["rq_job_id"], name="unit_rq_job_idx"),
+            models.Index(fields=["rq_id"], name="unit_rq_idx"),
             models.Index(fields=["worker", "state"], name="unit_worker_state_idx"),
         ]
 
@@ -490,7 +490,7 @@ class QualityTask(models.Model):
     """One measurement: one chunk of one video rendition against the same frames of the source.
 
     `scores` maps each metric to {"mean", "p5", "min"} over the chunk's frames; `frame_scores`
-    keeps every frame's value (base64 of float32, pipeline.quality_cmds.frames_pack) so the
+    keeps every frame's value (base64 of float32, pipeline.quality.metrics.frames_pack) so the
     whole rendition's percentiles come from all its frames, not from per-chunk summaries.
     """
 
@@ -499,7 +499,7 @@ class QualityTask(models.Model):
     chunk = models.ForeignKey(Chunk, on_delete=models.CASCADE, related_name="quality_tasks")
     state = models.CharField(max_length=16, choices=QualityTaskState.choices, default=QualityTaskState.QUEUED)
     attempts = models.PositiveSmallIntegerField(default=0)
-    rq_job_id = models.CharField(max_length=64, blank=True)
+    rq_id = models.CharField(max_length=64, blank=True)
     worker = models.CharField(max_length=200, blank=True)
     scores = models.JSONField(default=dict, blank=True)
     frame_scores = models.JSONField(default=dict, blank=True)

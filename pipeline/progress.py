@@ -121,6 +121,10 @@ def cancel_flag_set(job_id: int) -> None:
     redis_conn().set(cancel_key(job_id), "1", ex=7 * 24 * 3600)
 
 
+def cancel_flag_clear(job_id: int) -> None:
+    redis_conn().delete(cancel_key(job_id))
+
+
 def cancel_flag_is_set(job_id: int) -> bool:
     return bool(redis_conn().exists(cancel_key(job_id)))
 

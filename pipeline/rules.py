@@ -19,6 +19,7 @@ from fractions import Fraction
 from django.db.models import Q
 
 from core.roles import VERIFIED_PUBLISHERS_GROUP
+from pipeline.media import planned_fps, video_info_from_json
 from pipeline.models import (
     Artifact,
     EncodeJob,
@@ -33,6 +34,7 @@ from pipeline.models import (
     Unit,
     UnitState,
 )
+from pipeline.quality.selectors import job_quality_state, rendition_scores
 
 DEFAULT_DURATION_TOLERANCE_FRAMES = 1.0
 DEFAULT_BITRATE_TOLERANCE_PCT = 5.0
@@ -137,8 +139,6 @@ def rule_validate(rule: Rule) -> None:
 
 
 def _fps(job: EncodeJob) -> Fraction:
-    from pipeline.encoding import planned_fps, video_info_from_json
-
     return planned_fps(video_info_from_json(job.asset.probe["video"]))
 
 
@@ -230,20 +230,12 @@ def _check_bitrate_cap(rule: Rule, job: EncodeJob, renditions: list[Rendition]) 
 
 
 def _scores(rendition: Rendition) -> dict:
-    try:
-        from pipeline import quality
-    except ImportError:  # quality measurement not installed
-        return {}
-    return quality.rendition_scores(rendition) or {}
+    return rendition_scores(rendition)
 
 
 def quality_state(job: EncodeJob) -> str:
-    """"off", "pending", "done" or "failed" (pipeline.quality); "off" if it is not installed."""
-    try:
-        from pipeline import quality
-    except ImportError:
-        return "off"
-    return quality.job_quality_state(job)
+    """"off", "pending", "done" or "failed" (pipeline.quality.selectors)."""
+    return job_quality_state(job)
 
 
 def _check_quality(rule: Rule, job: EncodeJob, renditions: list[Rendition]) -> tuple[bool, str, str]:

@@ -93,7 +93,9 @@ DEFAULT_AUTO_FIELD = "django.db.models.BigAutoField"
 # --- Redis: RQ queues, channel layer, cache ------------------------------------------------
 REDIS_URL = env.str("REDIS_URL", default="redis://127.0.0.1:6379/0")
 
-RQ_QUEUE_NAMES = ["ingest", "encode", "assemble", "quality", "backup", "security", "webhooks", "default"]
+RQ_QUEUE_NAMES = [
+    "ingest", "publish", "package", "assemble", "encode", "quality", "backup", "security", "webhooks", "default",
+]  # fmt: skip
 RQ_DEFAULT_TIMEOUT = env.int("RQ_DEFAULT_TIMEOUT", default=3600)
 RQ_QUEUES = {
     name: {"URL": REDIS_URL, "DEFAULT_TIMEOUT": RQ_DEFAULT_TIMEOUT} for name in RQ_QUEUE_NAMES

@@ -11,7 +11,7 @@ from django.utils.html import format_html, format_html_join
 from django.utils.safestring import SafeString, mark_safe
 
 from pipeline.models import QualityTaskState
-from pipeline.quality_selectors import job_quality_report
+from pipeline.quality.selectors import job_quality_report
 
 register = template.Library()
 

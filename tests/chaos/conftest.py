@@ -19,11 +19,12 @@ import pytest
 from django.conf import settings
 
 from pipeline.models import Artifact, EncodeJob, JobState, Rendition, RenditionKind, Unit, UnitState
+from pipeline.queues import MEDIA as MEDIA_QUEUES
 from pipeline.reconcile import reconcile_all
 from tests.conftest import ROOT, free_port, worker_env
 from tests.pipeline.conftest import ladders, publisher, upload  # noqa: F401
 
-WORKER_QUEUES = ("assemble", "encode", "ingest", "default")
+WORKER_QUEUES = (*MEDIA_QUEUES[:-1], "default")  # every media lane but quality
 
 
 class Workers:

@@ -13,8 +13,9 @@ from console.models import QueueSample
 from console.services import queue_samples_record
 from core.models import Event
 from core.roles import Role
-from pipeline import progress, services
+from pipeline import progress
 from pipeline.models import EncodeJob, JobState, Rendition, RenditionState, Unit, UnitState
+from pipeline.services.units import units_enqueue
 from tests.console.factories import job_with_units, outputs_store
 
 pytestmark = pytest.mark.django_db
@@ -53,8 +54,8 @@ def test_raise_priority_moves_the_jobs_queued_units_to_the_front(
     first = job_with_units(publisher, unit_states={"h264-240p": [Q, Q], "h264-360p": [Q, Q]})
     second = job_with_units(publisher, unit_states={"h264-240p": [D, Q], "h264-360p": [R, Q]})
     for job in (first, second):
-        services.units_enqueue(unit_ids=list(Unit.objects.filter(job=job, state=Q).order_by("-cost").values_list("pk", flat=True)))
-    old_ids = set(Unit.objects.filter(job=second, state=Q).values_list("rq_job_id", flat=True))
+        units_enqueue(unit_ids=list(Unit.objects.filter(job=job, state=Q).order_by("-cost").values_list("pk", flat=True)))
+    old_ids = set(Unit.objects.filter(job=second, state=Q).values_list("rq_id", flat=True))
 
     with django_capture_on_commit_callbacks(execute=True):
         response = act(ops_client, second, "priority")
@@ -62,7 +63,7 @@ def test_raise_priority_moves_the_jobs_queued_units_to_the_front(
     assert messages_of(response) == [f"Job {second.pk} now has priority 1; its waiting work moved to the front of the queue."]
     queue = django_rq.get_queue("encode")
     waiting = list(Unit.objects.filter(job=second, state=Q).order_by("-cost"))
-    assert queue.job_ids[: len(waiting)] == [u.rq_job_id for u in waiting], "costliest first, at the front"
+    assert queue.job_ids[: len(waiting)] == [u.rq_id for u in waiting], "costliest first, at the front"
     assert not old_ids & set(queue.job_ids), "the old RQ jobs left the queue"
     assert len(queue.job_ids) == 4 + 2
     second.refresh_from_db()
@@ -125,7 +126,7 @@ def test_restart_with_every_rendition_ready_only_packages(ops_client, publisher,
     job = job_with_units(publisher, state=JobState.FAILED, unit_states={"h264-240p": [D, D], "aac-96k": [D]},
                          rendition_states={"h264-240p": RenditionState.READY, "aac-96k": RenditionState.READY})
     outputs_store(job, s3)
-    queue = django_rq.get_queue("assemble")
+    queue = django_rq.get_queue("package")
     stale = queue.enqueue("os.getpid", job_id=f"package-{job.pk}")
     queue.remove(stale)
     queue.failed_job_registry.add(stale, ttl=600)
@@ -148,7 +149,7 @@ def test_retry_failed_units_requeues_them_first_then_what_the_failure_dropped(
     assert messages_of(response) == [f"Job {job.pk}: 1 failed unit queued again."]
     queue = django_rq.get_queue("encode")
     failed.refresh_from_db()
-    assert queue.job_ids[0] == failed.rq_job_id and failed.state == Q
+    assert queue.job_ids[0] == failed.rq_id and failed.state == Q
     assert queue.count == 3
     [event] = events(job, "job.units_retried")
     assert event.actor == operator and event.payload["failed_units"] == [failed.pk]
@@ -202,7 +203,7 @@ def test_actions_need_the_csrf_token(operator, publisher):
     client.force_login(operator)
     assert client.post(reverse("console:job_action", kwargs={"job_id": job.pk}), {"action": "cancel"}).status_code == 403
     assert client.post(reverse("console:jobs_bulk"), {"action": "cancel", "job": [job.pk]}).status_code == 403
-    assert client.post(reverse("console:failed_requeue"), {"queue": "default", "rq_job_id": "x"}).status_code == 403
+    assert client.post(reverse("console:failed_requeue"), {"queue": "default", "rq_id": "x"}).status_code == 403
     job.refresh_from_db()
     assert job.state == JobState.ENCODING
 
@@ -224,15 +225,15 @@ def test_requeue_from_the_failed_registry(ops_client, operator, redis_conn):
     [row] = page.context["failed"]["rows"]
     assert row["id"] == rq_job.id and "FileNotFoundError" in row["exc_last"]
 
-    response = ops_client.post(reverse("console:failed_requeue"), {"queue": "default", "rq_job_id": rq_job.id}, follow=True)
+    response = ops_client.post(reverse("console:failed_requeue"), {"queue": "default", "rq_id": rq_job.id}, follow=True)
     assert messages_of(response) == [f"RQ job {rq_job.id} is back on the default queue."]
     assert queue.job_ids == [rq_job.id] and queue.failed_job_registry.count == 0
     [event] = Event.objects.filter(type="rq.job_requeued")
     assert event.actor == operator and event.subject_id == rq_job.id
 
-    again = ops_client.post(reverse("console:failed_requeue"), {"queue": "default", "rq_job_id": rq_job.id}, follow=True)
+    again = ops_client.post(reverse("console:failed_requeue"), {"queue": "default", "rq_id": rq_job.id}, follow=True)
     assert "is not in the failed registry of default any more" in messages_of(again)[0]
-    nowhere = ops_client.post(reverse("console:failed_requeue"), {"queue": "nope", "rq_job_id": "x"}, follow=True)
+    nowhere = ops_client.post(reverse("console:failed_requeue"), {"queue": "nope", "rq_id": "x"}, follow=True)
     assert messages_of(nowhere) == ["There is no queue named 'nope'."]
 
 
@@ -243,19 +244,19 @@ def test_requeue_of_a_failed_pipeline_step_restarts_its_job(ops_client, publishe
     outputs_store(job, s3)
     unit = Unit.objects.get(job=job, state=F)
     encode = django_rq.get_queue("encode")
-    services.units_enqueue(unit_ids=[unit.pk])
+    units_enqueue(unit_ids=[unit.pk])
     unit.refresh_from_db()
-    encode.remove(unit.rq_job_id)
-    encode.failed_job_registry.add(encode.fetch_job(unit.rq_job_id), ttl=600)
+    encode.remove(unit.rq_id)
+    encode.failed_job_registry.add(encode.fetch_job(unit.rq_id), ttl=600)
     with django_capture_on_commit_callbacks(execute=True):
-        response = ops_client.post(reverse("console:failed_requeue"), {"queue": "encode", "rq_job_id": unit.rq_job_id},
+        response = ops_client.post(reverse("console:failed_requeue"), {"queue": "encode", "rq_id": unit.rq_id},
                                    follow=True)
     assert messages_of(response) == [
-        f"Job {job.pk} restarted from its encode step (the failed RQ job {unit.rq_job_id} was one of its steps)."]
+        f"Job {job.pk} restarted from its encode step (the failed RQ job {unit.rq_id} was one of its steps)."]
     job.refresh_from_db()
     unit.refresh_from_db()
     assert job.state == JobState.ENCODING and unit.state == Q
-    assert encode.job_ids == [unit.rq_job_id] and encode.failed_job_registry.count == 0
+    assert encode.job_ids == [unit.rq_id] and encode.failed_job_registry.count == 0
 
 
 def test_queue_samples_record_one_row_per_queue_and_forget_old_ones(redis_conn, settings):

@@ -8,8 +8,9 @@ import re
 import pytest
 
 from core.roles import Role
-from pipeline import services
 from pipeline.models import JobState, Unit, UnitState
+from pipeline.services.jobs import job_cancel, job_probe_start
+from pipeline.services.units import unit_finish, unit_start
 from tests.console.factories import job_with_units
 from tests.pipeline.conftest import ladders  # noqa: F401 - fixture
 from tests.studio.test_browser import chromium, static_root, web, web_server  # noqa: F401 - fixtures
@@ -45,12 +46,12 @@ def test_jobs_list_follows_state_changes_and_new_jobs_live(web, operator_page, m
     row = page.locator(f'tr[data-job="{running.pk}"]')
     assert row.locator('[data-role="state"]').inner_text() == "Encoding"
 
-    services.job_cancel(job_id=running.pk)
+    job_cancel(job_id=running.pk)
     row.locator('[data-role="state"]', has_text="Cancelled").wait_for()
     page.locator('[data-count="cancelled"]', has_text="1").wait_for()
 
     fresh = job_with_units(publisher, state=JobState.QUEUED)
-    services.job_probe_start(job_id=fresh.pk)  # its first state change announces it
+    job_probe_start(job_id=fresh.pk)  # its first state change announces it
     page.locator(f'tbody tr:first-child[data-job="{fresh.pk}"]').wait_for()
     assert "new job" in page.locator("#new-jobs").inner_text()
     page.locator('[data-count="total"]', has_text="2").wait_for()
@@ -74,9 +75,9 @@ def test_job_page_grid_recolours_as_units_run(web, operator_page, make_user, lad
     cell = page.locator(f'#grid td[data-unit="{unit.pk}"]')
     assert "unit-queued" in cell.get_attribute("class")
 
-    services.unit_start(unit_id=unit.pk, worker="w-test")
+    unit_start(unit_id=unit.pk, worker="w-test")
     page.wait_for_selector(f'#grid td.unit-running[data-unit="{unit.pk}"]')
-    services.unit_finish(unit_id=unit.pk, result={"wall_s": 1.0, "frames": 100, "command": "ffmpeg", "log_tail": ""})
+    unit_finish(unit_id=unit.pk, result={"wall_s": 1.0, "frames": 100, "command": "ffmpeg", "log_tail": ""})
     page.wait_for_selector(f'#grid td.unit-done[data-unit="{unit.pk}"]')
     assert page.locator(f'tr[data-unit-row="{unit.pk}"] [data-role="ustate"]').inner_text() == "done"
     assert page.locator("#changed").is_visible(), "the page offers a reload for the new details"

@@ -203,7 +203,7 @@ def test_workers_page_shows_each_worker_its_current_unit_counts_and_versions(ops
     worker = Worker([Queue("encode", connection=redis_conn)], connection=redis_conn, name="w-enc-1")
     worker.register_birth()
     worker.set_state("busy")
-    worker.set_current_job_id(unit.rq_job_id)
+    worker.set_current_job_id(unit.rq_id)
     Unit.objects.filter(pk__in=Unit.objects.filter(state=UnitState.DONE).values("pk")[:3]).update(worker="w-enc-1")
     idle = Worker([Queue("default", connection=redis_conn)], connection=redis_conn, name="w-default-1")
     idle.register_birth()

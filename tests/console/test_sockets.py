@@ -8,8 +8,9 @@ from django.test import Client
 
 from config.asgi import application
 from core.roles import Role
-from pipeline import progress, services
+from pipeline import progress
 from pipeline.models import JobState, UnitState
+from pipeline.services.jobs import job_cancel
 from tests.console.factories import job_with_units
 
 pytestmark = pytest.mark.django_db(transaction=True)
@@ -81,7 +82,7 @@ def test_jobs_socket_forwards_state_changes_and_renders_rows_with_counts(job, ma
         await comm.send_json_to({"action": "refresh", "ids": [job.pk, 999999], "query": "state=encoding"})
         rows = await comm.receive_json_from(timeout=5)
         # A real state change: the service commits, then publishes to the job's and the "jobs" groups.
-        await async_to_sync_free(services.job_cancel)(job_id=job.pk, actor=operator)
+        await async_to_sync_free(job_cancel)(job_id=job.pk, actor=operator)
         message = await comm.receive_json_from(timeout=5)
         await comm.send_json_to({"action": "refresh", "ids": [job.pk], "query": "state=encoding"})
         gone = await comm.receive_json_from(timeout=5)

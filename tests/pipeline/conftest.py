@@ -6,9 +6,10 @@ import pytest
 from django.conf import settings
 
 from core.roles import Role
+from pipeline.queues import MEDIA as MEDIA_QUEUES
 from tests.conftest import ROOT, worker_env
 
-ALL_QUEUES = ("assemble", "encode", "ingest", "quality", "webhooks", "default")
+ALL_QUEUES = (*MEDIA_QUEUES, "webhooks", "default")
 
 
 @pytest.fixture

@@ -276,22 +276,24 @@ def test_a_failing_cache_write_never_fails_the_unit(tmp_path, publisher, upload,
     """Fault: the decoded frames cannot be written (a directory squats on every part file's
     name). Each producing unit falls back to a plain encode at once: the job publishes, no
     unit needed a retry, and no worker took it for a full disk."""
-    from pipeline import encoding
+    from pipeline import media
     from pipeline.models import Artifact, EncodeJob, JobState, Unit
+    from pipeline.steps import ingest
+    from pipeline.steps import units as unit_step
     from tests.pipeline.test_pipeline_e2e import announce
 
     settings.REELFLOW_CHUNK_SECONDS = 2
     settings.REELFLOW_SEGMENT_SECONDS = 2
     clip = clips.make_clip(tmp_path / "clip.mp4", duration=4, width=640, height=360, fps=25, audio=False)
     job_id = announce(upload(clip, publisher, profile="fast")).job_id
-    encoding.job_ingest_run(job_id=job_id)  # probe and plan here; the units wait in the queue
+    ingest.job_ingest_run(job_id=job_id)  # probe and plan here; the units wait in the queue
     job = EncodeJob.objects.select_related("asset").get(pk=job_id)
-    video = encoding.video_info_from_json(job.asset.probe["video"])
-    fps = encoding.planned_fps(video)
+    video = media.video_info_from_json(job.asset.probe["video"])
+    fps = media.planned_fps(video)
     squatted = set()
     for unit in Unit.objects.filter(job=job, chunk__isnull=False).select_related("chunk", "job"):
         chunk = unit.chunk
-        entry, _ = encoding._decoded_entry(unit, job.asset, video, fps, chunk)
+        entry, _ = unit_step._decoded_entry(unit, job.asset, video, fps, chunk)
         entry.part_path.mkdir(parents=True, exist_ok=True)
         squatted.add(entry.part_path)
     assert len(squatted) == 2  # one per chunk

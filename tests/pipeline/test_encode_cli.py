@@ -6,6 +6,7 @@ import sys
 import pytest
 
 from pipeline.models import EncodeJob, JobState
+from pipeline.queues import MEDIA as MEDIA_QUEUES
 from tests.conftest import ROOT, worker_env
 from tests.pipeline.clips import make_clip, make_text
 
@@ -23,7 +24,7 @@ def encode(*args: str, timeout: float = 240) -> subprocess.CompletedProcess:
 @pytest.fixture
 def workers(rq_worker_process, publisher):
     for _ in range(2):
-        rq_worker_process("assemble", "encode", "ingest", "default")
+        rq_worker_process(*MEDIA_QUEUES[:-1], "default")
 
 
 def test_cli_encodes_and_prints_the_master_playlist(tmp_path, publisher, workers, s3):

@@ -6,9 +6,9 @@ import uuid
 import pytest
 from rq import Worker
 
-from pipeline import encoding
 from pipeline import ffmpeg as ff
 from pipeline.chunking import plan_chunks
+from pipeline.steps import units as unit_step
 from tests.pipeline import clips
 
 
@@ -17,12 +17,12 @@ from tests.pipeline import clips
     [(2, 2, 1), (2, 3, 1), (16, 2, 8), (2, 1, 2), (8, 0, 0)],
 )
 def test_cpus_are_shared_among_the_workers(cpus, workers, threads):
-    assert encoding.encoder_threads(cpus=cpus, workers=workers) == threads
+    assert unit_step.encoder_threads(cpus=cpus, workers=workers) == threads
 
 
 @pytest.fixture
 def fresh_count(monkeypatch):
-    monkeypatch.setattr(encoding, "_threads_cache", None)
+    monkeypatch.setattr(unit_step, "_threads_cache", None)
 
 
 def _register(conn, queues, *, hostname=None):
@@ -35,7 +35,7 @@ def _register(conn, queues, *, hostname=None):
 
 def test_the_encode_workers_of_this_host_are_counted(redis_conn, fresh_count, monkeypatch, settings):
     settings.REELFLOW_ENCODER_THREADS = 0
-    monkeypatch.setattr(encoding.os, "cpu_count", lambda: 4)
+    monkeypatch.setattr(unit_step.os, "cpu_count", lambda: 4)
     workers = [
         _register(redis_conn, ["encode", "assemble"]),
         _register(redis_conn, ["encode"]),
@@ -43,19 +43,19 @@ def test_the_encode_workers_of_this_host_are_counted(redis_conn, fresh_count, mo
         _register(redis_conn, ["encode"], hostname=f"elsewhere-{socket.gethostname()}"),  # another machine
     ]
     try:
-        assert encoding._encoder_threads() == 2  # 4 CPUs, 2 encode workers here
+        assert unit_step._encoder_threads() == 2  # 4 CPUs, 2 encode workers here
     finally:
         for worker in workers:
             worker.register_death()
 
 
 def test_no_registered_worker_leaves_the_choice_to_the_encoder(redis_conn, fresh_count):
-    assert encoding._encoder_threads() == 0
+    assert unit_step._encoder_threads() == 0
 
 
 def test_the_setting_wins(redis_conn, fresh_count, settings):
     settings.REELFLOW_ENCODER_THREADS = 3
-    assert encoding._encoder_threads() == 3
+    assert unit_step._encoder_threads() == 3
 
 
 def test_the_unit_runs_with_the_threads_given(tmp_path):

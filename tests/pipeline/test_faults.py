@@ -8,9 +8,9 @@ import time
 import psutil
 import pytest
 
-from pipeline import services
 from pipeline.models import EncodeJob, JobState, Unit, UnitState
 from pipeline.reconcile import reconcile_all
+from pipeline.services.jobs import job_cancel
 from tests.conftest import ROOT, wait_until, worker_env
 from tests.pipeline.clips import make_clip
 from tests.pipeline.conftest import ALL_QUEUES
@@ -96,7 +96,7 @@ def test_cancel_stops_running_ffmpeg_and_drops_queued_units(tmp_path, publisher,
                    timeout=120, interval=0.05, message="a running unit")
         pids = [p.pid for p in ffmpeg_children(worker)]
         cancelled_at = time.monotonic()
-        services.job_cancel(job_id=job_id)
+        job_cancel(job_id=job_id)
         wait_until(lambda: not any(psutil.pid_exists(pid) and psutil.Process(pid).status() != psutil.STATUS_ZOMBIE for pid in pids),
                    timeout=10, interval=0.05, message="ffmpeg to stop")
         stop_s = time.monotonic() - cancelled_at

@@ -20,7 +20,6 @@ from django.urls import reverse
 
 from core.models import Event
 from core.roles import Role
-from pipeline import encoding, rules_services, services
 from pipeline.models import (
     Artifact,
     Chunk,
@@ -35,6 +34,11 @@ from pipeline.models import (
     UnitState,
     VideoRenditionSpec,
 )
+from pipeline.services import rules as rules_services
+from pipeline.services.actions import job_restart
+from pipeline.services.jobs import job_cancel, job_fail
+from pipeline.services.packaging import job_packaged
+from pipeline.steps import units as unit_step
 from tests.conftest import ROOT, worker_env
 from tests.pipeline.clips import make_clip
 from tests.pipeline.test_pipeline_e2e import announce
@@ -198,7 +202,7 @@ def test_restart_after_verification_publishes_without_encoding_again(
     assert EncodeJob.objects.get(pk=job_id).state == JobState.HELD
     rules_services.publisher_verification_set(publisher=publisher, verified=True, actor=operator)
     mark = last_event_id()
-    assert services.job_restart(job_id=job_id, actor=operator) == "check"
+    assert job_restart(job_id=job_id, actor=operator) == "check"
     run_workers(1)
     job = EncodeJob.objects.get(pk=job_id)
     assert job.state == JobState.PUBLISHED
@@ -216,7 +220,7 @@ def test_restart_of_a_failed_job_reencodes_only_the_failed_and_the_never_run_uni
     assert units.count() == 3 * 2 + 1  # 3 chunks × (240p, 360p) + audio
     # The audio unit encodes as long as the job's chunks add up to; it runs first, before the
     # fault below adds a chunk (the queue may put it anywhere).
-    encoding.unit_run(unit_id=units.get(chunk=None).pk, worker="test")
+    unit_step.unit_run(unit_id=units.get(chunk=None).pk, worker="test")
     # The fault: for one rung only, the last chunk planned a second longer than the source
     # gives (more than the few frames the encode pads); its encodes never validate and the
     # unit fails for good.
@@ -238,7 +242,7 @@ def test_restart_of_a_failed_job_reencodes_only_the_failed_and_the_never_run_uni
     Unit.objects.filter(pk=victim.pk).update(chunk=victim.chunk_id)
     other.delete()
     mark = last_event_id()
-    assert services.job_restart(job_id=job_id, actor=operator) == "encode"
+    assert job_restart(job_id=job_id, actor=operator) == "encode"
     run_workers(1)
 
     job = EncodeJob.objects.get(pk=job_id)
@@ -265,7 +269,7 @@ def test_changing_a_rung_and_restarting_reencodes_only_that_rendition(
     rules_services.publisher_verification_set(publisher=publisher, verified=True, actor=operator)
     changed_units = sorted(Unit.objects.filter(job_id=job_id, rendition__name="h264-360p").values_list("pk", flat=True))
     mark = last_event_id()
-    assert services.job_restart(job_id=job_id, actor=operator) == "encode"
+    assert job_restart(job_id=job_id, actor=operator) == "encode"
     run_workers(2)
 
     job = EncodeJob.objects.get(pk=job_id)
@@ -295,9 +299,9 @@ def test_a_repackaged_job_cuts_missing_pictures_from_its_stored_renditions(
     pictures = [f"{job.output_prefix}/package/{name}" for name in ("poster.jpg", "sprite.jpg")]
     for key in pictures:
         s3.delete_object(Bucket=settings.S3_BUCKET_MEDIA, Key=key)
-    services.job_fail(job_id=job_id, reason="operator stopped it", actor=operator)
+    job_fail(job_id=job_id, reason="operator stopped it", actor=operator)
     mark = last_event_id()
-    assert services.job_restart(job_id=job_id, actor=operator) == "package"
+    assert job_restart(job_id=job_id, actor=operator) == "package"
     run_workers(1)
     assert EncodeJob.objects.get(pk=job_id).state == JobState.HELD  # still not verified
     for key in pictures:
@@ -351,7 +355,7 @@ def test_a_job_whose_rules_pass_is_packaged_straight_into_the_published_prefix(
 def test_a_job_cancelled_while_packaged_in_place_leaves_nothing_published(
     tmp_path, publisher, upload, run_workers, s3, small_chunks, operator, monkeypatch
 ):
-    from pipeline import encoding
+    from pipeline.steps import packaging
 
     clip = make_clip(tmp_path / "withdrawn.mp4", duration=4, width=320, height=240)
     job_id = announce(upload(clip, publisher, profile="fast")).job_id
@@ -362,14 +366,14 @@ def test_a_job_cancelled_while_packaged_in_place_leaves_nothing_published(
     for key in _keys(s3, job.published_prefix):
         s3.delete_object(Bucket=settings.S3_BUCKET_MEDIA, Key=key)
     EncodeJob.objects.filter(pk=job_id).update(state=JobState.PACKAGING)
-    packaged = services.job_packaged
+    packaged = job_packaged
 
     def cancelled_first(**kwargs):
         assert kwargs["in_place"] and _keys(s3, job.published_prefix), "written in place"
-        services.job_cancel(job_id=job_id, actor=operator)
+        job_cancel(job_id=job_id, actor=operator)
         return packaged(**kwargs)
 
-    monkeypatch.setattr(services, "job_packaged", cancelled_first)
-    encoding.job_package_run(job_id=job_id)
+    monkeypatch.setattr(packaging, "job_packaged", cancelled_first)
+    packaging.job_package_run(job_id=job_id)
     assert EncodeJob.objects.get(pk=job_id).state == JobState.CANCELLED
     assert _keys(s3, job.published_prefix) == []

@@ -12,8 +12,8 @@ from django.conf import settings
 from django.contrib.auth.models import Group
 
 from core.roles import VERIFIED_PUBLISHERS_GROUP, Role
-from pipeline import ffmpeg, rules, rules_services, services
-from pipeline.encoding import media_info_json
+from pipeline import ffmpeg, rules
+from pipeline.media import media_info_json
 from pipeline.models import (
     Artifact,
     Asset,
@@ -30,6 +30,9 @@ from pipeline.models import (
     Unit,
     UnitState,
 )
+from pipeline.services import rules as rules_services
+from pipeline.services.common import JobActionRefused
+from pipeline.services.publishing import job_quality_finished, job_review
 from tests.pipeline.clips import make_clip
 
 
@@ -240,7 +243,7 @@ def test_failing_rule_holds_the_job_naming_the_rule_and_value(job, redis_conn):
     rule_set = RuleSet.objects.create(name="strict", is_default=True)
     Rule.objects.create(rule_set=rule_set, kind=RuleKind.PUBLISHER_VERIFIED)
     Rule.objects.create(rule_set=rule_set, kind=RuleKind.RENDITIONS_VALID)
-    services.job_quality_finished(job_id=job.pk)
+    job_quality_finished(job_id=job.pk)
     job.refresh_from_db()
     assert job.state == JobState.HELD
     assert job.failure_reason == "Held for review: Publisher is verified: pat is not verified"
@@ -252,7 +255,7 @@ def test_failing_rule_holds_the_job_naming_the_rule_and_value(job, redis_conn):
 def test_all_rules_passing_moves_the_job_to_publishing(job, redis_conn):
     rule_set = RuleSet.objects.create(name="lenient", is_default=True)
     Rule.objects.create(rule_set=rule_set, kind=RuleKind.RENDITIONS_VALID)
-    services.job_quality_finished(job_id=job.pk)
+    job_quality_finished(job_id=job.pk)
     job.refresh_from_db()
     assert job.state == JobState.PUBLISHING
     assert job.evaluations.get().passed
@@ -260,12 +263,12 @@ def test_all_rules_passing_moves_the_job_to_publishing(job, redis_conn):
 
 def test_review_needs_a_reason_and_a_held_job(job, make_user, redis_conn):
     operator = make_user("olga", role=Role.OPERATIONS)
-    with pytest.raises(services.JobActionRefused, match="only a job held for review"):
-        services.job_review(job_id=job.pk, decision="approve", reason="looks fine", actor=operator)
+    with pytest.raises(JobActionRefused, match="only a job held for review"):
+        job_review(job_id=job.pk, decision="approve", reason="looks fine", actor=operator)
     EncodeJob.objects.filter(pk=job.pk).update(state=JobState.HELD)
-    with pytest.raises(services.JobActionRefused, match="Give a reason"):
-        services.job_review(job_id=job.pk, decision="approve", reason="  ", actor=operator)
-    services.job_review(job_id=job.pk, decision="reject", reason="logo missing", actor=operator)
+    with pytest.raises(JobActionRefused, match="Give a reason"):
+        job_review(job_id=job.pk, decision="approve", reason="  ", actor=operator)
+    job_review(job_id=job.pk, decision="reject", reason="logo missing", actor=operator)
     job.refresh_from_db()
     assert job.state == JobState.REJECTED and job.is_final
     assert job.reviews.get().reason == "logo missing"

@@ -15,7 +15,7 @@ def vmaf_ffmpeg() -> str:
     """The default measuring ffmpeg (imageio-ffmpeg's build), which must have libvmaf."""
     import imageio_ffmpeg
 
-    from pipeline.quality_cmds import qc_tool
+    from pipeline.quality.metrics import qc_tool
 
     binary = imageio_ffmpeg.get_ffmpeg_exe()
     assert qc_tool(binary).has_libvmaf, f"{binary} should be built with libvmaf"
@@ -25,7 +25,7 @@ def vmaf_ffmpeg() -> str:
 @pytest.fixture(scope="session")
 def plain_ffmpeg() -> str:
     """Debian's ffmpeg: no libvmaf, the PSNR + SSIM fallback."""
-    from pipeline.quality_cmds import qc_tool
+    from pipeline.quality.metrics import qc_tool
 
     assert shutil.which(DEBIAN_FFMPEG), "the pipeline's own ffmpeg is Debian's"
     assert not qc_tool(DEBIAN_FFMPEG).has_libvmaf

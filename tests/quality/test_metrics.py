@@ -6,8 +6,9 @@ from fractions import Fraction
 
 import pytest
 
-from pipeline import ffmpeg, quality_cmds
+from pipeline import ffmpeg
 from pipeline.chunking import Chunk
+from pipeline.quality import metrics
 from tests.pipeline.clips import make_clip
 
 FPS = Fraction(25)
@@ -26,27 +27,27 @@ CHUNK = Chunk(index=1, start_s=2.0, end_s=4.0, start_frame=50, frame_count=50)
     ],
 )
 def test_compare_size_is_the_display_size_capped_at_1080_lines(display, expected):
-    assert quality_cmds.compare_size(display_width=display[0], display_height=display[1]) == expected
+    assert metrics.compare_size(display_width=display[0], display_height=display[1]) == expected
 
 
 def test_summary_is_mean_fifth_percentile_and_minimum():
     values = [float(v) for v in range(100, 0, -1)]
-    summary = quality_cmds.summarize(values)
+    summary = metrics.summarize(values)
     assert summary["mean"] == pytest.approx(50.5)
     assert summary["p5"] == pytest.approx(5.95)  # linear between closest ranks (numpy's default)
     assert summary["min"] == 1.0
-    assert quality_cmds.summarize([42.0]) == {"mean": 42.0, "p5": 42.0, "min": 42.0}
+    assert metrics.summarize([42.0]) == {"mean": 42.0, "p5": 42.0, "min": 42.0}
 
 
 def test_per_frame_values_pack_to_four_bytes_a_frame():
     values = [93.12345, 0.0, 100.0, 41.5, 0.987654]
-    packed = quality_cmds.frames_pack(values)
+    packed = metrics.frames_pack(values)
     assert len(packed) <= 4 * len(values) * 4 / 3 + 4
-    assert quality_cmds.frames_unpack(packed) == pytest.approx(values, rel=1e-6)
+    assert metrics.frames_unpack(packed) == pytest.approx(values, rel=1e-6)
 
 
 def test_the_default_build_has_libvmaf_and_debians_does_not(vmaf_ffmpeg, plain_ffmpeg):
-    with_vmaf, without = quality_cmds.qc_tool(vmaf_ffmpeg), quality_cmds.qc_tool(plain_ffmpeg)
+    with_vmaf, without = metrics.qc_tool(vmaf_ffmpeg), metrics.qc_tool(plain_ffmpeg)
     assert with_vmaf.metrics == ("vmaf", "psnr", "ssim") and "libvmaf" in with_vmaf.label
     assert without.metrics == ("psnr", "ssim") and "no libvmaf" in without.label
     assert with_vmaf.version != without.version
@@ -54,10 +55,10 @@ def test_the_default_build_has_libvmaf_and_debians_does_not(vmaf_ffmpeg, plain_f
 
 def test_stats_files_parse_and_identical_frames_cap_at_60_db(tmp_path, plain_ffmpeg):
     clip = make_clip(tmp_path / "same.mp4", duration=1, width=160, height=120, audio=False)
-    tool = quality_cmds.qc_tool(plain_ffmpeg)
+    tool = metrics.qc_tool(plain_ffmpeg)
     video = ffmpeg.probe(str(clip)).video
     chunk = Chunk(index=0, start_s=0, end_s=1, start_frame=0, frame_count=25)
-    args = quality_cmds.measure_command(
+    args = metrics.measure_command(
         distorted_url=clip,
         source_url=clip,
         chunk=chunk,
@@ -68,22 +69,22 @@ def test_stats_files_parse_and_identical_frames_cap_at_60_db(tmp_path, plain_ffm
         log_dir=tmp_path,
     )
     ffmpeg.run_ffmpeg(args, binary=tool.binary)
-    assert "psnr_y:inf" in (tmp_path / quality_cmds.PSNR_LOG).read_text()
-    scores = quality_cmds.read_scores(tool=tool, log_dir=tmp_path, expected_frames=25)
-    assert scores.values["psnr"] == [quality_cmds.PSNR_MAX_DB] * 25
+    assert "psnr_y:inf" in (tmp_path / metrics.PSNR_LOG).read_text()
+    scores = metrics.read_scores(tool=tool, log_dir=tmp_path, expected_frames=25)
+    assert scores.values["psnr"] == [metrics.PSNR_MAX_DB] * 25
     assert scores.values["ssim"] == [1.0] * 25
     with pytest.raises(ffmpeg.PermanentMediaError, match="did not pair up"):
-        quality_cmds.read_scores(tool=tool, log_dir=tmp_path, expected_frames=24)
+        metrics.read_scores(tool=tool, log_dir=tmp_path, expected_frames=24)
 
 
 def test_unreadable_logs_are_permanent_errors(tmp_path):
     with pytest.raises(ffmpeg.PermanentMediaError):
-        quality_cmds.parse_vmaf_log('{"frames": [{"frameNum": 0, "metrics": {}}]}')
+        metrics.parse_vmaf_log('{"frames": [{"frameNum": 0, "metrics": {}}]}')
     with pytest.raises(ffmpeg.PermanentMediaError):
-        quality_cmds.parse_psnr_stats("n:1 mse_avg:1.0 psnr_avg:30.0\n")
-    tool = quality_cmds.QcTool(binary="ffmpeg", version="x", has_libvmaf=True)
+        metrics.parse_psnr_stats("n:1 mse_avg:1.0 psnr_avg:30.0\n")
+    tool = metrics.QcTool(binary="ffmpeg", version="x", has_libvmaf=True)
     with pytest.raises(ffmpeg.PermanentMediaError, match="without writing"):
-        quality_cmds.read_scores(tool=tool, log_dir=tmp_path, expected_frames=1)
+        metrics.read_scores(tool=tool, log_dir=tmp_path, expected_frames=1)
 
 
 @pytest.fixture(scope="module")
@@ -106,11 +107,11 @@ def encodes(tmp_path_factory):
 
 
 def measure(tmp_path, binary, source, video, distorted, *, chunk=CHUNK) -> dict:
-    tool = quality_cmds.qc_tool(binary)
+    tool = metrics.qc_tool(binary)
     logs = tmp_path / distorted.stem / str(chunk.start_frame)
     logs.mkdir(parents=True)
-    size = quality_cmds.compare_size(display_width=video.display_width, display_height=video.display_height)
-    args = quality_cmds.measure_command(
+    size = metrics.compare_size(display_width=video.display_width, display_height=video.display_height)
+    args = metrics.measure_command(
         distorted_url=distorted,
         source_url=source,
         chunk=chunk,
@@ -122,9 +123,9 @@ def measure(tmp_path, binary, source, video, distorted, *, chunk=CHUNK) -> dict:
         threads=2,
     )
     ffmpeg.run_ffmpeg(args, binary=tool.binary)
-    measured = quality_cmds.read_scores(tool=tool, log_dir=logs, expected_frames=chunk.frame_count)
+    measured = metrics.read_scores(tool=tool, log_dir=logs, expected_frames=chunk.frame_count)
     assert measured.frames == chunk.frame_count
-    return {metric: quality_cmds.summarize(values) for metric, values in measured.values.items()}
+    return {metric: metrics.summarize(values) for metric, values in measured.values.items()}
 
 
 @pytest.mark.parametrize("tool", ["vmaf_ffmpeg", "plain_ffmpeg"])

@@ -13,7 +13,6 @@ from django.urls import reverse
 
 from core.models import Event
 from core.roles import Role
-from pipeline import quality, quality_cmds
 from pipeline.models import (
     Artifact,
     EncodeJob,
@@ -23,6 +22,8 @@ from pipeline.models import (
     Rendition,
     RenditionQuality,
 )
+from pipeline.quality import metrics
+from pipeline.quality.selectors import job_quality_state, qc_binary, rendition_scores
 from tests.conftest import ROOT, wait_until, worker_env
 from tests.console.test_pages import MAX_QUERIES
 from tests.pipeline.clips import make_clip
@@ -84,24 +85,24 @@ def test_fast_ladder_job_measures_every_chunk_of_every_rendition_with_vmaf(
         assert task.frames == task.chunk.frame_count
         assert (task.compared_width, task.compared_height) == (854, 480)
         assert "libvmaf" in task.tool and task.attempts == 1 and task.cpu_s > 0
-        assert task.command.startswith(quality.qc_binary())
+        assert task.command.startswith(qc_binary())
 
-    assert quality.job_quality_state(job) == "done"
+    assert job_quality_state(job) == "done"
     for rendition in renditions:
-        scores = quality.rendition_scores(rendition)
+        scores = rendition_scores(rendition)
         assert set(scores) == {"vmaf", "psnr", "ssim"}
         assert all(set(s) == {"mean", "p5"} and s["p5"] <= s["mean"] for s in scores.values())
         # Whole-rendition figures come from every frame of every chunk, not from chunk summaries.
         own = [t for t in tasks if t.rendition_id == rendition.pk]
         frames = {m: [v for t in sorted(own, key=lambda t: t.chunk.index)
-                      for v in quality_cmds.frames_unpack(t.frame_scores[m])] for m in scores}  # fmt: skip
+                      for v in metrics.frames_unpack(t.frame_scores[m])] for m in scores}  # fmt: skip
         for metric, values in frames.items():
             assert len(values) == rendition.frame_count
-            expected = quality_cmds.summarize(values)
+            expected = metrics.summarize(values)
             assert scores[metric]["mean"] == pytest.approx(expected["mean"])
             assert scores[metric]["p5"] == pytest.approx(expected["p5"])
         assert RenditionQuality.objects.get(rendition=rendition).frames == rendition.frame_count
-    vmaf = [quality.rendition_scores(r)["vmaf"]["mean"] for r in renditions]
+    vmaf = [rendition_scores(r)["vmaf"]["mean"] for r in renditions]
     assert vmaf[0] < vmaf[-1], "the 240p rung, upscaled, scores below the 480p one"
 
     measured = Event.objects.filter(type="rendition.quality_measured", subject_id=str(job.pk))
@@ -158,8 +159,8 @@ def test_without_libvmaf_psnr_and_ssim_are_measured_and_labelled(
     assert tasks and all(t.state == QualityTaskState.DONE for t in tasks)
     assert all(set(t.scores) == {"psnr", "ssim"} and "no libvmaf" in t.tool for t in tasks)
     for rendition in videos(job):
-        assert set(quality.rendition_scores(rendition)) == {"psnr", "ssim"}
-    assert quality.job_quality_state(job) == "done"
+        assert set(rendition_scores(rendition)) == {"psnr", "ssim"}
+    assert job_quality_state(job) == "done"
     client.force_login(publisher)
     page = client.get(reverse("studio:asset", args=[job.asset_id])).content.decode()
     assert "PSNR-Y (dB) mean:" in page and "the measuring ffmpeg has no libvmaf" in page
@@ -185,8 +186,8 @@ def test_a_failing_measurement_marks_itself_failed_and_never_the_job(
             "a permanent error is not retried"
         )
         assert "not a media file, or its data is corrupt" in task.error
-    assert quality.job_quality_state(job) == "failed"
-    assert all(quality.rendition_scores(r) == {} for r in videos(job))
+    assert job_quality_state(job) == "failed"
+    assert all(rendition_scores(r) == {} for r in videos(job))
     assert Event.objects.filter(type="rendition.quality_failed", subject_id=str(job.pk)).exists()
     client.force_login(publisher)
     page = client.get(reverse("studio:asset", args=[job.asset_id])).content.decode()
@@ -225,7 +226,7 @@ def test_a_transient_failure_is_retried_and_then_measured(
         worker.wait(timeout=30)
     task.refresh_from_db()
     assert task.state == QualityTaskState.DONE and task.attempts == 2 and task.error == ""
-    assert quality.job_quality_state(EncodeJob.objects.get(pk=job_id)) == "done"
+    assert job_quality_state(EncodeJob.objects.get(pk=job_id)) == "done"
 
 
 def test_restart_of_a_job_held_by_a_failed_measurement_measures_again_and_publishes(
@@ -249,7 +250,7 @@ def test_restart_of_a_job_held_by_a_failed_measurement_measures_again_and_publis
     run_workers(2, env={"REELFLOW_QC_FFMPEG": broken})
     job = EncodeJob.objects.get(pk=job_id)
     assert job.state == JobState.HELD, job.failure_reason
-    assert quality.job_quality_state(job) == "failed"
+    assert job_quality_state(job) == "failed"
     units_before = dict(Unit.objects.filter(job=job).values_list("pk", "finished_at"))
 
     out = io.StringIO()
@@ -257,15 +258,15 @@ def test_restart_of_a_job_held_by_a_failed_measurement_measures_again_and_publis
     names = ", ".join(r.name for r in videos(job))
     assert f"restarted from its check step; quality measured again for {names}" in out.getvalue()
     job.refresh_from_db()
-    assert job.state == JobState.CHECKING and quality.job_quality_state(job) == "pending"
+    assert job.state == JobState.CHECKING and job_quality_state(job) == "pending"
     restarted = Event.objects.filter(type="job.restarted", subject_id=str(job_id)).latest("id")
     assert restarted.payload["remeasured"] == [r.name for r in videos(job)]
 
     run_workers(2)  # the real QC ffmpeg now
     job.refresh_from_db()
     assert job.state == JobState.PUBLISHED, job.failure_reason
-    assert quality.job_quality_state(job) == "done"
-    assert all(quality.rendition_scores(r)["psnr"]["mean"] > 10 for r in videos(job))
+    assert job_quality_state(job) == "done"
+    assert all(rendition_scores(r)["psnr"]["mean"] > 10 for r in videos(job))
     assert dict(Unit.objects.filter(job=job).values_list("pk", "finished_at")) == units_before, (
         "nothing was encoded again"
     )

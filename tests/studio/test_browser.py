@@ -18,6 +18,7 @@ from django.conf import settings
 
 from core import s3 as s3_module
 from core.roles import Role
+from pipeline.queues import MEDIA as MEDIA_QUEUES
 from tests.conftest import ROOT, free_port, wait_until, worker_env
 from tests.pipeline.clips import make_clip, make_png, make_text
 from tests.studio.conftest import SMALL_PARTS, fake_video
@@ -29,7 +30,7 @@ CHROMIUM_ARGS = [
     "--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
     "--disable-background-networking", "--disable-component-update", "--disable-sync",
 ]  # fmt: skip
-PIPELINE_QUEUES = ("ingest", "encode", "assemble", "quality", "default")
+PIPELINE_QUEUES = (*MEDIA_QUEUES, "default")
 ASYNC_UNSAFE = "DJANGO_ALLOW_ASYNC_UNSAFE"
 
 # Records every grid cell's state changes from the first paint, before any page script runs.

@@ -161,7 +161,7 @@ def test_changes_are_forwarded_and_stale_sequence_numbers_dropped(alice, encodin
 
 
 def test_a_reconnect_gets_a_fresh_snapshot_covering_what_it_missed(alice, encoding_job):
-    from pipeline import services
+    from pipeline.services.units import unit_start
 
     asset, job, units = encoding_job
 
@@ -171,7 +171,7 @@ def test_a_reconnect_gets_a_fresh_snapshot_covering_what_it_missed(alice, encodi
         before = await first.receive_json_from(timeout=5)
         await first.disconnect()
         # While the page is away, a unit starts (a state change written to the database).
-        await sync_to_async(services.unit_start)(unit_id=units[1].pk, worker="w1")
+        await sync_to_async(unit_start)(unit_id=units[1].pk, worker="w1")
         second = communicator(asset.pk, alice)
         await second.connect()
         after = await second.receive_json_from(timeout=5)

@@ -14,8 +14,11 @@ from django.contrib.auth import get_user_model
 from django.core.management.base import BaseCommand, CommandError
 
 from core.models import Event
-from pipeline import selectors, services
+from pipeline import selectors
 from pipeline.models import EncodeJob, Review
+from pipeline.services.actions import job_restart
+from pipeline.services.common import JobActionRefused
+from pipeline.services.publishing import job_review
 
 
 class Command(BaseCommand):
@@ -38,14 +41,14 @@ class Command(BaseCommand):
         actor = self._operator(operator)
         try:
             if action == "restart":
-                step = services.job_restart(job_id=job_id, actor=actor)
+                step = job_restart(job_id=job_id, actor=actor)
                 note = selectors.job_restart_note(job_id=job_id)
                 self.stdout.write(self.style.SUCCESS(f"job {job_id} restarted from its {step} step{note}"))
             else:
                 decision = Review.Decision.APPROVE if action == "approve" else Review.Decision.REJECT
-                job = services.job_review(job_id=job_id, decision=decision, reason=reason, actor=actor)
+                job = job_review(job_id=job_id, decision=decision, reason=reason, actor=actor)
                 self.stdout.write(self.style.SUCCESS(f"job {job_id}: {job.get_state_display().lower()}"))
-        except services.JobActionRefused as exc:
+        except JobActionRefused as exc:
             raise CommandError(str(exc)) from exc
 
     def _operator(self, username: str | None):

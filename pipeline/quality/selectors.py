@@ -1,29 +1,70 @@
-"""Reads of quality measurements shaped for the pages that draw them (the studio asset page and
-the console job page): one query for a job not measured, two for one that is, whatever its
-size; the per-frame values are left out."""
+"""Reads of quality measurements: the contract the publish rules rely on
+(:func:`job_quality_state`, :func:`rendition_scores`) and the report the pages draw (the studio
+asset page and the console job page): one query for a job not measured, two for one that is,
+whatever its size; the per-frame values are left out.
+"""
+
+import imageio_ffmpeg
+from django.conf import settings
 
 from pipeline.models import (
     EncodeJob,
+    JobQuality,
     QualityState,
     QualityTask,
     QualityTaskState,
     Rendition,
     RenditionKind,
+    RenditionQuality,
     RenditionState,
 )
-from pipeline.quality import qc_enabled
-from pipeline.quality_cmds import compare_size
+from pipeline.quality.metrics import compare_size
 
+MODE_OFF = "off"
 METRIC_LABELS = {
     "vmaf": "VMAF",
     "psnr": "PSNR-Y (dB)",
     "ssim": "SSIM-Y",
 }
+
 METRIC_NAMES = {
     "vmaf": "VMAF (model vmaf_v0.6.1, 0–100)",
     "psnr": "PSNR of the luma plane, in dB",
     "ssim": "SSIM of the luma plane (0–1)",
 }
+
+
+def qc_enabled() -> bool:
+    """Whether renditions that become ready now are measured (``REELFLOW_QC_MODE``)."""
+    return settings.REELFLOW_QC_MODE != MODE_OFF
+
+
+def qc_binary() -> str:
+    """The ffmpeg that measures: the setting, else imageio-ffmpeg's build (it has libvmaf)."""
+    return settings.REELFLOW_QC_FFMPEG or imageio_ffmpeg.get_ffmpeg_exe()
+
+
+def job_quality_state(job: EncodeJob) -> str:
+    """ "off" (not measured: QC was off when its renditions became ready), "pending" (tasks
+    queued or running, or renditions not ready yet), "done", or "failed" (a task failed for
+    good). A job with no video rendition ready yet is "pending", or "off" if QC is off now."""
+    state = JobQuality.objects.filter(job_id=job.pk).values_list("state", flat=True).first()
+    if state is None:
+        return QualityState.PENDING.value if qc_enabled() else QualityState.OFF.value
+    return QualityState(state).value
+
+
+def rendition_scores(rendition: Rendition) -> dict:
+    """{"vmaf": {"mean": 93.1, "p5": 88.0}, "psnr": {...}, "ssim": {...}}: the whole
+    rendition's scores over all its frames, only the metrics measured; {} until measured."""
+    row = (
+        RenditionQuality.objects.filter(rendition_id=rendition.pk, state=QualityState.DONE)
+        .values("scores")
+        .first()
+    )
+    if row is None:
+        return {}
+    return {metric: {"mean": s["mean"], "p5": s["p5"]} for metric, s in row["scores"].items()}
 
 
 def job_quality_report(*, job: EncodeJob) -> dict:
@@ -133,3 +174,5 @@ def job_quality_report(*, job: EncodeJob) -> dict:
         )
     report["tools"] = sorted(tools)
     return report
+
+

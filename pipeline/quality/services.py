@@ -1,22 +1,20 @@
 """Quality measurement: which renditions are measured, the state of every measurement, and the
 scores. Every state change happens here, in a transaction, under row locks; the ffmpeg work
-runs in pipeline.quality_work and calls back into the `task_*` functions.
+runs in pipeline.quality.work and calls back into the `task_*` functions.
 
 Measurements never hold up a job: they are planned when a video rendition becomes READY (one
 task per chunk on the "quality" queue, beside packaging), and a failure marks only the task.
-The contract other parts rely on:
-
-- :func:`job_quality_state` -> "off" | "pending" | "done" | "failed"
-- :func:`rendition_scores` -> {"vmaf": {"mean", "p5"}, "psnr": {...}, "ssim": {...}}
-- when a job's last task ends, ``pipeline.services.job_quality_finished(job_id=...)`` is called
-  inside that transaction (when the function exists).
+The scores are read through
+``pipeline.quality.selectors``; when a job's last task ends,
+``pipeline.services.publishing.job_quality_finished`` is called inside that transaction.
 
 Lock order, the same everywhere: encode job, task, rendition quality, job quality
-(``services.rendition_ready`` holds the job when it calls :func:`rendition_ready_plan`).
+(``services.packaging.rendition_ready`` holds the job when it calls :func:`rendition_ready_plan`).
 """
 
 import logging
 import uuid
+from datetime import timedelta
 
 import django_rq
 from django.conf import settings
@@ -25,6 +23,7 @@ from django.db.models import Count
 from django.utils import timezone
 
 from core.services import event_record
+from pipeline import progress, queues
 from pipeline.models import (
     Chunk,
     EncodeJob,
@@ -38,63 +37,21 @@ from pipeline.models import (
     RenditionQuality,
     RenditionState,
 )
+from pipeline.quality import metrics
+from pipeline.quality.selectors import qc_enabled
+from pipeline.services.publishing import job_quality_finished
 
 logger = logging.getLogger(__name__)
 
-QUEUE = "quality"
-MODE_ALWAYS = "always"
-MODE_OFF = "off"
 TERMINAL = (QualityTaskState.DONE, QualityTaskState.FAILED)
 # A job in these states has no use for scores; its tasks wait (QUEUED) until a restart.
 JOB_STOPPED = (JobState.FAILED, JobState.CANCELLED)
-
-
-def qc_enabled() -> bool:
-    return settings.REELFLOW_QC_MODE != MODE_OFF
-
-
-def qc_binary() -> str:
-    """The ffmpeg that measures: the setting, else imageio-ffmpeg's build (it has libvmaf),
-    else `ffmpeg` on PATH."""
-    if settings.REELFLOW_QC_FFMPEG:
-        return settings.REELFLOW_QC_FFMPEG
-    try:
-        import imageio_ffmpeg
-    except ImportError:
-        return "ffmpeg"
-    return imageio_ffmpeg.get_ffmpeg_exe()
 
 
 def _job_event(job: EncodeJob, type_: str, **payload) -> None:
     event_record(
         type=type_, subject=job, owner=job.asset.publisher, payload={"asset": job.asset_id, **payload}
     )
-
-
-# --- The contract ---------------------------------------------------------------------------
-
-
-def job_quality_state(job: EncodeJob) -> str:
-    """ "off" (not measured: QC was off when its renditions became ready), "pending" (tasks
-    queued or running, or renditions not ready yet), "done", or "failed" (a task failed for
-    good). A job with no video rendition ready yet is "pending", or "off" if QC is off now."""
-    state = JobQuality.objects.filter(job_id=job.pk).values_list("state", flat=True).first()
-    if state is None:
-        return QualityState.PENDING.value if qc_enabled() else QualityState.OFF.value
-    return QualityState(state).value
-
-
-def rendition_scores(rendition: Rendition) -> dict:
-    """{"vmaf": {"mean": 93.1, "p5": 88.0}, "psnr": {...}, "ssim": {...}}: the whole
-    rendition's scores over all its frames, only the metrics measured; {} until measured."""
-    row = (
-        RenditionQuality.objects.filter(rendition_id=rendition.pk, state=QualityState.DONE)
-        .values("scores")
-        .first()
-    )
-    if row is None:
-        return {}
-    return {metric: {"mean": s["mean"], "p5": s["p5"]} for metric, s in row["scores"].items()}
 
 
 # --- Planning -------------------------------------------------------------------------------
@@ -121,7 +78,7 @@ def rendition_ready_plan(rendition: Rendition) -> list[int]:
         job_quality.save(update_fields=["state", "finished_at"])
     now = timezone.now()
     fresh = {
-        "job_id": rendition.job_id, "state": QualityTaskState.QUEUED, "attempts": 0, "rq_job_id": "",
+        "job_id": rendition.job_id, "state": QualityTaskState.QUEUED, "attempts": 0, "rq_id": "",
         "worker": "", "scores": {}, "frame_scores": {}, "frames": None, "error": "", "log_tail": "",
         "command": "", "queued_at": now, "started_at": None, "finished_at": None, "wall_s": None, "cpu_s": None,
     }  # fmt: skip
@@ -159,32 +116,24 @@ def failed_remeasure(job: EncodeJob) -> list[str]:
     return names
 
 
+
+
 def tasks_enqueue(*, task_ids: list[int]) -> None:
     """Put tasks on the quality queue. Each enqueue gets a fresh RQ id, recorded on the task,
     so news about an older attempt (a dead worker's) can tell that it is stale."""
-    from pipeline import jobs
-
     if not task_ids:
         return
-    queue = django_rq.get_queue(QUEUE)
     rq_ids = {task_id: f"qc-{task_id}-{uuid.uuid4().hex[:8]}" for task_id in task_ids}
     for task_id, rq_id in rq_ids.items():
-        QualityTask.objects.filter(pk=task_id).update(rq_job_id=rq_id)
-    options = dict(jobs.ENQUEUE_OPTIONS["measure_quality"])
-    options["timeout"] = options.pop("job_timeout")  # prepare_data's name for it
-    queue.enqueue_many(
-        [
-            queue.prepare_data(jobs.measure_quality, args=(task_id,), job_id=rq_ids[task_id], **options)
-            for task_id in task_ids
-        ]
-    )
+        QualityTask.objects.filter(pk=task_id).update(rq_id=rq_id)
+    queues.enqueue_many(queues.Entry.MEASURE_QUALITY, [(task_id, rq_ids[task_id]) for task_id in task_ids])
 
 
 # --- Tasks ----------------------------------------------------------------------------------
 
 
 @transaction.atomic
-def task_start(*, task_id: int, worker: str, rq_job_id: str = "") -> QualityTask | None:
+def task_start(*, task_id: int, worker: str, rq_id: str = "") -> QualityTask | None:
     """QUEUED/RUNNING -> RUNNING; None when the task must not run now: already ended, a stale
     attempt, its job stopped (failed or cancelled: the task waits for a restart), or its
     rendition is being made again (a new plan will queue it)."""
@@ -195,7 +144,7 @@ def task_start(*, task_id: int, worker: str, rq_job_id: str = "") -> QualityTask
     )
     if task.state in TERMINAL:
         return None
-    if rq_job_id and task.rq_job_id and rq_job_id != task.rq_job_id:
+    if rq_id and task.rq_id and rq_id != task.rq_id:
         return None
     if task.job.state in JOB_STOPPED or task.rendition.state != RenditionState.READY:
         return None
@@ -220,14 +169,14 @@ _RESULT_FIELDS = (
 
 
 @transaction.atomic
-def task_finish(*, task_id: int, result: dict, rq_job_id: str | None = None) -> QualityTask:
+def task_finish(*, task_id: int, result: dict, rq_id: str | None = None) -> QualityTask:
     """RUNNING -> DONE with the chunk's scores. The last task of a rendition stores the
     rendition's aggregates; the last task of the job ends the job's measurement. The numbers
     of an attempt that a newer one replaced (its rendition was made again) are dropped."""
     job, task = _lock_task(task_id)
     if task.state in TERMINAL:
         return task
-    if rq_job_id and task.rq_job_id and rq_job_id != task.rq_job_id:
+    if rq_id and task.rq_id and rq_id != task.rq_id:
         return task
     for field in _RESULT_FIELDS:
         setattr(task, field, result[field])
@@ -243,15 +192,13 @@ def task_finish(*, task_id: int, result: dict, rq_job_id: str | None = None) -> 
 
 def _panel_changed(job: EncodeJob) -> None:
     """Tell the job's open pages that its quality panel changed (they fetch it again)."""
-    from pipeline import progress
-
     state = JobQuality.objects.filter(job_id=job.pk).values_list("state", flat=True).first()
     progress.publish_on_commit(job.pk, {"kind": "quality", "state": state or ""})
 
 
 @transaction.atomic
 def task_fail(
-    *, task_id: int, reason: str, log_tail: str = "", permanent: bool, rq_job_id: str | None = None
+    *, task_id: int, reason: str, log_tail: str = "", permanent: bool, rq_id: str | None = None
 ) -> QualityTask:
     """Record a failed attempt. A permanent failure (or the last retry) marks the task FAILED
     with the reason; the encode job is never touched. A transient one leaves it QUEUED for
@@ -259,7 +206,7 @@ def task_fail(
     job, task = _lock_task(task_id)
     if task.state in TERMINAL:
         return task
-    if rq_job_id and task.rq_job_id and rq_job_id != task.rq_job_id:
+    if rq_id and task.rq_id and rq_id != task.rq_id:
         return task
     task.state = QualityTaskState.FAILED if permanent else QualityTaskState.QUEUED
     task.error = reason[:2000]
@@ -280,8 +227,6 @@ def task_fail(
 def _rendition_fan_in(job: EncodeJob, rendition_id: int) -> None:
     """Under the rendition quality lock: once every chunk of the rendition is measured, store
     its aggregates over all frames (or FAILED), exactly once."""
-    from pipeline import quality_cmds
-
     summary = (
         RenditionQuality.objects.select_for_update()
         .select_related("rendition")
@@ -304,11 +249,11 @@ def _rendition_fan_in(job: EncodeJob, rendition_id: int) -> None:
         return
     # Only metrics every chunk has (a worker without libvmaf measures no VMAF): a whole-rendition
     # figure must cover the whole rendition.
-    metrics = [m for m in quality_cmds.METRICS if all(m in t.frame_scores for t in tasks)]
+    measured = [m for m in metrics.METRICS if all(m in t.frame_scores for t in tasks)]
     scores = {}
-    for metric in metrics:
-        values = [v for t in tasks for v in quality_cmds.frames_unpack(t.frame_scores[metric])]
-        scores[metric] = quality_cmds.summarize(values)
+    for metric in measured:
+        values = [v for t in tasks for v in metrics.frames_unpack(t.frame_scores[metric])]
+        scores[metric] = metrics.summarize(values)
     summary.state = QualityState.DONE
     summary.scores = scores
     summary.frames = sum(t.frames or 0 for t in tasks)
@@ -335,8 +280,6 @@ def _rendition_fan_in(job: EncodeJob, rendition_id: int) -> None:
 def _job_fan_in(job: EncodeJob) -> None:
     """Under the job quality lock: once every video rendition's every chunk has ended, the
     job's measurement is DONE (or FAILED), exactly once, and publishing is told."""
-    from pipeline import services
-
     job_quality = JobQuality.objects.select_for_update().get(job=job)
     if job_quality.state != QualityState.PENDING:
         return
@@ -355,45 +298,26 @@ def _job_fan_in(job: EncodeJob) -> None:
     job_quality.finished_at = timezone.now()
     job_quality.save(update_fields=["state", "finished_at"])
     _job_event(job, "job.quality_finished", state=job_quality.state, tasks=expected, failed=failed)
-    finished = getattr(services, "job_quality_finished", None)
-    if finished is not None:
-        finished(job_id=job.pk)
+    job_quality_finished(job_id=job.pk)
 
 
 # --- Lost work ------------------------------------------------------------------------------
-
-_RQ_LIVE = ("queued", "deferred", "scheduled", "started")
-
-
-def _rq_job_live(conn, rq_id: str) -> bool:
-    """Waiting, scheduled for a retry, or started. A started measurement has no heartbeat of
-    its own: a dead worker's is found by RQ's registry cleanup, which calls the failure
-    callback (and so the retry) itself."""
-    from rq.exceptions import NoSuchJobError
-    from rq.job import Job
-
-    if not rq_id:
-        return False
-    try:
-        return Job.fetch(rq_id, connection=conn).get_status(refresh=False) in _RQ_LIVE
-    except NoSuchJobError:
-        return False
 
 
 def reconcile_tasks(*, conn=None) -> list[int]:
     """Re-queue measurements whose RQ job is gone: Redis forgot it (restart, flush), or a
     stopped job left its tasks waiting and a restart revived the job. Returns their ids."""
-    from datetime import timedelta
-
-    conn = conn or django_rq.get_connection(QUEUE)
+    conn = conn or django_rq.get_connection(queues.QUALITY)
     cutoff = timezone.now() - timedelta(seconds=settings.REELFLOW_RECONCILE_GRACE_SECONDS)
     candidates = (
         QualityTask.objects.filter(state__in=[QualityTaskState.QUEUED, QualityTaskState.RUNNING])
         .exclude(job__state__in=JOB_STOPPED)
         .filter(rendition__state=RenditionState.READY, queued_at__lt=cutoff)
-        .values_list("pk", "rq_job_id")
+        .values_list("pk", "rq_id")
     )
-    lost = [task_id for task_id, rq_id in candidates if not _rq_job_live(conn, rq_id)]
+    # A started measurement has no heartbeat of its own: a dead worker's is found by RQ's
+    # registry cleanup, which calls the failure callback (and so the retry) itself.
+    lost = [task_id for task_id, rq_id in candidates if not queues.rq_job_alive(conn, rq_id)]
     if lost:
         QualityTask.objects.filter(pk__in=lost).exclude(state__in=TERMINAL).update(
             state=QualityTaskState.QUEUED, worker=""

@@ -1,9 +1,9 @@
 """The heavy work of quality measurement, run inside RQ workers (the "quality" queue): measure
 one chunk of one video rendition against the same frames of the source with one ffmpeg run,
-store the per-frame values as an S3 artifact, and hand the numbers to pipeline.quality.
+store the per-frame values as an S3 artifact, and hand the numbers to pipeline.quality.services.
 
 Bytes only move through S3: ffmpeg reads the unit's output and the source through presigned
-URLs. State changes are pipeline.quality's, under its row locks.
+URLs. State changes are pipeline.quality.services', under its row locks.
 """
 
 import json
@@ -17,9 +17,12 @@ from pathlib import Path
 from django.conf import settings
 
 from core import s3
-from pipeline import ffmpeg, quality, quality_cmds, services
-from pipeline.encoding import chunk_plan, planned_fps, video_info_from_json
+from pipeline import ffmpeg
+from pipeline.media import chunk_plan, planned_fps, video_info_from_json
 from pipeline.models import Artifact, QualityTask, Unit
+from pipeline.quality import metrics, selectors
+from pipeline.quality import services as quality_services
+from pipeline.services.common import artifact_record
 
 logger = logging.getLogger(__name__)
 
@@ -49,19 +52,19 @@ def _measure(task: QualityTask, workdir: Path) -> dict:
     unit_key = Unit.objects.values_list("output_key", flat=True).get(
         rendition=task.rendition, chunk=task.chunk
     )
-    tool = quality_cmds.qc_tool(quality.qc_binary())
-    size = quality_cmds.compare_size(display_width=asset.width, display_height=asset.height)
-    args = quality_cmds.measure_command(
+    tool = metrics.qc_tool(selectors.qc_binary())
+    size = metrics.compare_size(display_width=asset.width, display_height=asset.height)
+    args = metrics.measure_command(
         distorted_url=s3.presign_get(settings.S3_BUCKET_MEDIA, unit_key, expires=URL_SECONDS, public=False),
         source_url=s3.presign_get(asset.source_bucket, asset.source_key, expires=URL_SECONDS, public=False),
         chunk=chunk, fps=fps, source=video, size=size, tool=tool, log_dir=workdir, threads=_threads(),
     )  # fmt: skip
     run = ffmpeg.run_ffmpeg(args, binary=tool.binary, total_frames=chunk.frame_count, niceness=NICENESS)
-    measured = quality_cmds.read_scores(tool=tool, log_dir=workdir, expected_frames=chunk.frame_count)
+    measured = metrics.read_scores(tool=tool, log_dir=workdir, expected_frames=chunk.frame_count)
     return {
-        "scores": {metric: quality_cmds.summarize(values) for metric, values in measured.values.items()},
+        "scores": {metric: metrics.summarize(values) for metric, values in measured.values.items()},
         "frame_scores": {
-            metric: quality_cmds.frames_pack(values) for metric, values in measured.values.items()
+            metric: metrics.frames_pack(values) for metric, values in measured.values.items()
         },
         "per_frame": measured.values,
         "frames": measured.frames,
@@ -95,7 +98,7 @@ def _artifact_store(task: QualityTask, result: dict) -> None:
     s3.client().put_object(
         Bucket=settings.S3_BUCKET_MEDIA, Key=key, Body=body, ContentType="application/json"
     )
-    services.artifact_record(
+    artifact_record(
         job_id=task.job_id, kind=Artifact.Kind.QC, key=key, size=len(body), step=f"measure_quality:{task.pk}",
         inputs={
             "source": {"bucket": asset.source_bucket, "key": asset.source_key, "version": asset.source_version},
@@ -113,12 +116,12 @@ def _artifact_store(task: QualityTask, result: dict) -> None:
     )  # fmt: skip
 
 
-def task_run(*, task_id: int, worker: str = "", rq_job_id: str = "") -> None:
+def task_run(*, task_id: int, worker: str = "", rq_id: str = "") -> None:
     """Measure one task. Permanent errors mark the task FAILED at once; transient ones raise
-    for RQ's retry (pipeline.jobs). The encode job is never failed from here."""
+    for RQ's retry (pipeline.quality.jobs). The encode job is never failed from here."""
     started = time.monotonic()
-    task = quality.task_start(
-        task_id=task_id, worker=worker or f"{socket.gethostname()}:{os.getpid()}", rq_job_id=rq_job_id
+    task = quality_services.task_start(
+        task_id=task_id, worker=worker or f"{socket.gethostname()}:{os.getpid()}", rq_id=rq_id
     )
     if task is None:
         return
@@ -128,7 +131,7 @@ def task_run(*, task_id: int, worker: str = "", rq_job_id: str = "") -> None:
     except ffmpeg.PermanentMediaError as exc:
         logger.warning("quality task %s: %s\n%s", task_id, exc.reason, exc.stderr_tail)
         detail = exc.stderr_tail.strip().splitlines()[-1:] if exc.stderr_tail else []
-        quality.task_fail(
+        quality_services.task_fail(
             task_id=task_id,
             reason=" — ".join([exc.reason, *detail]),
             log_tail=exc.stderr_tail,
@@ -136,7 +139,7 @@ def task_run(*, task_id: int, worker: str = "", rq_job_id: str = "") -> None:
         )
         return
     except Unit.DoesNotExist:
-        quality.task_fail(task_id=task_id, reason="the chunk's encode unit no longer exists", permanent=True)
+        quality_services.task_fail(task_id=task_id, reason="the chunk's encode unit no longer exists", permanent=True)
         return
     except OSError as exc:
         raise ffmpeg.TransientMediaError(
@@ -144,7 +147,7 @@ def task_run(*, task_id: int, worker: str = "", rq_job_id: str = "") -> None:
         ) from exc
     _artifact_store(task, result)
     result["wall_s"] = time.monotonic() - started
-    quality.task_finish(task_id=task_id, result=result, rq_job_id=rq_job_id)
+    quality_services.task_finish(task_id=task_id, result=result, rq_id=rq_id)
     logger.info(
         "quality task %s (%s chunk %s): %.0f ms, ffmpeg %.0f ms, %s",
         task_id, task.rendition.name, task.chunk.index, result["wall_s"] * 1000, result["ffmpeg_s"] * 1000,
