@@ -13,29 +13,18 @@ from pipeline import progress, services
 from pipeline.models import JobState, Unit, UnitState
 from tests.console.factories import job_with_units
 from tests.pipeline.conftest import ladders  # noqa: F401 - fixture
-from tests.studio.test_browser import chromium, static_root, web, web_server  # noqa: F401 - fixtures
+from tests.studio.test_browser import (  # noqa: F401 - fixtures
+    RECONNECTED,
+    WATCH_SOCKETS,
+    chromium,
+    script_error,
+    static_root,
+    web,
+    web_server,
+)
 
 pytestmark = [pytest.mark.browser, pytest.mark.django_db(transaction=True)]
 Q, R, D = UnitState.QUEUED, UnitState.RUNNING, UnitState.DONE
-
-# Keeps every websocket the page opens in window.__sockets (a test closes one to drop it), and
-# every text the connection status shows in window.__status.
-WATCH_SOCKETS = """
-window.__sockets = [];
-window.__status = [];
-window.WebSocket = class extends window.WebSocket {
-  constructor(...args) { super(...args); window.__sockets.push(this); }
-};
-document.addEventListener("DOMContentLoaded", () => {
-  const el = document.getElementById("live-status") || document.getElementById("socket-state");
-  if (el) new MutationObserver(() => window.__status.push(el.textContent)).observe(el, { childList: true });
-});
-"""
-
-
-def console_error(message) -> bool:
-    """A script's console error (the browser's own 404 for /favicon.ico is not one)."""
-    return message.type == "error" and not message.location.get("url", "").endswith("/favicon.ico")
 
 
 @pytest.fixture
@@ -47,7 +36,7 @@ def operator_page(chromium, web, make_user):  # noqa: F811
     context.add_init_script(WATCH_SOCKETS)
     page = context.new_page()
     page.on("pageerror", lambda error: errors.append(str(error)))
-    page.on("console", lambda message: errors.append(message.text) if console_error(message) else None)
+    page.on("console", lambda message: errors.append(message.text) if script_error(message) else None)
     page.goto(web.url("/accounts/login/"))
     page.fill("#id_username", "olga")
     page.fill("#id_password", "pw")
@@ -129,7 +118,7 @@ def test_job_page_reconnects_after_the_socket_drops(web, operator_page, make_use
 
     _silently(first, R)  # while the socket is up, nothing tells the page
     page.evaluate("window.__sockets[0].close()")  # the connection drops
-    page.wait_for_function("window.__sockets.length === 2 && window.__sockets[1].readyState === WebSocket.OPEN")
+    page.wait_for_function(RECONNECTED)
     page.wait_for_selector("#live-status.live")
     # The page said so meanwhile, then the new connection's snapshot brought the lost change.
     shown = page.evaluate("window.__status")
