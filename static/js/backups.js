@@ -1,10 +1,10 @@
-// Live progress for a backup run or restore page: one websocket, no polling.
+// Live progress for a backup run or restore page: one websocket (the shared client, live.js), no polling.
 // The server pushes a snapshot after each recorded batch (at a bounded rate); this fills the
 // [data-field] elements of the section marked [data-live-url] and reloads once it is over.
 (function () {
   "use strict";
   var section = document.querySelector("[data-live-url]");
-  if (!section || !("WebSocket" in window)) return;
+  if (!section || !("WebSocket" in window) || !window.ReelflowLive) return;
   var status = section.querySelector("[data-live-status]");
   var bar = section.querySelector("[data-bar]");
   var meter = section.querySelector("[role=progressbar]");
@@ -31,29 +31,23 @@
     if (meter) meter.setAttribute("aria-valuenow", data.percent);
   }
 
-  var attempts = 0, finished = false;
-  function connect() {
-    var scheme = location.protocol === "https:" ? "wss://" : "ws://";
-    var socket = new WebSocket(scheme + location.host + section.getAttribute("data-live-url"));
-    socket.onopen = function () { attempts = 0; say("Live: figures update as the work proceeds."); };
-    socket.onmessage = function (message) {
-      var data = JSON.parse(message.data);
+  var finished = false;
+  var live = ReelflowLive.connect(section.getAttribute("data-live-url"), {
+    onSnapshot: function (data) {
       apply(data);
       if (!data.active && !finished) {
         finished = true;
+        live.close();
         say("Finished. Loading the final report…");
         setTimeout(function () { location.reload(); }, 800);
       }
-    };
-    socket.onclose = function (event) {
-      if (finished) return;
-      if (event.code === 4403) { say("Not allowed: sign in as operations staff."); return; }
-      if (event.code === 4404) { say("This no longer exists."); return; }
-      attempts += 1;
-      var wait = Math.min(30, Math.pow(2, attempts));
-      say("Connection lost; retrying in " + wait + " s. Reload the page for the latest figures.");
-      setTimeout(connect, wait * 1000);
-    };
-  }
-  connect();
+    },
+    onState: function (state, info) {
+      if (state === "live") say("Live: figures update as the work proceeds.");
+      else if (state === "retrying") {
+        say("Connection lost; retrying in " + Math.round(info.delay / 1000) + " s. Reload the page for the latest figures.");
+      } else if (state === "closed" && info.code === 4403) say("Not allowed: sign in as operations staff.");
+      else if (state === "closed" && info.code === 4404) say("This no longer exists.");
+    },
+  });
 })();

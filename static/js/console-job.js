@@ -1,16 +1,17 @@
 // Reelflow console, job page: the unit grid and the units table follow the job live.
 //
-// Same protocol as the studio's grid: a snapshot first (every unit's state and the sequence
-// number it is current to), then each change with the job's next sequence number; numbers at
-// or below what is applied are dropped, a gap that stays open asks for a fresh snapshot.
-// The grid is rendered by the server; this script only recolours its cells. When the job's
-// units or state change in ways the page cannot show (a newly planned grid, new commands and
-// logs, other actions available) it says so and offers a reload.
+// Same protocol as the studio's grid, through the shared client (live.js): a snapshot first
+// (every unit's state and the sequence number it is current to), then each change with the
+// job's next sequence number; live.js drops numbers already applied and asks for a fresh
+// snapshot when a gap stays open. The grid is rendered by the server; this script only
+// recolours its cells. When the job's units or state change in ways the page cannot show (a
+// newly planned grid, new commands and logs, other actions available) it says so and offers a
+// reload.
 (() => {
   "use strict";
 
   const root = document.getElementById("job");
-  if (!root) return;
+  if (!root || !window.ReelflowLive) return;
   const status = document.getElementById("live-status");
   const changed = document.getElementById("changed");
   const FINAL = new Set(["published", "failed", "cancelled"]);
@@ -18,13 +19,8 @@
     queued: "Queued", probing: "Probing", encoding: "Encoding", packaging: "Packaging", published: "Published",
     held_for_review: "Held for review", failed: "Failed", cancelled: "Cancelled",
   };
-  const GAP_WAIT_MS = 3000;
 
-  let ws = null;
-  let retries = 0;
-  let floor = 0;
-  const seen = new Set();
-  let gapTimer = null;
+  let live = null;
   let state = root.dataset.state;
 
   const cell = (id) => document.querySelector(`#grid td[data-unit="${id}"]`);
@@ -37,40 +33,17 @@
 
   function markChanged() { changed.hidden = false; }
 
-  function connect() {
-    const scheme = location.protocol === "https:" ? "wss:" : "ws:";
-    ws = new WebSocket(`${scheme}//${location.host}${root.dataset.socket}`);
-    setStatus(retries ? "Reconnecting…" : "Connecting…", "wait");
-    ws.onopen = () => { retries = 0; setStatus("Live", "live"); };
-    ws.onmessage = (event) => {
-      const message = JSON.parse(event.data);
-      if (message.type === "snapshot") applySnapshot(message);
-      else if (message.type === "message") receive(message);
-    };
-    ws.onclose = (event) => {
-      ws = null;
-      if (event.code === 4403) { setStatus("Live updates are for operations staff only", "bad"); return; }
-      if (event.code === 4404) { setStatus("This job no longer exists", "bad"); return; }
-      if (FINAL.has(state)) { setStatus("Finished", ""); return; }
-      retries += 1;
-      const delay = Math.min(15000, 500 * 2 ** Math.min(retries, 5));
-      setStatus(`Disconnected; retrying in ${Math.round(delay / 1000)} s`, "wait");
-      setTimeout(connect, delay);
-    };
+  function showConnection(what, info) {
+    if (what === "connecting") setStatus("Connecting…", "wait");
+    else if (what === "reconnecting") setStatus("Reconnecting…", "wait");
+    else if (what === "live") setStatus("Live", "live");
+    else if (what === "retrying") setStatus(`Disconnected; retrying in ${Math.round(info.delay / 1000)} s`, "wait");
+    else if (info.code === 4403) setStatus("Live updates are for operations staff only", "bad");
+    else if (info.code === 4404) setStatus("This job no longer exists", "bad");
+    else setStatus("Finished", "");
   }
 
-  function askSnapshot() {
-    if (ws && ws.readyState === WebSocket.OPEN) ws.send(JSON.stringify({ action: "snapshot" }));
-  }
-
-  function accept(seq) {
-    if (seq <= floor || seen.has(seq)) return false;
-    seen.add(seq);
-    while (seen.has(floor + 1)) { floor += 1; seen.delete(floor); }
-    clearTimeout(gapTimer);
-    if (seen.size) gapTimer = setTimeout(() => { if (seen.size) askSnapshot(); }, GAP_WAIT_MS);
-    return true;
-  }
+  function finish() { if (FINAL.has(state) && live) live.close(); }
 
   function setUnit(id, unitState, extra) {
     const td = cell(id);
@@ -99,13 +72,10 @@
     pill.textContent = LABELS[next] || next;
     pill.className = `pill job-${next}`;
     markChanged();
-    if (FINAL.has(next) && ws) ws.close(1000);
+    finish();
   }
 
   function applySnapshot(snapshot) {
-    floor = snapshot.seq;
-    seen.clear();
-    clearTimeout(gapTimer);
     snapshot.units.forEach((u) => {
       const td = cell(u.id);
       if (!td) { markChanged(); return; }
@@ -117,11 +87,11 @@
       if (label) label.textContent = r.state;
     });
     setJobState(snapshot.job.state, snapshot.job.reason);
-    if (FINAL.has(snapshot.job.state) && ws) ws.close(1000);
+    finish();
   }
 
   function receive(message) {
-    if (!accept(message.seq)) return;
+    if (message.type !== "message") return;
     if (message.kind === "job") {
       setJobState(message.state, message.reason);
     } else if (message.kind === "unit") {
@@ -146,5 +116,11 @@
   }
 
   if (FINAL.has(state)) { setStatus("Finished", ""); return; }
-  connect();
+  live = ReelflowLive.connect(root.dataset.socket, {
+    sequenced: true,
+    onSnapshot: applySnapshot,
+    onMessage: receive,
+    onState: showConnection,
+    shouldReconnect: () => !FINAL.has(state),
+  });
 })();

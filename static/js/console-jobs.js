@@ -1,4 +1,5 @@
-// Reelflow console, jobs page: live rows and counts over one websocket (/ws/ops/jobs/).
+// Reelflow console, jobs page: live rows and counts over one websocket (/ws/ops/jobs/), through
+// the shared client (live.js).
 //
 // The server pushes every job's state changes (group "jobs"), each with that job's sequence
 // number. The page keeps, per visible row, the number the row is current to: older messages
@@ -10,7 +11,7 @@
   "use strict";
 
   const table = document.getElementById("jobs-table");
-  if (!table) return;
+  if (!table || !window.ReelflowLive) return;
   const tbody = table.tBodies[0];
   const status = document.getElementById("live-status");
   const notice = document.getElementById("new-jobs");
@@ -21,8 +22,7 @@
   };
   const DEBOUNCE_MS = 700;
 
-  let ws = null;
-  let retries = 0;
+  let live = null;
   let timer = null;
   const pending = new Set();
   const announced = new Set();
@@ -35,32 +35,25 @@
     status.className = `conn ${cls || ""}`;
   }
 
-  function connect() {
-    const scheme = location.protocol === "https:" ? "wss:" : "ws:";
-    ws = new WebSocket(`${scheme}//${location.host}${table.dataset.socket}`);
-    setStatus(retries ? "Reconnecting…" : "Connecting…", "wait");
-    ws.onmessage = (event) => {
-      const message = JSON.parse(event.data);
-      if (message.type === "ready") {
-        retries = 0;
-        setStatus("Live", "live");
-        // What changed between the page's render and now: refresh every visible row.
-        visibleIds().forEach((id) => pending.add(id));
-        flush();
-      } else if (message.type === "message") {
-        receive(message);
-      } else if (message.type === "rows") {
-        applyRows(message);
-      }
-    };
-    ws.onclose = (event) => {
-      ws = null;
-      if (event.code === 4403) { setStatus("Live updates are for operations staff only", "bad"); return; }
-      retries += 1;
-      const delay = Math.min(15000, 500 * 2 ** Math.min(retries, 5));
-      setStatus(`Disconnected; retrying in ${Math.round(delay / 1000)} s`, "wait");
-      setTimeout(connect, delay);
-    };
+  function showConnection(what, info) {
+    if (what === "connecting") setStatus("Connecting…", "wait");
+    else if (what === "reconnecting") setStatus("Reconnecting…", "wait");
+    else if (what === "live") setStatus("Live", "live");
+    else if (what === "retrying") setStatus(`Disconnected; retrying in ${Math.round(info.delay / 1000)} s`, "wait");
+    else if (info.code === 4403) setStatus("Live updates are for operations staff only", "bad");
+    else setStatus("Live updates stopped; reload the page", "bad");
+  }
+
+  function onMessage(message) {
+    if (message.type === "ready") {
+      // What changed between the page's render (or the last connection) and now: refresh every visible row.
+      visibleIds().forEach((id) => pending.add(id));
+      flush();
+    } else if (message.type === "message") {
+      receive(message);
+    } else if (message.type === "rows") {
+      applyRows(message);
+    }
   }
 
   function schedule() {
@@ -69,10 +62,10 @@
   }
 
   function flush() {
-    if (!ws || ws.readyState !== WebSocket.OPEN || !pending.size) return;
+    if (!live || !pending.size) return;
     const ids = Array.from(pending).slice(0, 200);
+    if (!live.send({ action: "refresh", ids, query: location.search.replace(/^\?/, "") })) return;
     ids.forEach((id) => pending.delete(id));
-    ws.send(JSON.stringify({ action: "refresh", ids, query: location.search.replace(/^\?/, "") }));
     if (pending.size) schedule();
   }
 
@@ -141,5 +134,5 @@
     });
   }
 
-  connect();
+  live = ReelflowLive.connect(table.dataset.socket, { onMessage, onState: showConnection });
 })();

@@ -1,9 +1,10 @@
-// Live security alerts: new and updated alerts appear at the top of the table as they are raised.
+// Live security alerts: new and updated alerts appear at the top of the table as they are raised
+// (over the shared websocket client, live.js).
 (function () {
   "use strict";
   var body = document.getElementById("live-alerts");
   var status = document.getElementById("live-status");
-  if (!body) { return; }
+  if (!body || !window.ReelflowLive) { return; }
   var alertUrl = body.getAttribute("data-alert-url");
 
   function cell(text) { var td = document.createElement("td"); td.textContent = text; return td; }
@@ -35,20 +36,22 @@
     body.insertBefore(tr, body.firstChild);
   }
 
-  var delay = 1000;
-  function connect() {
-    var scheme = location.protocol === "https:" ? "wss://" : "ws://";
-    var ws = new WebSocket(scheme + location.host + "/ws/security/alerts/");
-    ws.onopen = function () { delay = 1000; status.textContent = "live"; };
-    ws.onmessage = function (e) {
-      var msg = JSON.parse(e.data);
-      if (msg.type === "alert") { upsert(msg.alert); }
-    };
-    ws.onclose = function () {
-      status.textContent = "live: reconnecting…";
-      setTimeout(connect, delay);
-      delay = Math.min(delay * 2, 30000);
-    };
+  // The snapshot (the newest open alerts) is rendered by the server on the first load; after a
+  // reconnect it brings what was raised or repeated while the socket was down.
+  function catchUp(alerts) {
+    alerts.slice().reverse().forEach(function (a) {
+      var tr = body.querySelector('tr[data-alert-id="' + a.id + '"]');
+      if (!tr || tr.cells[4].textContent !== a.occurrences + "×") { upsert(a); }
+    });
   }
-  connect();
+
+  ReelflowLive.connect("/ws/security/alerts/", {
+    onSnapshot: function (msg) { catchUp(msg.alerts || []); },
+    onMessage: function (msg) { if (msg.type === "alert") { upsert(msg.alert); } },
+    onState: function (state) {
+      if (state === "live") { status.textContent = "live"; }
+      else if (state === "retrying") { status.textContent = "live: reconnecting…"; }
+      else if (state === "closed") { status.textContent = "live: not allowed"; }
+    },
+  });
 })();

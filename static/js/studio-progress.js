@@ -2,14 +2,14 @@
 //
 // The server sends a snapshot first (every unit's state, and the sequence number it is
 // current to), then every change the pipeline publishes, each with the job's next sequence
-// number. Messages at or below the snapshot's number, or seen already, are dropped; a gap
-// that stays open asks for a fresh snapshot; a reconnect gets a fresh snapshot. So nothing is
-// missed and nothing is applied twice.
+// number. The shared client (live.js) drops messages at or below the snapshot's number, or
+// seen already; a gap that stays open asks for a fresh snapshot; a reconnect gets a fresh
+// snapshot. So nothing is missed and nothing is applied twice.
 (() => {
   "use strict";
 
   const root = document.getElementById("progress");
-  if (!root) return;
+  if (!root || !window.ReelflowLive) return;
 
   const FINAL = new Set(["published", "failed", "cancelled", "rejected"]);
   const UNIT_FINAL = new Set(["done", "failed", "cancelled"]);
@@ -20,19 +20,14 @@
     failed: "Failed", cancelled: "Cancelled",
   };
   const UNIT_LABELS = { queued: "queued", running: "encoding", done: "done", failed: "failed", cancelled: "cancelled" };
-  const GAP_WAIT_MS = 3000;
   const FRESH_MS = 5000;  // a unit's fps counts towards speeds this long after its last report
 
   const $ = (id) => document.getElementById(id);
   const grid = $("grid");
   const socketState = $("socket-state");
 
-  let ws = null;
-  let retries = 0;
-  let gapTimer = null;
+  let stream = null;          // the shared live client (live.js)
   let paintQueued = false;
-  let seqFloor = 0;            // everything at or below is applied (or superseded by the snapshot)
-  const seqSeen = new Set();   // applied numbers above the floor
   const rateSamples = [];      // [time, overall fraction] for the job's time left
 
   let job = null;
@@ -66,56 +61,25 @@
     socketState.className = `conn ${cls || ""}`;
   }
 
-  function connect() {
-    const scheme = location.protocol === "https:" ? "wss:" : "ws:";
-    ws = new WebSocket(`${scheme}//${location.host}${root.dataset.socket}`);
-    setConnection(retries ? "Reconnecting…" : "Connecting…", "wait");
-    ws.onopen = () => { retries = 0; setConnection("Live", "live"); };
-    ws.onmessage = (event) => {
-      const message = JSON.parse(event.data);
-      if (message.type === "snapshot") applySnapshot(message);
-      else if (message.type === "message") receive(message);
-    };
-    ws.onclose = (event) => {
-      ws = null;
-      if (event.code === 4403 || event.code === 4404) {
-        setConnection(event.code === 4404 ? "Not found" : "Not allowed", "bad");
-        $("grid-note").textContent = "This page may not follow this asset's encoding.";
-        return;
-      }
-      if (job && FINAL.has(job.state) && !qualityPending()) { setConnection("Finished", "done"); return; }
-      retries += 1;
-      const delay = Math.min(15000, 500 * 2 ** Math.min(retries, 5));
-      setConnection(`Disconnected; retrying in ${Math.round(delay / 1000)} s`, "wait");
-      setTimeout(connect, delay);
-    };
+  function showConnection(what, info) {
+    if (what === "connecting") setConnection("Connecting…", "wait");
+    else if (what === "reconnecting") setConnection("Reconnecting…", "wait");
+    else if (what === "live") setConnection("Live", "live");
+    else if (what === "retrying") setConnection(`Disconnected; retrying in ${Math.round(info.delay / 1000)} s`, "wait");
+    else if (info.code === 4403 || info.code === 4404) {
+      setConnection(info.code === 4404 ? "Not found" : "Not allowed", "bad");
+      $("grid-note").textContent = "This page may not follow this asset's encoding.";
+    } else setConnection("Finished", "done");
   }
 
-  function askSnapshot() {
-    if (ws && ws.readyState === WebSocket.OPEN) ws.send(JSON.stringify({ action: "snapshot" }));
-  }
-
-  // --- Sequence bookkeeping ------------------------------------------------------------------
-
-  function accept(seq) {
-    if (seq <= seqFloor || seqSeen.has(seq)) return false;
-    seqSeen.add(seq);
-    while (seqSeen.has(seqFloor + 1)) { seqFloor += 1; seqSeen.delete(seqFloor); }
-    clearTimeout(gapTimer);
-    gapTimer = null;
-    if (seqSeen.size) {
-      // A number is missing: it may only be late (two workers publish concurrently), so wait.
-      gapTimer = setTimeout(() => { if (seqSeen.size) askSnapshot(); }, GAP_WAIT_MS);
-    }
-    return true;
-  }
+  // Over once the job is final and its quality measurements (which outlast publishing) ended.
+  const over = () => Boolean(job && FINAL.has(job.state) && !qualityPending());
+  function finish() { if (over() && stream) stream.close(); }
+  const askSnapshot = () => stream && stream.askSnapshot();
 
   // --- Snapshot: rebuild everything ------------------------------------------------------------
 
   function applySnapshot(snapshot) {
-    seqFloor = snapshot.seq;
-    seqSeen.clear();
-    clearTimeout(gapTimer);
     const previous = units;
     job = snapshot.job;
     chunks = [];
@@ -136,7 +100,7 @@
     // Measurements may have ended while the socket was down.
     if (qualityPending()) refreshQuality();
     // A finished job changes no more (its measurements aside): the snapshot was all there was.
-    if (FINAL.has(job.state) && ws && !qualityPending()) ws.close(1000);
+    finish();
   }
 
   function pick(obj, ...keys) {
@@ -204,7 +168,7 @@
   // --- Messages ---------------------------------------------------------------------------------
 
   function receive(message) {
-    if (!accept(message.seq)) return;
+    if (message.type !== "message") return;
     const now = performance.now();
     if (message.kind === "job") {
       setJobState(message.state, message.reason, true);
@@ -263,7 +227,7 @@
       } catch (err) {
         return;  // the next message (or a reload) brings it
       }
-      if (job && FINAL.has(job.state) && !qualityPending() && ws) ws.close(1000);
+      finish();
     }, 300);
   }
 
@@ -294,7 +258,7 @@
     if (live && changed) timeline(JOB_LABELS[state] || state, reason);
     if (state === "published" && live) loadPlayer();
     // The socket stays open while quality measurements still run (they outlast publishing).
-    if (FINAL.has(state) && ws && live && !qualityPending()) ws.close(1000);
+    if (live) finish();
   }
 
   function timeline(what, detail) {
@@ -425,5 +389,11 @@
 
   // Keep speeds and times honest when no message arrives (a stalled unit's fps goes stale).
   setInterval(schedulePaint, 1000);
-  connect();
+  stream = ReelflowLive.connect(root.dataset.socket, {
+    sequenced: true,
+    onSnapshot: applySnapshot,
+    onMessage: receive,
+    onState: showConnection,
+    shouldReconnect: () => !over(),
+  });
 })();

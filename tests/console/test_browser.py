@@ -1,19 +1,29 @@
 """The console's live pages in a real browser (Debian's Chromium through Playwright) against
 daphne serving config.asgi (the studio's browser fixtures): rows and counts follow state changes
 without a reload, a job that starts appears at the top, the grid recolours as units run, and
-the keyboard reaches every action."""
+the keyboard reaches every action. The shared websocket client (static/js/live.js) reconnects
+after a drop and asks for a fresh snapshot when a sequence number goes missing."""
 
 import re
 
 import pytest
 
 from core.roles import Role
+from pipeline import progress
 from pipeline.models import JobState, Unit, UnitState
 from pipeline.services.jobs import job_cancel, job_probe_start
 from pipeline.services.units import unit_finish, unit_start
 from tests.console.factories import job_with_units
 from tests.pipeline.conftest import ladders  # noqa: F401 - fixture
-from tests.studio.test_browser import chromium, static_root, web, web_server  # noqa: F401 - fixtures
+from tests.studio.test_browser import (  # noqa: F401 - fixtures
+    RECONNECTED,
+    WATCH_SOCKETS,
+    chromium,
+    script_error,
+    static_root,
+    web,
+    web_server,
+)
 
 pytestmark = [pytest.mark.browser, pytest.mark.django_db(transaction=True)]
 Q, R, D = UnitState.QUEUED, UnitState.RUNNING, UnitState.DONE
@@ -25,8 +35,10 @@ def operator_page(chromium, web, make_user):  # noqa: F811
     context = chromium.new_context(viewport={"width": 1200, "height": 900})
     context.set_default_timeout(20_000)
     errors: list[str] = []
+    context.add_init_script(WATCH_SOCKETS)
     page = context.new_page()
     page.on("pageerror", lambda error: errors.append(str(error)))
+    page.on("console", lambda message: errors.append(message.text) if script_error(message) else None)
     page.goto(web.url("/accounts/login/"))
     page.fill("#id_username", "olga")
     page.fill("#id_password", "pw")
@@ -89,3 +101,57 @@ def test_job_page_grid_recolours_as_units_run(web, operator_page, make_user, lad
     page.get_by_role("button", name="Raise priority").focus()
     page.keyboard.press("Enter")
     page.locator(".messages", has_text="now has priority 1").wait_for()
+
+
+def _silently(unit: Unit, state: str) -> None:
+    """The unit changes and its message is lost: the row moves, the job's number is used up."""
+    Unit.objects.filter(pk=unit.pk).update(state=state)
+    progress.next_seq(unit.job_id)
+
+
+def test_job_page_reconnects_after_the_socket_drops(web, operator_page, make_user, ladders):  # noqa: F811
+    publisher = make_user("pat", role=Role.PUBLISHER)
+    job = job_with_units(publisher, unit_states={"h264-240p": [Q, Q]})
+    first, second = Unit.objects.filter(job=job).order_by("chunk__index")
+    page = operator_page
+    page.goto(web.url(f"/ops/jobs/{job.pk}/"))
+    page.wait_for_selector("#live-status.live")
+    assert page.evaluate("window.__sockets.length") == 1
+
+    _silently(first, R)  # while the socket is up, nothing tells the page
+    page.evaluate("window.__sockets[0].close()")  # the connection drops
+    page.wait_for_function(RECONNECTED)
+    page.wait_for_selector("#live-status.live")
+    # The page said so meanwhile, then the new connection's snapshot brought the lost change.
+    shown = page.evaluate("window.__status")
+    assert any(text.startswith("Disconnected; retrying in") for text in shown), shown
+    assert shown[-2:] == ["Reconnecting…", "Live"], shown
+    page.wait_for_selector(f'#grid td.unit-running[data-unit="{first.pk}"]')
+
+    # And live messages flow on the new connection.
+    unit_start(unit_id=second.pk, worker="w-test")
+    page.wait_for_selector(f'#grid td.unit-running[data-unit="{second.pk}"]')
+    assert page.evaluate("window.__sockets.length") == 2
+
+
+def test_job_page_asks_for_a_fresh_snapshot_when_a_sequence_number_goes_missing(
+    web, operator_page, make_user, ladders  # noqa: F811
+):
+    publisher = make_user("pat", role=Role.PUBLISHER)
+    job = job_with_units(publisher, unit_states={"h264-240p": [Q, Q]})
+    first, second = Unit.objects.filter(job=job).order_by("chunk__index")
+    page = operator_page
+    asked: list[str] = []
+    page.on("websocket", lambda ws: ws.on("framesent", lambda payload: asked.append(payload)))
+    page.goto(web.url(f"/ops/jobs/{job.pk}/"))
+    page.wait_for_selector("#live-status.live")
+
+    _silently(first, R)  # number 1 is lost
+    unit_start(unit_id=second.pk, worker="w-test")  # number 2 arrives: a gap before it
+    page.wait_for_selector(f'#grid td.unit-running[data-unit="{second.pk}"]')
+    assert "unit-queued" in page.locator(f'#grid td[data-unit="{first.pk}"]').get_attribute("class")
+
+    # The gap stays open (it is not a late message): the page asks for a snapshot, which has it.
+    page.wait_for_selector(f'#grid td.unit-running[data-unit="{first.pk}"]', timeout=10_000)
+    assert '{"action":"snapshot"}' in asked, asked
+    assert page.evaluate("window.__sockets.length") == 1, "no reconnect, no reload: the same socket"

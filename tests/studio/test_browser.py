@@ -8,6 +8,7 @@ import os
 import re
 import subprocess
 import sys
+import threading
 import time
 import urllib.parse
 from pathlib import Path
@@ -43,6 +44,39 @@ new MutationObserver((records) => {
   }
 }).observe(document, { subtree: true, attributes: true, attributeFilter: ["data-state"] });
 """
+
+# Keeps every websocket the page opens in window.__sockets (a test closes one to drop it), and
+# every text the connection status shows in window.__status.
+WATCH_SOCKETS = """
+window.__sockets = [];
+window.__status = [];
+window.WebSocket = class extends window.WebSocket {
+  constructor(...args) { super(...args); window.__sockets.push(this); }
+};
+document.addEventListener("DOMContentLoaded", () => {
+  const el = document.getElementById("live-status") || document.getElementById("socket-state");
+  if (el) new MutationObserver(() => window.__status.push(el.textContent)).observe(el, { childList: true });
+});
+"""
+# The page's second socket (after a drop) is open.
+RECONNECTED = "window.__sockets.length === 2 && window.__sockets[1].readyState === WebSocket.OPEN"
+
+
+def script_error(message) -> bool:
+    """A console error of a script (a resource the browser failed to load is the test's own
+    business: some are 404s on purpose, one is /favicon.ico)."""
+    return message.type == "error" and not message.text.startswith("Failed to load resource")
+
+
+def off_the_loop(func, *args, **kwargs):
+    """func(...) in a thread of its own: Playwright's sync API keeps an event loop on the test's
+    thread, where async_to_sync (a channel-layer group_send, say) refuses to run."""
+    result: list = []
+    worker = threading.Thread(target=lambda: result.append(func(*args, **kwargs)))
+    worker.start()
+    worker.join(timeout=30)
+    assert result, f"{func.__name__} did not finish"
+    return result[0]
 
 
 @pytest.fixture(scope="session")
@@ -144,7 +178,7 @@ def chromium():
 @pytest.fixture
 def new_page(chromium, web):
     """new_page(username) -> a page in a fresh browser context, logged in as that user. An
-    uncaught script error on any page fails the test."""
+    uncaught script error or a script's console error on any page fails the test."""
     contexts = []
     script_errors: list[str] = []
 
@@ -155,6 +189,7 @@ def new_page(chromium, web):
         contexts.append(context)
         page = context.new_page()
         page.on("console", lambda message: print(f"console {username} {message.type}: {message.text}"))
+        page.on("console", lambda m: script_errors.append(f"{username}: {m.text}") if script_error(m) else None)
         page.on("pageerror", lambda error: script_errors.append(f"{username}: {error}"))
         page.goto(web.url("/accounts/login/"))
         page.fill("#id_username", username)
@@ -276,6 +311,36 @@ def test_publisher_uploads_watches_the_grid_fill_and_plays_the_result(
     )
     assert code == 4404
     assert other.goto(web.url(f"/studio/assets/{asset.pk}/hls/master.m3u8")).status == 404
+
+
+def test_asset_page_follows_the_job_again_after_its_socket_drops(web, new_page, make_user, ladders):
+    """The grid through the shared client (live.js): a dropped socket reconnects on its own, the
+    new snapshot brings what changed meanwhile, and messages flow again."""
+    from pipeline import services
+    from pipeline.models import Unit, UnitState
+    from tests.console.factories import job_with_units
+
+    alice = make_user("alice", role=Role.PUBLISHER)
+    job = job_with_units(alice, unit_states={"h264-240p": [UnitState.QUEUED, UnitState.QUEUED]})
+    first, second = Unit.objects.filter(job=job).order_by("chunk__index")
+    page = new_page("alice")
+    page.add_init_script(WATCH_SOCKETS)
+    page.goto(web.url(f"/studio/assets/{job.asset_id}/"))
+    page.wait_for_selector("#socket-state.live")
+    page.wait_for_selector(f'#grid td.cell[data-unit="{first.pk}"][data-state="queued"]')
+
+    Unit.objects.filter(pk=first.pk).update(state=UnitState.RUNNING)  # its message is lost
+    page.evaluate("window.__sockets[0].close()")
+    page.wait_for_function(RECONNECTED)
+    page.wait_for_selector("#socket-state.live")
+    shown = page.evaluate("window.__status")
+    assert any(text.startswith("Disconnected; retrying in") for text in shown), shown
+    assert shown[-2:] == ["Reconnecting…", "Live"], shown
+    page.wait_for_selector(f'#grid td.cell[data-unit="{first.pk}"][data-state="running"]')
+
+    services.unit_start(unit_id=second.pk, worker="w-test")
+    page.wait_for_selector(f'#grid td.cell[data-unit="{second.pk}"][data-state="running"]')
+    assert page.evaluate("window.__sockets.length") == 2
 
 
 def page_wait_until(page, predicate, *, timeout: float, message: str) -> None:
