@@ -370,6 +370,43 @@ class QualityStatistic(models.TextChoices):
     P5 = "p5", "5th percentile"
 
 
+DEFAULT_DURATION_TOLERANCE_FRAMES = 1.0
+DEFAULT_BITRATE_TOLERANCE_PCT = 5.0
+METRIC_UNIT = {QualityMetric.VMAF: "", QualityMetric.PSNR: " dB", QualityMetric.SSIM: ""}
+
+
+def fmt_value(value: float | None, metric: str = "") -> str:
+    if value is None:
+        return "?"
+    if metric == QualityMetric.SSIM:
+        return f"{value:.4f}"
+    return f"{value:.1f}" if abs(value) < 1000 else f"{value:,.0f}"
+
+
+def _metric_phrase(metric: str, statistic: str, threshold: float | None) -> str:
+    name = QualityMetric(metric).label.split(" ")[0] if metric else "?"
+    stat = "mean" if statistic == QualityStatistic.MEAN else "5th percentile"
+    return f"{name} {stat} ≥ {fmt_value(threshold, metric)}{METRIC_UNIT.get(metric, '')}"
+
+
+def _rule_label(rule: "Rule") -> str:
+    kind = rule.kind
+    if kind == RuleKind.QUALITY_MIN:
+        text = _metric_phrase(rule.metric, rule.statistic, rule.threshold)
+        if rule.min_height:
+            text += f" for rungs ≥ {rule.min_height}p"
+        if rule.fallback_metric:
+            text += f" (else {_metric_phrase(rule.fallback_metric, rule.statistic, rule.fallback_threshold)})"
+        return text
+    if kind == RuleKind.DURATION_MATCH:
+        frames = rule.tolerance if rule.tolerance is not None else DEFAULT_DURATION_TOLERANCE_FRAMES
+        return f"Duration within {frames:g} frame{'s' if frames != 1 else ''} of the source"
+    if kind == RuleKind.BITRATE_CAP:
+        pct = rule.tolerance if rule.tolerance is not None else DEFAULT_BITRATE_TOLERANCE_PCT
+        return "No rendition above its bitrate cap" + (f" (+{pct:g}% tolerated)" if pct else "")
+    return RuleKind(kind).label
+
+
 class Rule(models.Model):
     rule_set = models.ForeignKey(RuleSet, on_delete=models.CASCADE, related_name="rules")
     kind = models.CharField(max_length=24, choices=RuleKind.choices)
@@ -389,9 +426,12 @@ class Rule(models.Model):
         ordering = ["rule_set", "id"]
 
     def __str__(self) -> str:
-        from pipeline.rules import rule_label
+        return self.label
 
-        return rule_label(self)
+    @property
+    def label(self) -> str:
+        """The rule in words, with its thresholds: how pages, events and evaluations name it."""
+        return _rule_label(self)
 
 
 class RuleEvaluation(models.Model):

@@ -21,10 +21,12 @@ from django.db.models import Q
 from core.roles import VERIFIED_PUBLISHERS_GROUP
 from pipeline.media import planned_fps, video_info_from_json
 from pipeline.models import (
+    DEFAULT_BITRATE_TOLERANCE_PCT,
+    DEFAULT_DURATION_TOLERANCE_FRAMES,
+    METRIC_UNIT,
     Artifact,
     EncodeJob,
     QualityMetric,
-    QualityStatistic,
     Rendition,
     RenditionKind,
     RenditionState,
@@ -33,12 +35,9 @@ from pipeline.models import (
     RuleSet,
     Unit,
     UnitState,
+    fmt_value,
 )
 from pipeline.quality.selectors import job_quality_state, rendition_scores
-
-DEFAULT_DURATION_TOLERANCE_FRAMES = 1.0
-DEFAULT_BITRATE_TOLERANCE_PCT = 5.0
-_METRIC_UNIT = {QualityMetric.VMAF: "", QualityMetric.PSNR: " dB", QualityMetric.SSIM: ""}
 
 
 @dataclass(frozen=True, slots=True)
@@ -83,36 +82,8 @@ def needs_quality(rules: list[Rule]) -> bool:
 # --- Labels ---------------------------------------------------------------------------------
 
 
-def _fmt(value: float | None, metric: str = "") -> str:
-    if value is None:
-        return "?"
-    if metric == QualityMetric.SSIM:
-        return f"{value:.4f}"
-    return f"{value:.1f}" if abs(value) < 1000 else f"{value:,.0f}"
-
-
-def _metric_phrase(metric: str, statistic: str, threshold: float | None) -> str:
-    name = QualityMetric(metric).label.split(" ")[0] if metric else "?"
-    stat = "mean" if statistic == QualityStatistic.MEAN else "5th percentile"
-    return f"{name} {stat} ≥ {_fmt(threshold, metric)}{_METRIC_UNIT.get(metric, '')}"
-
-
 def rule_label(rule: Rule) -> str:
-    kind = rule.kind
-    if kind == RuleKind.QUALITY_MIN:
-        text = _metric_phrase(rule.metric, rule.statistic, rule.threshold)
-        if rule.min_height:
-            text += f" for rungs ≥ {rule.min_height}p"
-        if rule.fallback_metric:
-            text += f" (else {_metric_phrase(rule.fallback_metric, rule.statistic, rule.fallback_threshold)})"
-        return text
-    if kind == RuleKind.DURATION_MATCH:
-        frames = rule.tolerance if rule.tolerance is not None else DEFAULT_DURATION_TOLERANCE_FRAMES
-        return f"Duration within {frames:g} frame{'s' if frames != 1 else ''} of the source"
-    if kind == RuleKind.BITRATE_CAP:
-        pct = rule.tolerance if rule.tolerance is not None else DEFAULT_BITRATE_TOLERANCE_PCT
-        return "No rendition above its bitrate cap" + (f" (+{pct:g}% tolerated)" if pct else "")
-    return RuleKind(kind).label
+    return rule.label
 
 
 def rule_validate(rule: Rule) -> None:
@@ -256,11 +227,11 @@ def _check_quality(rule: Rule, job: EncodeJob, renditions: list[Rendition]) -> t
             why = {"off": "quality measurement is off", "failed": "its quality measurement failed"}.get(state, "not measured")
             failing.append(f"{r.name}: {why}")
             continue
-        unit = _METRIC_UNIT.get(metric, "")
+        unit = METRIC_UNIT.get(metric, "")
         name = QualityMetric(metric).label.split(" ")[0]
-        seen.append(f"{name} {_fmt(value, metric)}{unit} at {r.name}")
+        seen.append(f"{name} {fmt_value(value, metric)}{unit} at {r.name}")
         if value < threshold:
-            failing.append(f"{r.name}: {name} {_fmt(value, metric)}{unit} < {_fmt(threshold, metric)}{unit}")
+            failing.append(f"{r.name}: {name} {fmt_value(value, metric)}{unit} < {fmt_value(threshold, metric)}{unit}")
     measured = "; ".join(failing) if failing else "; ".join(seen)
     return not failing, measured, f"{len(targets)} rendition(s) checked"
 
