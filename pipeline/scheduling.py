@@ -18,7 +18,9 @@ import logging
 import socket
 from dataclasses import dataclass
 
+import django_rq
 from redis.exceptions import RedisError
+from rq import Worker
 
 logger = logging.getLogger(__name__)
 
@@ -82,9 +84,6 @@ def queue_order(work: list[Work], *, workers: int, shared_decode: bool = True) -
 def encode_workers(*, host: str | None = None) -> int:
     """Workers registered on the ``encode`` queue (on ``host`` only, when given); 0 if Redis
     cannot say."""
-    import django_rq
-    from rq import Worker
-
     try:
         return sum(
             1 for w in Worker.all(connection=django_rq.get_connection("encode"))

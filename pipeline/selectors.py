@@ -2,8 +2,11 @@
 
 from dataclasses import dataclass
 
+import django_rq
 from django.db.models import Count, OuterRef, Q, QuerySet, Subquery
 
+from core.models import Event
+from core.s3 import redact_presigned
 from pipeline import progress
 from pipeline.models import Artifact, Asset, EncodeJob, IngestEvent, JobState, Rendition, Unit, UnitState
 
@@ -83,8 +86,6 @@ def job_snapshot(*, job_id: int) -> dict:
 def job_restart_note(*, job_id: int) -> str:
     """What the job's last restart did besides re-running steps, for the CLI and the console:
     "; quality measured again for h264-240p, h264-360p", or ""."""
-    from core.models import Event
-
     event = (
         Event.objects.filter(type="job.restarted", subject_type="pipeline.encodejob", subject_id=str(job_id))
         .order_by("-id")
@@ -151,8 +152,6 @@ def job_seqs(*, job_ids: list[int], conn=None) -> dict[int, int]:
     many jobs is current to these, and drops "jobs" group messages at or below them."""
     if not job_ids:
         return {}
-    import django_rq
-
     conn = conn or django_rq.get_connection("default")
     values = conn.mget([progress._seq_key(job_id) for job_id in job_ids])
     return {job_id: int(value or 0) for job_id, value in zip(job_ids, values, strict=True)}
@@ -164,8 +163,6 @@ LINEAGE_MAX_PER_COLUMN = 24
 def redact_signed_urls(text: str) -> str:
     """A command as recorded, with the signature of every presigned URL left out (commands
     are stored redacted; this also covers rows written before that)."""
-    from core.s3 import redact_presigned
-
     return redact_presigned(text)
 
 
