@@ -16,7 +16,7 @@ from tests.studio.test_browser import (  # noqa: F401 - fixtures
     WATCH_SOCKETS,
     chromium,
     off_the_loop,
-    script_error,
+    signed_in_page,
     static_root,
     web,
     web_server,
@@ -28,21 +28,8 @@ pytestmark = [pytest.mark.browser, pytest.mark.django_db(transaction=True)]
 @pytest.fixture
 def operator_page(chromium, web, make_user):  # noqa: F811
     make_user("olga", role=Role.OPERATIONS)
-    context = chromium.new_context(viewport={"width": 1200, "height": 900})
-    context.set_default_timeout(20_000)
-    context.add_init_script(WATCH_SOCKETS)
-    errors: list[str] = []
-    page = context.new_page()
-    page.on("pageerror", lambda error: errors.append(str(error)))
-    page.on("console", lambda message: errors.append(message.text) if script_error(message) else None)
-    page.goto(web.url("/accounts/login/"))
-    page.fill("#id_username", "olga")
-    page.fill("#id_password", "pw")
-    page.get_by_role("button", name="Log in").click()
-    page.wait_for_url(lambda url: "/accounts/login/" not in url)
-    yield page
-    context.close()
-    assert not errors, errors
+    with signed_in_page(chromium, web, "olga") as page:
+        yield page
 
 
 def _push(run: BackupRun) -> None:

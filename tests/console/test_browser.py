@@ -4,7 +4,6 @@ without a reload, a job that starts appears at the top, the grid recolours as un
 the keyboard reaches every action. The shared websocket client (static/js/live.js) reconnects
 after a drop and asks for a fresh snapshot when a sequence number goes missing."""
 
-import re
 
 import pytest
 
@@ -19,7 +18,7 @@ from tests.studio.test_browser import (  # noqa: F401 - fixtures
     RECONNECTED,
     WATCH_SOCKETS,
     chromium,
-    script_error,
+    signed_in_page,
     static_root,
     web,
     web_server,
@@ -32,21 +31,8 @@ Q, R, D = UnitState.QUEUED, UnitState.RUNNING, UnitState.DONE
 @pytest.fixture
 def operator_page(chromium, web, make_user):  # noqa: F811
     make_user("olga", role=Role.OPERATIONS)
-    context = chromium.new_context(viewport={"width": 1200, "height": 900})
-    context.set_default_timeout(20_000)
-    errors: list[str] = []
-    context.add_init_script(WATCH_SOCKETS)
-    page = context.new_page()
-    page.on("pageerror", lambda error: errors.append(str(error)))
-    page.on("console", lambda message: errors.append(message.text) if script_error(message) else None)
-    page.goto(web.url("/accounts/login/"))
-    page.fill("#id_username", "olga")
-    page.fill("#id_password", "pw")
-    page.get_by_role("button", name="Log in").click()
-    page.wait_for_url(re.compile(r".*/ops/$"))
-    yield page
-    context.close()
-    assert not errors, errors
+    with signed_in_page(chromium, web, "olga") as page:
+        yield page
 
 
 def test_jobs_list_follows_state_changes_and_new_jobs_live(web, operator_page, make_user, ladders):  # noqa: F811

@@ -4,6 +4,7 @@ workers. A publisher uploads a generated clip through the page, watches the grid
 reload, plays the result; another publisher is shut out; an upload resumes after a reload.
 """
 
+import contextlib
 import os
 import re
 import subprocess
@@ -66,6 +67,27 @@ def script_error(message) -> bool:
     """A console error of a script (a resource the browser failed to load is the test's own
     business: some are 404s on purpose, one is /favicon.ico)."""
     return message.type == "error" and not message.text.startswith("Failed to load resource")
+
+
+@contextlib.contextmanager
+def signed_in_page(chromium, web, username: str):
+    """A fresh browser context signed in as ``username`` (password "pw"), its websockets
+    watched (WATCH_SOCKETS); on leaving, no script error may have been logged."""
+    context = chromium.new_context(viewport={"width": 1200, "height": 900})
+    context.set_default_timeout(20_000)
+    context.add_init_script(WATCH_SOCKETS)
+    errors: list[str] = []
+    page = context.new_page()
+    page.on("pageerror", lambda error: errors.append(str(error)))
+    page.on("console", lambda message: errors.append(message.text) if script_error(message) else None)
+    page.goto(web.url("/accounts/login/"))
+    page.fill("#id_username", username)
+    page.fill("#id_password", "pw")
+    page.get_by_role("button", name="Log in").click()
+    page.wait_for_url(lambda url: "/accounts/login/" not in url)
+    yield page
+    context.close()
+    assert not errors, errors
 
 
 def off_the_loop(func, *args, **kwargs):
