@@ -54,7 +54,8 @@ class AssetFactory(DjangoModelFactory):
         model = Asset
 
     publisher = factory.SubFactory(UserFactory, role=Role.PUBLISHER)
-    title = factory.Faker("sentence", nb_words=3)
+    # Numbered, not Faker's words: a random English title could match what a page test looks for.
+    title = factory.Sequence(lambda n: f"Clip {n}")
     source_bucket = factory.LazyFunction(lambda: settings.S3_BUCKET_INGEST)
     source_key = factory.LazyAttributeSequence(
         lambda asset, n: f"uploads/{asset.publisher.username}/{n}/clip.mp4"
@@ -125,8 +126,8 @@ class RenditionFactory(DjangoModelFactory):
 
 
 class UnitFactory(DjangoModelFactory):
-    """One encode of a rendition: of one chunk, or of the whole file when `chunk` is None (audio).
-    Costlier renditions first, then chunk order, as the planner ranks them."""
+    """One encode of a rendition: of one chunk (of the rendition's job), or of the whole file when
+    `chunk` is None (audio). Costlier renditions first, then chunk order, as the planner ranks them."""
 
     class Meta:
         model = Unit
