@@ -162,6 +162,23 @@ def _command(*, unit_pk: int, source_url: str, chunk, params: dict, width: int, 
     )
 
 
+@dataclass(frozen=True)
+class _JobPlan:
+    """What a planned job's unit and rendition rows are derived from."""
+
+    job_pk: int
+    asset_pk: int
+    owner: int
+    prefix: str
+    state: str
+    fps: int
+    duration: float
+    total_frames: int
+    source_url: str
+    planned_at: datetime
+    finished: datetime | None
+
+
 class _Builder:
     """Builds one batch of jobs with their chunks, renditions, units and events."""
 
@@ -256,20 +273,12 @@ class _Builder:
     def _plan(self, *, job_pk, prefix, state, fps, duration, n_chunks, video_rungs, audio, src, planned_at, finished,
               owner, asset_pk, key) -> tuple[int, str]:
         """Chunks, renditions and units of a planned job; returns (units, failure reason)."""
-        rng = self.rng
-        failure = ""
-        chunks = []
-        for index in range(n_chunks):
-            start_s = index * CHUNK_SECONDS
-            end_s = min(duration, (index + 1) * CHUNK_SECONDS)
-            chunk = {"pk": self.ids.take(Chunk), "index": index, "start_s": float(start_s), "end_s": round(end_s, 3),
-                     "start_frame": start_s * fps, "frame_count": round((end_s - start_s) * fps)}
-            chunks.append(chunk)
-            self.chunks.append(dict(id=chunk["pk"], job_id=job_pk, index=index, start_s=chunk["start_s"],
-                                     end_s=chunk["end_s"], start_frame=chunk["start_frame"], frame_count=chunk["frame_count"]))
-        total_frames = sum(c["frame_count"] for c in chunks)
+        chunks = self._chunks(job_pk=job_pk, fps=fps, duration=duration, n_chunks=n_chunks)
         source_url = (f"https://s3.internal:8333/reelflow-ingest/{key}?X-Amz-Algorithm=AWS4-HMAC-SHA256"
-                      f"&X-Amz-Expires=43200&X-Amz-Signature={rng.getrandbits(128):032x}")
+                      f"&X-Amz-Expires=43200&X-Amz-Signature={self.rng.getrandbits(128):032x}")
+        plan = _JobPlan(job_pk=job_pk, asset_pk=asset_pk, owner=owner, prefix=prefix, state=state, fps=fps,
+                        duration=duration, total_frames=sum(c["frame_count"] for c in chunks), source_url=source_url,
+                        planned_at=planned_at, finished=finished)
         rows = []  # (rendition dict, chunk or None)
         for params in video_rungs:
             height = params["height"]
@@ -281,9 +290,40 @@ class _Builder:
         self.event(planned_at, "job.planned", "pipeline.encodejob", job_pk, owner,
                    {"asset": asset_pk, "chunks": n_chunks, "renditions": len(rows), "units": n_units})
 
-        # Which units end how: by job state.
         order = [(r, c) for r, cs in rows for c in cs]
-        n = len(order)
+        failure = ""
+        per_rendition: dict[int, list] = {}  # rendition pk -> [rendition dict, units done, units]
+        for (rend, chunk), fate in zip(order, self._unit_fates(state, len(order)), strict=True):
+            if "pk" not in rend:
+                rend["pk"] = self.ids.take(Rendition)
+            counts = per_rendition.setdefault(rend["pk"], [rend, 0, 0])
+            unit = self._unit(plan, rend=rend, chunk=chunk, fate=fate)
+            if fate == UnitState.DONE:
+                counts[1] += 1
+            elif fate == UnitState.FAILED:
+                failure = f"{rend['params']['name']}: {unit['error']}"
+            counts[2] += 1
+            self.units.append(unit)
+        for rend, done, total in per_rendition.values():
+            self._rendition(plan, rend=rend, done=done, total=total)
+        return n_units, failure
+
+    def _chunks(self, *, job_pk, fps, duration, n_chunks) -> list[dict]:
+        """The job's chunk rows; returns each chunk as the units read it."""
+        chunks = []
+        for index in range(n_chunks):
+            start_s = index * CHUNK_SECONDS
+            end_s = min(duration, (index + 1) * CHUNK_SECONDS)
+            chunk = {"pk": self.ids.take(Chunk), "index": index, "start_s": float(start_s), "end_s": round(end_s, 3),
+                     "start_frame": start_s * fps, "frame_count": round((end_s - start_s) * fps)}
+            chunks.append(chunk)
+            self.chunks.append(dict(id=chunk["pk"], job_id=job_pk, index=index, start_s=chunk["start_s"],
+                                     end_s=chunk["end_s"], start_frame=chunk["start_frame"], frame_count=chunk["frame_count"]))
+        return chunks
+
+    def _unit_fates(self, state: str, n: int) -> list[str]:
+        """Which units end how, in plan order: by job state."""
+        rng = self.rng
         fates = [UnitState.DONE] * n
         if state == JobState.ENCODING:
             progress = rng.uniform(0.05, 0.9)
@@ -301,83 +341,80 @@ class _Builder:
             fates = [UnitState.DONE] * cut + [UnitState.CANCELLED] * (n - cut)
         if state == JobState.CANCELLED:
             rng.shuffle(fates)
+        return fates
 
-        window = ((finished or self.now) - planned_at).total_seconds()
-        per_rendition: dict[int, list] = {}
-        for (rend, chunk), fate in zip(order, fates, strict=True):
-            params = rend["params"]
-            if "pk" not in rend:
-                rend["pk"] = self.ids.take(Rendition)
-            rid = rend["pk"]
-            per_rendition.setdefault(rid, [rend, 0, 0])
-            unit_pk = self.ids.take(Unit)
-            if chunk is not None:
-                frames = chunk["frame_count"]
-                ffmpeg_s = frames / _speed_fps(params["codec"], rend["width"], rend["height"]) * rng.uniform(0.8, 1.25)
-                cost = rend["width"] * rend["height"] * frames * CODEC_COST.get(params["codec"], 1.0)
-                output_key = f"{prefix}/units/{params['name']}/{chunk['index']:05d}.mp4"
-                command = _command(unit_pk=unit_pk, source_url=source_url, chunk=chunk, params=params,
-                                   width=rend["width"], height=rend["height"], fps=fps)
-            else:
-                frames = None
-                ffmpeg_s = duration / rng.uniform(150, 400)
-                cost = duration * AUDIO_COST_PER_S
-                output_key = f"{prefix}/audio/{params['name']}.mp4"
-                command = (f"ffmpeg -hide_banner -nostdin -y -progress pipe:1 -i '{source_url}' -map 0:1 -vn -sn -dn "
-                           f"-c:a {params['codec']} -b:a {params['bitrate_kbps']}k -ac {params['channels']} "
-                           f"-t {total_frames / fps:.6f} -f mp4 /tmp/reelflow-unit-{unit_pk:x}/audio-{unit_pk}.mp4")
-            wall_s = ffmpeg_s + rng.uniform(1.5, 6)
-            worker = rng.choice(self.workers)
-            unit = dict(id=unit_pk, job_id=job_pk, rendition_id=rid, chunk_id=chunk["pk"] if chunk else None, state=fate,
-                        cost=cost, output_key=output_key, rq_id=f"unit-{unit_pk}-{rng.getrandbits(32):08x}")
-            if fate == UnitState.DONE:
-                end = planned_at + timedelta(seconds=wall_s + rng.uniform(0, max(1.0, window - wall_s)))
-                end = min(end, (finished or self.now) - timedelta(seconds=1))
-                unit.update(attempts=1 if rng.random() > 0.03 else 2, worker=worker, finished_at=end,
-                            started_at=end - timedelta(seconds=wall_s), wall_s=round(wall_s, 3),
-                            ffmpeg_s=round(ffmpeg_s, 3), cpu_s=round(ffmpeg_s * rng.uniform(1.6, 1.95), 3),
-                            frames=frames, command=command)
-                per_rendition[rid][1] += 1
-            elif fate == UnitState.RUNNING:
-                unit.update(attempts=1, worker=worker,
-                            started_at=self.now - timedelta(seconds=rng.uniform(1, min(wall_s, 120))))
-            elif fate == UnitState.FAILED:
-                reason, tail = rng.choice(_UNIT_ERRORS)
-                want = frames or 0
-                at = chunk["start_s"] + 200 if chunk else 0.0
-                unit.update(error=reason.format(chunk=chunk["index"] if chunk else 0, got=max(0, want - 4), want=want, at=at),
-                            log_tail=tail.format(got=max(0, want - 4)), attempts=3 if "retries" in reason else 1,
-                            worker=worker, started_at=(finished or self.now) - timedelta(seconds=wall_s),
-                            finished_at=finished, command=command)
-                failure = f"{params['name']}: {unit['error']}"
-            per_rendition[rid][2] += 1
-            self.units.append(unit)
+    def _unit(self, plan: _JobPlan, *, rend: dict, chunk: dict | None, fate: str) -> dict:
+        """One unit's row: a chunk of a video rendition, or a whole-file audio encode, ended as `fate` says."""
+        rng = self.rng
+        params = rend["params"]
+        unit_pk = self.ids.take(Unit)
+        if chunk is not None:
+            frames = chunk["frame_count"]
+            ffmpeg_s = frames / _speed_fps(params["codec"], rend["width"], rend["height"]) * rng.uniform(0.8, 1.25)
+            cost = rend["width"] * rend["height"] * frames * CODEC_COST.get(params["codec"], 1.0)
+            output_key = f"{plan.prefix}/units/{params['name']}/{chunk['index']:05d}.mp4"
+            command = _command(unit_pk=unit_pk, source_url=plan.source_url, chunk=chunk, params=params,
+                               width=rend["width"], height=rend["height"], fps=plan.fps)
+        else:
+            frames = None
+            ffmpeg_s = plan.duration / rng.uniform(150, 400)
+            cost = plan.duration * AUDIO_COST_PER_S
+            output_key = f"{plan.prefix}/audio/{params['name']}.mp4"
+            command = (f"ffmpeg -hide_banner -nostdin -y -progress pipe:1 -i '{plan.source_url}' -map 0:1 -vn -sn -dn "
+                       f"-c:a {params['codec']} -b:a {params['bitrate_kbps']}k -ac {params['channels']} "
+                       f"-t {plan.total_frames / plan.fps:.6f} -f mp4 /tmp/reelflow-unit-{unit_pk:x}/audio-{unit_pk}.mp4")
+        wall_s = ffmpeg_s + rng.uniform(1.5, 6)
+        worker = rng.choice(self.workers)
+        unit = dict(id=unit_pk, job_id=plan.job_pk, rendition_id=rend["pk"], chunk_id=chunk["pk"] if chunk else None,
+                    state=fate, cost=cost, output_key=output_key, rq_id=f"unit-{unit_pk}-{rng.getrandbits(32):08x}")
+        end_by = plan.finished or self.now
+        if fate == UnitState.DONE:
+            window = (end_by - plan.planned_at).total_seconds()
+            end = plan.planned_at + timedelta(seconds=wall_s + rng.uniform(0, max(1.0, window - wall_s)))
+            end = min(end, end_by - timedelta(seconds=1))
+            unit.update(attempts=1 if rng.random() > 0.03 else 2, worker=worker, finished_at=end,
+                        started_at=end - timedelta(seconds=wall_s), wall_s=round(wall_s, 3),
+                        ffmpeg_s=round(ffmpeg_s, 3), cpu_s=round(ffmpeg_s * rng.uniform(1.6, 1.95), 3),
+                        frames=frames, command=command)
+        elif fate == UnitState.RUNNING:
+            unit.update(attempts=1, worker=worker,
+                        started_at=self.now - timedelta(seconds=rng.uniform(1, min(wall_s, 120))))
+        elif fate == UnitState.FAILED:
+            reason, tail = rng.choice(_UNIT_ERRORS)
+            want = frames or 0
+            at = chunk["start_s"] + 200 if chunk else 0.0
+            unit.update(error=reason.format(chunk=chunk["index"] if chunk else 0, got=max(0, want - 4), want=want, at=at),
+                        log_tail=tail.format(got=max(0, want - 4)), attempts=3 if "retries" in reason else 1,
+                        worker=worker, started_at=end_by - timedelta(seconds=wall_s),
+                        finished_at=plan.finished, command=command)
+        return unit
 
-        for rid, (rend, done, total) in per_rendition.items():
-            params = rend["params"]
-            if done == total and state not in (JobState.CANCELLED,):
-                rstate = RenditionState.READY
-            elif state == JobState.CANCELLED:
-                rstate = RenditionState.READY if done == total else RenditionState.CANCELLED
-            else:
-                rstate = RenditionState.ENCODING
-            ready = rstate == RenditionState.READY
-            video = rend["kind"] == RenditionKind.VIDEO
-            kbps = params.get("maxrate_kbps") or params.get("bitrate_kbps") or 128
-            self.renditions.append(dict(
-                id=rid, job_id=job_pk, kind=rend["kind"], name=params["name"], params=params, width=rend["width"],
-                height=rend["height"], state=rstate, units_total=total, units_done=done,
-                output_key=(f"{prefix}/renditions/{params['name']}.mp4" if video else f"{prefix}/audio/{params['name']}.mp4")
-                if ready else "",
-                frame_count=total_frames if ready and video else None,
-                duration_s=round(total_frames / fps, 3) if ready else None,
-                bitrate_kbps=round(kbps * self.rng.uniform(0.55, 0.9)) if ready else None,
-                codecs=("avc1.64001f" if params.get("codec") == "libx264" else params.get("codec", "")) if ready else "",
-            ))
-            if ready and finished is not None:
-                self.event(finished - timedelta(seconds=self.rng.uniform(25, 90)), "rendition.ready", "pipeline.encodejob",
-                           job_pk, owner, {"asset": asset_pk, "rendition": params["name"]})
-        return n_units, failure
+    def _rendition(self, plan: _JobPlan, *, rend: dict, done: int, total: int) -> None:
+        """The rendition's row (READY once all its units are done) and, if it is ready, its event."""
+        params = rend["params"]
+        if done == total and plan.state not in (JobState.CANCELLED,):
+            rstate = RenditionState.READY
+        elif plan.state == JobState.CANCELLED:
+            rstate = RenditionState.READY if done == total else RenditionState.CANCELLED
+        else:
+            rstate = RenditionState.ENCODING
+        ready = rstate == RenditionState.READY
+        video = rend["kind"] == RenditionKind.VIDEO
+        kbps = params.get("maxrate_kbps") or params.get("bitrate_kbps") or 128
+        prefix, total_frames = plan.prefix, plan.total_frames
+        self.renditions.append(dict(
+            id=rend["pk"], job_id=plan.job_pk, kind=rend["kind"], name=params["name"], params=params,
+            width=rend["width"], height=rend["height"], state=rstate, units_total=total, units_done=done,
+            output_key=(f"{prefix}/renditions/{params['name']}.mp4" if video else f"{prefix}/audio/{params['name']}.mp4")
+            if ready else "",
+            frame_count=total_frames if ready and video else None,
+            duration_s=round(total_frames / plan.fps, 3) if ready else None,
+            bitrate_kbps=round(kbps * self.rng.uniform(0.55, 0.9)) if ready else None,
+            codecs=("avc1.64001f" if params.get("codec") == "libx264" else params.get("codec", "")) if ready else "",
+        ))
+        if ready and plan.finished is not None:
+            self.event(plan.finished - timedelta(seconds=self.rng.uniform(25, 90)), "rendition.ready",
+                       "pipeline.encodejob", plan.job_pk, plan.owner, {"asset": plan.asset_pk, "rendition": params["name"]})
 
     def write(self) -> None:
         rows_insert(Asset, self.assets)

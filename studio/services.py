@@ -250,6 +250,38 @@ def _upload_open(
     head: bytes,
 ) -> UploadStarted:
     filename = filename_clean(filename)
+    _refuse_if_empty_or_too_large(filename=filename, size=size)
+    _refuse_if_not_video(filename=filename, head=head)
+
+    resumed, notice = _upload_resume(
+        publisher=publisher,
+        filename=filename,
+        size=size,
+        last_modified_ms=last_modified_ms,
+        fingerprint=fingerprint,
+    )
+    if resumed is not None:
+        return resumed
+
+    profile = Profile.objects.filter(slug=profile_slug, is_active=True).first()
+    if profile is None:
+        raise UploadRefused(Refusal.INVALID, "Choose one of the encoding profiles offered.")
+    _refuse_if_over_quota(publisher=publisher, size=size)
+
+    session = _upload_session_create(
+        publisher=publisher,
+        filename=filename,
+        size=size,
+        last_modified_ms=last_modified_ms,
+        fingerprint=fingerprint,
+        content_type=content_type,
+        title=(title or "").strip()[:200] or _title_default(filename),
+        profile=profile,
+    )
+    return UploadStarted(session=session, resumed=False, parts_stored={}, notice=notice)
+
+
+def _refuse_if_empty_or_too_large(*, filename: str, size: int) -> None:
     if size <= 0:
         raise UploadRefused(Refusal.EMPTY, f"“{filename}” is empty.")
     if size > settings.REELFLOW_MAX_UPLOAD_BYTES:
@@ -259,9 +291,13 @@ def _upload_open(
             f"{human_bytes(settings.REELFLOW_MAX_UPLOAD_BYTES)}.",
             limit=settings.REELFLOW_MAX_UPLOAD_BYTES,
         )
-    _refuse_if_not_video(filename=filename, head=head)
 
-    notice = ""
+
+def _upload_resume(
+    *, publisher, filename: str, size: int, last_modified_ms: int, fingerprint: str
+) -> tuple[UploadStarted | None, str]:
+    """The publisher's unfinished upload of this very file with the parts S3 holds, if it can
+    go on; otherwise None and, when there was one, a notice saying why it starts again."""
     previous = selectors.upload_session_resumable(
         publisher=publisher,
         filename=filename,
@@ -269,27 +305,33 @@ def _upload_open(
         last_modified_ms=last_modified_ms,
         fingerprint=fingerprint,
     )
-    if previous is not None:
-        if previous.is_expired:
-            upload_expire(session=previous)
-            notice = "Your earlier upload of this file had expired, so it starts again from the beginning."
-        else:
-            try:
-                stored = {int(p["PartNumber"]): int(p["Size"]) for p in _parts_listed(previous)}
-            except ClientError as exc:
-                if not _is_gone(exc):
-                    raise
-                _close(previous, UploadState.EXPIRED, "S3 no longer holds the upload's parts")
-                notice = "Your earlier upload of this file was no longer stored, so it starts again."
-            else:
-                return UploadStarted(session=previous, resumed=True, parts_stored=stored)
+    if previous is None:
+        return None, ""
+    if previous.is_expired:
+        upload_expire(session=previous)
+        return None, "Your earlier upload of this file had expired, so it starts again from the beginning."
+    try:
+        stored = {int(p["PartNumber"]): int(p["Size"]) for p in _parts_listed(previous)}
+    except ClientError as exc:
+        if not _is_gone(exc):
+            raise
+        _close(previous, UploadState.EXPIRED, "S3 no longer holds the upload's parts")
+        return None, "Your earlier upload of this file was no longer stored, so it starts again."
+    return UploadStarted(session=previous, resumed=True, parts_stored=stored), ""
 
-    profile = Profile.objects.filter(slug=profile_slug, is_active=True).first()
-    if profile is None:
-        raise UploadRefused(Refusal.INVALID, "Choose one of the encoding profiles offered.")
-    _refuse_if_over_quota(publisher=publisher, size=size)
 
-    title = (title or "").strip()[:200] or _title_default(filename)
+def _upload_session_create(
+    *,
+    publisher,
+    filename: str,
+    size: int,
+    last_modified_ms: int,
+    fingerprint: str,
+    content_type: str,
+    title: str,
+    profile: Profile,
+) -> UploadSession:
+    """Start the multipart upload in S3 under a fresh key of the publisher's, then its session."""
     key = f"{UPLOAD_PREFIX}{publisher.get_username()}/{uuid.uuid4().hex}/{filename}"
     part_size = part_size_for(size)
     created = s3.client().create_multipart_upload(
@@ -323,7 +365,7 @@ def _upload_open(
             owner=publisher,
             payload={"filename": filename, "size": size, "parts": session.parts_total, "key": key},
         )
-    return UploadStarted(session=session, resumed=False, parts_stored={}, notice=notice)
+    return session
 
 
 def _refuse_unless_open(session: UploadSession) -> None:

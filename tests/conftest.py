@@ -141,14 +141,9 @@ def wait_until(predicate, *, timeout: float = 20, interval: float = 0.1, message
 def make_user(db):
     """make_user("alice", role=Role.PUBLISHER) -> a user with that role (password 'pw')."""
     from core.roles import Role
-    from core.services import user_create_with_role
+    from tests.factories import UserFactory
 
     def make(username: str, role: Role | None = Role.PUBLISHER, **extra):
-        if role is None:
-            from django.contrib.auth import get_user_model
-
-            return get_user_model().objects.create_user(username=username, password="pw", **extra)
-        user, _ = user_create_with_role(username=username, role=role, password="pw", **extra)
-        return user
+        return UserFactory(username=username, role=role, **extra)
 
     return make

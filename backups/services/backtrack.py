@@ -23,6 +23,7 @@ failures are rare and each needs a decision before the next.
 from __future__ import annotations
 
 import logging
+from dataclasses import dataclass
 
 from django.conf import settings
 from django.db import transaction
@@ -322,31 +323,44 @@ def _other_good_copy(version: ObjectVersion) -> tuple[storage.Place, str] | None
     return None
 
 
-def backup_damage_handle(
-    *, run: BackupRun, version: ObjectVersion, cause: str, detail: str, evidence: dict | None = None
-) -> Failure:
-    """A backup copy is missing or does not hash to the ledger's SHA-256: trace and repair."""
-    policy = run.policy
-    version.state = VersionState.DAMAGED
-    version.save(update_fields=["state"])
-    dst = destination_place(policy)
-    chain = [_step("Backup copy check", detail), ledger_step(version), copy_task_step(version)]
+@dataclass(frozen=True)
+class _RepairOrigin:
+    """Where good bytes for a damaged backup copy can be read from."""
+
+    place: storage.Place
+    key: str
+    if_match: str | None
+    source: bool
+    method: str
+    label: str
+
+
+def _intact_source(version: ObjectVersion, chain: list[dict]) -> _RepairOrigin | None:
+    """The current source version, if it is still the ledger's version and hashes to its SHA-256."""
+    src, now_info = _source_head(version)
+    chain.append(_source_step(version, now_info))
+    if now_info.get("etag") != version.etag or now_info.get("size") != version.size:
+        return None
+    try:
+        digest = storage.read_digest(src, version.key, if_match=version.etag, source=True)
+    except storage.StorageError as exc:
+        chain.append(_step("Source bytes", f"unreadable: {exc.detail}"))
+        return None
+    if digest.sha256 != version.sha256:
+        chain.append(_step(
+            "Source bytes", f"SHA-256 {_short(digest.sha256)} ≠ ledger {_short(version.sha256)}: the source is corrupted too"
+        ))
+        return None
+    chain.append(_step("Source bytes", "SHA-256 matches the ledger: the source version is intact"))
+    return _RepairOrigin(src, version.key, version.etag, True, CopyMethod.INLINE, "the intact source version")
+
+
+def _repair_origin(version: ObjectVersion, chain: list[dict]) -> _RepairOrigin | None:
+    """The intact source version, else another good backup copy of the same bytes, else None;
+    what was found on the way goes into the chain."""
     origin = None
     if version.is_current:
-        src, now_info = _source_head(version)
-        chain.append(_source_step(version, now_info))
-        if now_info.get("etag") == version.etag and now_info.get("size") == version.size:
-            try:
-                digest = storage.read_digest(src, version.key, if_match=version.etag, source=True)
-                if digest.sha256 == version.sha256:
-                    chain.append(_step("Source bytes", "SHA-256 matches the ledger: the source version is intact"))
-                    origin = (src, version.key, version.etag, True, CopyMethod.INLINE, "the intact source version")
-                else:
-                    chain.append(_step(
-                        "Source bytes", f"SHA-256 {_short(digest.sha256)} ≠ ledger {_short(version.sha256)}: the source is corrupted too"
-                    ))
-            except storage.StorageError as exc:
-                chain.append(_step("Source bytes", f"unreadable: {exc.detail}"))
+        origin = _intact_source(version, chain)
     else:
         gone = version.deleted_at or version.superseded_at
         chain.append(_step("Source", f"this version left the source on {_when(gone)}; only backups hold it"))
@@ -354,51 +368,83 @@ def backup_damage_handle(
         other = _other_good_copy(version)
         if other is not None:
             chain.append(_step("Other backups", f"a good copy of the same bytes at {other[0].bucket}/{other[1]}"))
-            origin = (other[0], other[1], None, False, CopyMethod.FROM_BACKUP, "another good backup copy")
+            origin = _RepairOrigin(other[0], other[1], None, False, CopyMethod.FROM_BACKUP, "another good backup copy")
+    return origin
+
+
+def backup_damage_handle(
+    *, run: BackupRun, version: ObjectVersion, cause: str, detail: str, evidence: dict | None = None
+) -> Failure:
+    """A backup copy is missing or does not hash to the ledger's SHA-256: trace and repair."""
+    version.state = VersionState.DAMAGED
+    version.save(update_fields=["state"])
+    dst = destination_place(run.policy)
+    chain = [_step("Backup copy check", detail), ledger_step(version), copy_task_step(version)]
+    origin = _repair_origin(version, chain)
     damaged = "missing" if cause == FailureCause.BACKUP_MISSING else "corrupted"
     chain.append(_step("Root cause", f"the backup copy was {damaged} after it was written and checked"))
     dedup = f"{cause}:{version.source_id}:{key_digest(version.key)}"
     if origin is not None:
-        place, key, if_match, is_source, method, label = origin
-        try:
-            blob_rewrite(
-                origin=place, origin_key=key, if_match=if_match, expected_sha=version.sha256, size=version.size,
-                target=dst, target_key=version.backup_key, source=is_source,
-            )
-        except storage.StorageError as exc:
-            # A good origin exists: this is not a loss. The copy stays DAMAGED, so the next
-            # verification (or "Retry" on the page) tries the repair again.
-            task = _repair_task(run=run, version=version, method=method, error=exc.detail)
-            chain.append(_step(f"Restart: repair task #{task.pk}", f"failed: {exc.detail}"))
-            alert = alert_for(
-                policy=policy, severity=AlertSeverity.WARNING, title=f"Backup copy {damaged}, repair failed: {version.key}",
-                detail=exc.detail, dedup=dedup, subject=version, evidence={"run": run.pk, **(evidence or {})},
-            )
-            return _failure_create(
-                run=run, version=version, task=version.copied_by, failed_check=FailureCheck.VERIFY_BACKUP, cause=cause,
-                detail=detail, chain=chain, resolution=Resolution.ALERTED,
-                action=f"repair from {label} failed; it is retried", repair_task=task, alert=alert,
-            )
-        else:
-            task = _repair_task(run=run, version=version, method=method)
-            now = timezone.now()
-            # Every version sharing these bytes shares the copy, so all of them are whole again.
-            ObjectVersion.objects.filter(backup_bucket=version.backup_bucket, backup_key=version.backup_key).exclude(
-                state=VersionState.LOST
-            ).update(state=VersionState.PROTECTED, verified_at=now)
-            chain.append(_step(
-                f"Restart: repair task #{task.pk}", f"rewrote the backup copy from {label}; read back, SHA-256 matches"
-            ))
-            alert = alert_for(
-                policy=policy, severity=AlertSeverity.WARNING, title=f"Backup copy {damaged}, repaired: {version.key}",
-                detail=detail, dedup=dedup, subject=version, evidence={"run": run.pk, **(evidence or {})},
-            )
-            alert_resolve(alert=alert)
-            return _failure_create(
-                run=run, version=version, task=version.copied_by, failed_check=FailureCheck.VERIFY_BACKUP, cause=cause,
-                detail=detail, chain=chain, resolution=Resolution.REPAIRED, action=f"re-copied from {label}",
-                repair_task=task, alert=alert,
-            )
+        return _damaged_copy_rewrite(
+            run=run, version=version, origin=origin, target=dst, cause=cause, detail=detail, damaged=damaged,
+            chain=chain, dedup=dedup, evidence=evidence,
+        )
+    return _damaged_copy_lost(
+        run=run, version=version, cause=cause, detail=detail, chain=chain, dedup=dedup, evidence=evidence
+    )
+
+
+def _damaged_copy_rewrite(
+    *, run: BackupRun, version: ObjectVersion, origin: _RepairOrigin, target: storage.Place, cause: str,
+    detail: str, damaged: str, chain: list[dict], dedup: str, evidence: dict | None,
+) -> Failure:
+    """Rewrite the backup copy from `origin`; repaired, or alerted and left to be retried."""
+    policy = run.policy
+    try:
+        blob_rewrite(
+            origin=origin.place, origin_key=origin.key, if_match=origin.if_match, expected_sha=version.sha256,
+            size=version.size, target=target, target_key=version.backup_key, source=origin.source,
+        )
+    except storage.StorageError as exc:
+        # A good origin exists: this is not a loss. The copy stays DAMAGED, so the next
+        # verification (or "Retry" on the page) tries the repair again.
+        task = _repair_task(run=run, version=version, method=origin.method, error=exc.detail)
+        chain.append(_step(f"Restart: repair task #{task.pk}", f"failed: {exc.detail}"))
+        alert = alert_for(
+            policy=policy, severity=AlertSeverity.WARNING, title=f"Backup copy {damaged}, repair failed: {version.key}",
+            detail=exc.detail, dedup=dedup, subject=version, evidence={"run": run.pk, **(evidence or {})},
+        )
+        return _failure_create(
+            run=run, version=version, task=version.copied_by, failed_check=FailureCheck.VERIFY_BACKUP, cause=cause,
+            detail=detail, chain=chain, resolution=Resolution.ALERTED,
+            action=f"repair from {origin.label} failed; it is retried", repair_task=task, alert=alert,
+        )
+    task = _repair_task(run=run, version=version, method=origin.method)
+    now = timezone.now()
+    # Every version sharing these bytes shares the copy, so all of them are whole again.
+    ObjectVersion.objects.filter(backup_bucket=version.backup_bucket, backup_key=version.backup_key).exclude(
+        state=VersionState.LOST
+    ).update(state=VersionState.PROTECTED, verified_at=now)
+    chain.append(_step(
+        f"Restart: repair task #{task.pk}", f"rewrote the backup copy from {origin.label}; read back, SHA-256 matches"
+    ))
+    alert = alert_for(
+        policy=policy, severity=AlertSeverity.WARNING, title=f"Backup copy {damaged}, repaired: {version.key}",
+        detail=detail, dedup=dedup, subject=version, evidence={"run": run.pk, **(evidence or {})},
+    )
+    alert_resolve(alert=alert)
+    return _failure_create(
+        run=run, version=version, task=version.copied_by, failed_check=FailureCheck.VERIFY_BACKUP, cause=cause,
+        detail=detail, chain=chain, resolution=Resolution.REPAIRED, action=f"re-copied from {origin.label}",
+        repair_task=task, alert=alert,
+    )
+
+
+def _damaged_copy_lost(
+    *, run: BackupRun, version: ObjectVersion, cause: str, detail: str, chain: list[dict], dedup: str,
+    evidence: dict | None,
+) -> Failure:
+    """No origin holds the bytes: the version is LOST; the alert points at the newest older version."""
     ObjectVersion.objects.filter(pk=version.pk).update(state=VersionState.LOST)
     older = _older_good_version(version)
     chain.append(_step(
@@ -407,7 +453,7 @@ def backup_damage_handle(
         if older else "no other backed-up version of this key",
     ))
     alert = alert_for(
-        policy=policy, severity=AlertSeverity.CRITICAL, title=f"No good copy remains: {version.key}",
+        policy=run.policy, severity=AlertSeverity.CRITICAL, title=f"No good copy remains: {version.key}",
         detail=f"{detail}. The source cannot provide these bytes and no other backup holds them.",
         dedup=dedup, subject=version, evidence={"run": run.pk, "sha256": version.sha256, **(evidence or {})},
     )

@@ -307,6 +307,24 @@ def policies_parse(
     """Parse and validate a policy document; raise PolicyValidationError with every error found."""
     context = context or {}
     errors = _Errors(source)
+    doc = _document_load(text, source)
+    for extra in sorted(set(doc) - {"policies", "vars"}, key=str):
+        errors.add(_line(doc, extra), f"unknown top-level key {extra!r}")
+    specs, seen = [], {}
+    policies = doc["policies"]
+    for index, raw in enumerate(policies):
+        spec = _check_policy(
+            raw, _line(policies, index), index=index, seen=seen, source=source, errors=errors, context=context
+        )
+        if spec is not None:
+            specs.append(spec)
+    if errors.items:
+        raise PolicyValidationError(errors.items)
+    return specs
+
+
+def _document_load(text: str, source: str) -> dict:
+    """The YAML document, a mapping with a `policies:` list; anything else fails at once."""
     try:
         doc = yaml.load(text, Loader=_Loader)  # noqa: S506 - _Loader is a SafeLoader subclass
     except PolicyError as exc:
@@ -321,74 +339,87 @@ def policies_parse(
         raise PolicyValidationError(
             [PolicyError(_line(doc, default=1) or 1, "the file needs a top-level `policies:` list", source)]
         )
-    for extra in sorted(set(doc) - {"policies", "vars"}, key=str):
-        errors.add(_line(doc, extra), f"unknown top-level key {extra!r}")
-    specs, seen = [], {}
-    policies = doc["policies"]
-    for index, raw in enumerate(policies):
-        line = _line(policies, index)
-        if not isinstance(raw, dict):
-            errors.add(line, "a policy must be a mapping")
-            continue
-        line = _line(raw, default=line)
-        for extra in sorted(set(raw) - POLICY_KEYS, key=str):
-            errors.add(_line(raw, extra), f"unknown policy key {extra!r}")
-        name = raw.get("name")
-        if not isinstance(name, str) or not _NAME.match(name):
-            errors.add(_line(raw, "name"), "a policy needs a `name` of letters, digits, '-', '_' or '.'")
-            name = f"<policy {index + 1}>"
-        elif name in seen:
-            errors.add(_line(raw, "name"), f"policy name {name!r} is already used on line {seen[name]}")
-        else:
-            seen[name] = _line(raw, "name")
-        resource = RESOURCES.get(raw.get("resource")) if isinstance(raw.get("resource"), str) else None
-        if resource is None:
-            errors.add(
-                _line(raw, "resource"),
-                f"resource {raw.get('resource')!r} is not supported ({', '.join(RESOURCES)})",
-            )
-            continue
-        filters_raw = raw.get("filters", [])
-        if not isinstance(filters_raw, list):
-            errors.add(_line(raw, "filters"), "`filters` must be a list")
-            filters_raw = []
-        filters = [
-            _check_filter(f, _line(filters_raw, i, line), errors, context) for i, f in enumerate(filters_raw)
-        ]
-        actions_raw = raw.get("actions", [])
-        if not isinstance(actions_raw, list):
-            errors.add(_line(raw, "actions"), "`actions` must be a list")
-            actions_raw = []
-        actions = [
-            _check_action(a, _line(actions_raw, i, line), resource, errors) for i, a in enumerate(actions_raw)
-        ]
-        mode, events = _check_mode(raw, resource, errors)
-        metadata = raw.get("metadata") if isinstance(raw.get("metadata"), dict) else {}
-        severity_raw = raw.get("severity", metadata.get("severity", "warning"))
-        severity = SEVERITIES.get(str(severity_raw).lower())
-        if severity is None:
-            errors.add(
-                _line(raw, "severity"), f"severity {severity_raw!r} is not one of {', '.join(SEVERITIES)}"
-            )
-            severity = AlertSeverity.WARNING
-        specs.append(
-            PolicySpec(
-                name=name,
-                resource=resource,
-                filters=filters,
-                actions=[a for a in actions if a is not None],
-                mode=mode,
-                events=events,
-                severity=severity,
-                description=str(raw.get("description") or raw.get("comment") or raw.get("comments") or ""),
-                source=source,
-                line=line,
-                compliant_hint=str(metadata.get("compliant", "")),
-            )
+    return doc
+
+
+def _check_policy(
+    raw: Any,
+    line: int,
+    *,
+    index: int,
+    seen: dict[str, int],
+    source: str,
+    errors: _Errors,
+    context: dict[str, str],
+) -> PolicySpec | None:
+    """One entry of `policies:`; None when it is too broken to describe (its errors are added)."""
+    if not isinstance(raw, dict):
+        errors.add(line, "a policy must be a mapping")
+        return None
+    line = _line(raw, default=line)
+    for extra in sorted(set(raw) - POLICY_KEYS, key=str):
+        errors.add(_line(raw, extra), f"unknown policy key {extra!r}")
+    name = _check_name(raw, index, seen, errors)
+    resource = RESOURCES.get(raw.get("resource")) if isinstance(raw.get("resource"), str) else None
+    if resource is None:
+        errors.add(
+            _line(raw, "resource"),
+            f"resource {raw.get('resource')!r} is not supported ({', '.join(RESOURCES)})",
         )
-    if errors.items:
-        raise PolicyValidationError(errors.items)
-    return specs
+        return None
+    filters_raw = _check_list(raw, "filters", errors)
+    filters = [
+        _check_filter(f, _line(filters_raw, i, line), errors, context) for i, f in enumerate(filters_raw)
+    ]
+    actions_raw = _check_list(raw, "actions", errors)
+    actions = [
+        _check_action(a, _line(actions_raw, i, line), resource, errors) for i, a in enumerate(actions_raw)
+    ]
+    mode, events = _check_mode(raw, resource, errors)
+    metadata = raw.get("metadata") if isinstance(raw.get("metadata"), dict) else {}
+    return PolicySpec(
+        name=name,
+        resource=resource,
+        filters=filters,
+        actions=[a for a in actions if a is not None],
+        mode=mode,
+        events=events,
+        severity=_check_severity(raw, metadata, errors),
+        description=str(raw.get("description") or raw.get("comment") or raw.get("comments") or ""),
+        source=source,
+        line=line,
+        compliant_hint=str(metadata.get("compliant", "")),
+    )
+
+
+def _check_name(raw: dict, index: int, seen: dict[str, int], errors: _Errors) -> str:
+    """The policy's name, unique in the document (`seen`: name -> line); a placeholder if invalid."""
+    name = raw.get("name")
+    if not isinstance(name, str) or not _NAME.match(name):
+        errors.add(_line(raw, "name"), "a policy needs a `name` of letters, digits, '-', '_' or '.'")
+        return f"<policy {index + 1}>"
+    if name in seen:
+        errors.add(_line(raw, "name"), f"policy name {name!r} is already used on line {seen[name]}")
+    else:
+        seen[name] = _line(raw, "name")
+    return name
+
+
+def _check_list(raw: dict, key: str, errors: _Errors) -> list:
+    value = raw.get(key, [])
+    if not isinstance(value, list):
+        errors.add(_line(raw, key), f"`{key}` must be a list")
+        return []
+    return value
+
+
+def _check_severity(raw: dict, metadata: dict, errors: _Errors) -> str:
+    severity_raw = raw.get("severity", metadata.get("severity", "warning"))
+    severity = SEVERITIES.get(str(severity_raw).lower())
+    if severity is None:
+        errors.add(_line(raw, "severity"), f"severity {severity_raw!r} is not one of {', '.join(SEVERITIES)}")
+        return AlertSeverity.WARNING
+    return severity
 
 
 def _check_mode(raw: dict, resource: str, errors: _Errors) -> tuple[str, tuple[str, ...]]:

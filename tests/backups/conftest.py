@@ -67,17 +67,16 @@ def tag():
 def make_policy(db, s3, offsite_server, tag):
     """make_policy(offsite=True, prefixes=("ingest", ...), **options) -> a policy whose sources are
     fresh prefixes of the session buckets ({"ingest": "uploads/t<tag>/", "media": "assets/..."})."""
-    from backups.models import BackupPolicy, PolicySource, StorageEndpoint
+    from backups.models import BackupPolicy
+    from tests.backups.factories import BackupPolicyFactory, PolicySourceFactory, StorageEndpointFactory
 
     def make(*, offsite: bool = True, sources=("ingest",), name: str | None = None, **options) -> BackupPolicy:
-        platform, _ = StorageEndpoint.objects.get_or_create(name="platform")
-        destination = platform
+        destination = StorageEndpointFactory()  # the platform's own S3, where the sources are
         if offsite:
-            destination, _ = StorageEndpoint.objects.update_or_create(
-                name="offsite",
-                defaults={"url": offsite_server.endpoint_url, "access_key_env": OFFSITE_ACCESS_ENV,
-                          "secret_key_env": OFFSITE_SECRET_ENV},
-            )
+            destination = StorageEndpointFactory(
+                name="offsite", url=offsite_server.endpoint_url, access_key_env=OFFSITE_ACCESS_ENV,
+                secret_key_env=OFFSITE_SECRET_ENV,
+            )  # fmt: skip
         defaults = {
             "destination_endpoint": destination,
             "destination_bucket": OFFSITE_BUCKET if offsite else "${S3_BUCKET_BACKUP}",
@@ -85,13 +84,13 @@ def make_policy(db, s3, offsite_server, tag):
             "verify_mode": "full",
             "verify_source": True,
         }
-        policy = BackupPolicy.objects.create(name=name or f"p{tag}", **{**defaults, **options})
+        policy = BackupPolicyFactory(name=name or f"p{tag}", **{**defaults, **options})
         for source in sources:
             bucket, prefix = {
                 "ingest": ("${S3_BUCKET_INGEST}", f"uploads/t{tag}/"),
                 "media": ("${S3_BUCKET_MEDIA}", f"assets/t{tag}/"),
             }[source]
-            PolicySource.objects.create(policy=policy, endpoint=platform, bucket=bucket, prefix=prefix)
+            PolicySourceFactory(policy=policy, bucket=bucket, prefix=prefix)
         return policy
 
     return make

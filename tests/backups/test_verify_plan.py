@@ -7,9 +7,10 @@ from datetime import timedelta
 import pytest
 from django.utils import timezone
 
-from backups.models import ObjectVersion, PolicySource, VerifyMode, VersionState
+from backups.models import ObjectVersion, PolicySource, VerifyMode
 from backups.services.verify import verify_candidates
 from tests.backups.conftest import run_policy
+from tests.backups.factories import ObjectVersionFactory
 
 pytestmark = pytest.mark.django_db
 
@@ -19,10 +20,7 @@ def test_sampling_reaches_every_copy_within_the_window(make_policy):
     source = PolicySource.objects.get(policy=policy)
     start = timezone.now()
     versions = [
-        ObjectVersion.objects.create(
-            source=source, key=f"k{i}", etag=f"e{i}", size=1, sha256="0" * 64, backup_bucket="b", backup_key=f"x{i}",
-            state=VersionState.PROTECTED, verified_at=start - timedelta(hours=i),
-        )
+        ObjectVersionFactory(source=source, protected=True, verified_at=start - timedelta(hours=i))
         for i in range(10)
     ]
     window = timedelta(days=2)

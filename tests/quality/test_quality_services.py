@@ -2,25 +2,18 @@
 ffmpeg): what a READY rendition queues, the "off" mode, failures that stay with the
 measurement, lost RQ jobs put back, and what the pages show while measuring."""
 
-import uuid
-
 import django_rq
 import pytest
-from django.conf import settings
 from django.urls import reverse
 
 from core.models import Event
 from pipeline.models import (
-    Asset,
-    Chunk,
     EncodeJob,
     JobState,
-    Profile,
     QualityState,
     QualityTask,
     QualityTaskState,
     Rendition,
-    RenditionKind,
     RenditionQuality,
     RenditionState,
 )
@@ -28,32 +21,31 @@ from pipeline.quality import metrics
 from pipeline.quality import services as quality_services
 from pipeline.quality.selectors import job_quality_state, rendition_scores
 from pipeline.services.packaging import rendition_ready
+from tests.factories import ChunkFactory, EncodeJobFactory, RenditionFactory
 
 
 def make_job(publisher, *, chunks: int = 2, heights=(240, 360)) -> EncodeJob:
     """A job planned and encoded, its renditions ASSEMBLING: rows only."""
-    asset = Asset.objects.create(
-        publisher=publisher, title="Clip", source_bucket=settings.S3_BUCKET_INGEST,
-        source_key=f"uploads/{publisher.username}/{uuid.uuid4().hex[:8]}.mp4", duration_s=2.0 * chunks,
-        width=640, height=360,
-    )  # fmt: skip
-    job = EncodeJob.objects.create(
-        asset=asset, profile=Profile.objects.get(slug="fast"), chunk_seconds=2, segment_seconds=2,
-        state=JobState.ENCODING, output_prefix=f"assets/{asset.pk}/jobs/x",
-    )  # fmt: skip
-    for i in range(chunks):
-        Chunk.objects.create(
-            job=job, index=i, start_s=2.0 * i, end_s=2.0 * (i + 1), start_frame=50 * i, frame_count=50
-        )
-    for height in heights:
-        Rendition.objects.create(
-            job=job, kind=RenditionKind.VIDEO, name=f"h264-{height}p", width=height * 16 // 9 // 2 * 2, height=height,
-            params={"name": f"h264-{height}p", "codec": "libx264", "height": height, "crf": 23},
-            state=RenditionState.ASSEMBLING, units_total=chunks, units_done=chunks,
-        )  # fmt: skip
-    Rendition.objects.create(
-        job=job, kind=RenditionKind.AUDIO, name="aac-96k", state=RenditionState.ASSEMBLING
+    job = EncodeJobFactory(
+        asset__publisher=publisher,
+        asset__duration_s=2.0 * chunks,
+        asset__width=640,
+        asset__height=360,
+        chunk_seconds=2,
     )
+    for i in range(chunks):
+        ChunkFactory(job=job, index=i, frame_count=50)
+    for height in heights:
+        name = f"h264-{height}p"
+        RenditionFactory(
+            job=job,
+            name=name,
+            params={"name": name, "codec": "libx264", "height": height, "crf": 23},
+            state=RenditionState.ASSEMBLING,
+            units_total=chunks,
+            units_done=chunks,
+        )
+    RenditionFactory(job=job, name="aac-96k", state=RenditionState.ASSEMBLING)
     return job
 
 

@@ -3,7 +3,6 @@ against the session's SeaweedFS, and packages in S3 to play."""
 
 import base64
 import hashlib
-import uuid
 from pathlib import Path
 
 import pytest
@@ -151,9 +150,8 @@ def package_in_s3(s3):
 @pytest.fixture
 def make_asset(ladders):
     """make_asset(publisher, state=..., job_state=..., title=...) -> (asset, job), rows only."""
-    from django.utils import timezone
-
-    from pipeline.models import Asset, AssetState, EncodeJob, JobState, Profile
+    from pipeline.models import AssetState, JobState
+    from tests.factories import AssetFactory, EncodeJobFactory
 
     def make(
         publisher, *, title: str = "Clip", job_state: str = JobState.ENCODING, reason: str = "", **extra
@@ -161,31 +159,13 @@ def make_asset(ladders):
         state = {JobState.PUBLISHED: AssetState.READY, JobState.FAILED: AssetState.FAILED}.get(
             job_state, AssetState.PROCESSING
         )
-        asset = Asset.objects.create(
-            publisher=publisher,
-            title=title,
-            source_bucket=settings.S3_BUCKET_INGEST,
-            source_key=f"uploads/{publisher.username}/{uuid.uuid4().hex[:8]}/clip.mp4",
-            source_size=1000,
-            state=state,
-            duration_s=8.0,
-            **extra,
-        )
-        job = EncodeJob.objects.create(
-            asset=asset,
-            profile=Profile.objects.get(slug="fast"),
-            chunk_seconds=4,
-            segment_seconds=2,
-            state=job_state,
-            failure_reason=reason,
-            started_at=timezone.now(),
-        )
-        job.output_prefix = f"assets/{asset.pk}/jobs/{job.pk}"
+        asset = AssetFactory(publisher=publisher, title=title, state=state, source_size=1000, **extra)
+        job = EncodeJobFactory(asset=asset, state=job_state, failure_reason=reason)
         if job_state == JobState.PUBLISHED:
             job.master_playlist_key = f"{job.output_prefix}/package/master.m3u8"
+            job.save(update_fields=["master_playlist_key"])
             asset.poster_key = f"{job.output_prefix}/package/poster.jpg"
             asset.save(update_fields=["poster_key"])
-        job.save()
         return asset, job
 
     return make

@@ -13,7 +13,8 @@ from django.test import Client
 from config.routing import websocket_urlpatterns
 from core.roles import Role
 from pipeline import progress
-from pipeline.models import Chunk, JobState, Rendition, RenditionKind, Unit
+from pipeline.models import JobState
+from tests.factories import ChunkFactory, RenditionFactory, UnitFactory
 
 pytestmark = pytest.mark.django_db(transaction=True)
 
@@ -21,18 +22,8 @@ pytestmark = pytest.mark.django_db(transaction=True)
 @pytest.fixture
 def encoding_job(alice, make_asset, redis_conn):
     asset, job = make_asset(alice, job_state=JobState.ENCODING)
-    chunks = [
-        Chunk.objects.create(
-            job=job, index=i, start_s=4.0 * i, end_s=4.0 * (i + 1), start_frame=100 * i, frame_count=100
-        )
-        for i in range(2)
-    ]
-    rendition = Rendition.objects.create(
-        job=job, kind=RenditionKind.VIDEO, name="h264-360p", width=640, height=360, units_total=2
-    )
-    units = [
-        Unit.objects.create(job=job, rendition=rendition, chunk=c, output_key=f"u/{c.index}") for c in chunks
-    ]
+    rendition = RenditionFactory(job=job, name="h264-360p", units_total=2)
+    units = [UnitFactory(rendition=rendition, chunk=ChunkFactory(job=job, index=i)) for i in range(2)]
     return asset, job, units
 
 

@@ -182,18 +182,11 @@ def test_hls_view_serves_only_the_packages_playlists(
 
 
 def test_downloads_redirect_to_presigned_attachments(alice_client, alice, make_asset):
-    from pipeline.models import Rendition, RenditionKind
+    from pipeline.models import RenditionState
+    from tests.factories import RenditionFactory
 
     asset, job = make_asset(alice, title="Summer party", job_state=JobState.PUBLISHED)
-    Rendition.objects.create(
-        job=job,
-        kind=RenditionKind.VIDEO,
-        name="h264-360p",
-        width=640,
-        height=360,
-        state="ready",
-        output_key=f"{job.output_prefix}/renditions/h264-360p.mp4",
-    )
+    RenditionFactory(job=job, name="h264-360p", state=RenditionState.READY)
     for what, key, filename in [
         ("source", asset.source_key, "summer-party.mp4"),
         ("h264-360p", f"{job.output_prefix}/renditions/h264-360p.mp4", "summer-party-h264-360p.mp4"),
