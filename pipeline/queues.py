@@ -114,6 +114,13 @@ def failed_forget(entry: str, rq_id_prefixes: tuple[str, ...]) -> None:
             registry.remove(rq_id)
 
 
+def stale_attempt(recorded: str, reported: str | None) -> bool:
+    """News from an RQ attempt (``reported``) about a work item whose current attempt is
+    ``recorded``: stale when a newer enqueue (a re-queue by the reconciler, a retry by an
+    operator) replaced it, so it must change nothing. No id on either side: not stale."""
+    return bool(reported and recorded and reported != recorded)
+
+
 WAITING = ("queued", "deferred", "scheduled")
 
 

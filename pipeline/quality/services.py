@@ -144,7 +144,7 @@ def task_start(*, task_id: int, worker: str, rq_id: str = "") -> QualityTask | N
     )
     if task.state in TERMINAL:
         return None
-    if rq_id and task.rq_id and rq_id != task.rq_id:
+    if queues.stale_attempt(task.rq_id, rq_id):
         return None
     if task.job.state in JOB_STOPPED or task.rendition.state != RenditionState.READY:
         return None
@@ -176,7 +176,7 @@ def task_finish(*, task_id: int, result: dict, rq_id: str | None = None) -> Qual
     job, task = _lock_task(task_id)
     if task.state in TERMINAL:
         return task
-    if rq_id and task.rq_id and rq_id != task.rq_id:
+    if queues.stale_attempt(task.rq_id, rq_id):
         return task
     for field in _RESULT_FIELDS:
         setattr(task, field, result[field])
@@ -206,7 +206,7 @@ def task_fail(
     job, task = _lock_task(task_id)
     if task.state in TERMINAL:
         return task
-    if rq_id and task.rq_id and rq_id != task.rq_id:
+    if queues.stale_attempt(task.rq_id, rq_id):
         return task
     task.state = QualityTaskState.FAILED if permanent else QualityTaskState.QUEUED
     task.error = reason[:2000]

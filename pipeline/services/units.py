@@ -38,7 +38,7 @@ def unit_start(*, unit_id: int, worker: str, rq_id: str = "") -> Unit | None:
     unit = Unit.objects.select_for_update(of=("self",)).select_related("job", "rendition", "chunk").get(pk=unit_id)
     if unit.state in (UnitState.DONE, UnitState.CANCELLED, UnitState.FAILED) or unit.job.is_final:
         return None
-    if rq_id and unit.rq_id and rq_id != unit.rq_id:
+    if queues.stale_attempt(unit.rq_id, rq_id):
         return None
     unit.state = UnitState.RUNNING
     unit.attempts += 1
@@ -99,7 +99,7 @@ def unit_fail(*, unit_id: int, reason: str, log_tail: str = "", permanent: bool,
     unit = Unit.objects.select_for_update().select_related("rendition").get(pk=unit_id)
     if unit.state in (UnitState.DONE, UnitState.CANCELLED):
         return unit
-    if rq_id and unit.rq_id and rq_id != unit.rq_id:
+    if queues.stale_attempt(unit.rq_id, rq_id):
         return unit
     unit.state = UnitState.FAILED if permanent else UnitState.QUEUED
     unit.error = reason
