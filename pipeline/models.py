@@ -148,6 +148,8 @@ class EncodeJob(models.Model):
     output_prefix = models.CharField(max_length=512, blank=True)
     master_playlist_key = models.CharField(max_length=1024, blank=True)
     dash_manifest_key = models.CharField(max_length=1024, blank=True)
+    # HLS over the renditions ready so far, while the job still encodes (steps/preview.py).
+    preview_key = models.CharField(max_length=1024, blank=True)
     # Where the package was promoted when the job was published (the stable, public-facing copy).
     published_prefix = models.CharField(max_length=512, blank=True)
     created_at = models.DateTimeField(default=timezone.now)

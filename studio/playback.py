@@ -12,13 +12,14 @@ import posixpath
 import re
 import urllib.parse
 from collections.abc import Callable
+from dataclasses import dataclass
 
 from botocore.exceptions import ClientError
 from django.conf import settings
 from django.core.cache import cache
 
 from core import s3
-from pipeline.models import EncodeJob
+from pipeline.models import EncodeJob, JobState
 
 MASTER = "master.m3u8"
 SPRITE_VTT = "sprite.vtt"
@@ -35,8 +36,38 @@ class PlaylistNotFound(LookupError):
     """Not a playlist of this package (or not one the view serves)."""
 
 
-def package_folder(job: EncodeJob) -> str:
-    return job.master_playlist_key.rsplit("/", 1)[0]
+@dataclass(frozen=True)
+class Package:
+    """What the playlist view serves: a folder of the media bucket, the path of the master
+    playlist inside it, and the duration its media URLs must outlast."""
+
+    folder: str
+    master: str
+    duration_s: float | None
+
+
+def published_package(job: EncodeJob) -> Package:
+    return Package(folder=job.master_playlist_key.rsplit("/", 1)[0], master=MASTER, duration_s=job.asset.duration_s)
+
+
+# A job packaged but not published yet: its rules are being checked (or wait for quality
+# scores), it is being published, or an operator is to decide.
+_PACKAGED_UNPUBLISHED = (JobState.CHECKING, JobState.PUBLISHING, JobState.HELD)
+
+
+def preview_package(job: EncodeJob) -> Package | None:
+    """What the job's owner can watch before it is published: its package once written (every
+    rung), else the preview over the renditions ready so far (pipeline/steps/preview.py), whose
+    playlists address the job's stored renditions (so its folder is the job's own); None when
+    there is neither, or the job has ended otherwise."""
+    if job.state in _PACKAGED_UNPUBLISHED and job.master_playlist_key:
+        return published_package(job)
+    if job.state in (JobState.ENCODING, JobState.PACKAGING) and job.preview_key:
+        return Package(
+            folder=job.output_prefix, master=job.preview_key.removeprefix(f"{job.output_prefix}/"),
+            duration_s=job.asset.duration_s,
+        )
+    return None
 
 
 def url_seconds(duration_s: float | None) -> int:
@@ -46,10 +77,8 @@ def url_seconds(duration_s: float | None) -> int:
     return min(wanted, _SIGV4_MAX_SECONDS)
 
 
-def media_url(job: EncodeJob, relative: str, *, expires: int) -> str:
-    return s3.presign_get(
-        settings.S3_BUCKET_MEDIA, f"{package_folder(job)}/{relative}", expires=expires, public=True
-    )
+def media_url(package: Package, relative: str, *, expires: int) -> str:
+    return s3.presign_get(settings.S3_BUCKET_MEDIA, f"{package.folder}/{relative}", expires=expires, public=True)
 
 
 def _resolve(base_path: str, uri: str) -> str:
@@ -128,8 +157,8 @@ def vtt_rewrite(text: str, *, media_url: Callable[[str], str]) -> str:
     return "\n".join(lines) + "\n"
 
 
-def _package_text(job: EncodeJob, relative: str) -> str:
-    key = f"{package_folder(job)}/{relative}"
+def _package_text(package: Package, relative: str) -> str:
+    key = f"{package.folder}/{relative}"
 
     def read() -> str:
         try:
@@ -146,7 +175,7 @@ def _package_text(job: EncodeJob, relative: str) -> str:
     return cache.get_or_set(f"studio:package:{key}", read, _SOURCE_CACHE_SECONDS)
 
 
-def playlist_for(*, job: EncodeJob, path: str, playlist_url: Callable[[str], str]) -> str:
+def playlist_for(*, package: Package, path: str, playlist_url: Callable[[str], str]) -> str:
     """The package's playlist at `path` with its URIs rewritten; `playlist_url(path)` is the
     view's URL for another playlist (the same for every viewer, so the result is cached).
 
@@ -154,30 +183,31 @@ def playlist_for(*, job: EncodeJob, path: str, playlist_url: Callable[[str], str
     """
     if not _PLAYLIST_PATH.match(path):
         raise PlaylistNotFound(f"{path!r} is not a playlist path")
-    if path != MASTER and path not in playlist_uris(_package_text(job, MASTER), playlist_path=MASTER):
+    master = package.master
+    if path != master and path not in playlist_uris(_package_text(package, master), playlist_path=master):
         raise PlaylistNotFound(f"{path} is not named by the master playlist")
-    expires = url_seconds(job.asset.duration_s)
-    cache_key = f"studio:hls:{job.pk}:{path}"
+    expires = url_seconds(package.duration_s)
+    cache_key = f"studio:hls:{package.folder}:{path}"
     cached = cache.get(cache_key)
     if cached is None:
         cached = playlist_rewrite(
-            _package_text(job, path),
+            _package_text(package, path),
             playlist_path=path,
             playlist_url=playlist_url,
-            media_url=lambda p: media_url(job, p, expires=expires),
+            media_url=lambda p: media_url(package, p, expires=expires),
         )
         # Half the URLs' lifetime: a cached copy still has the other half to play with.
         cache.set(cache_key, cached, max(60, expires // 2))
     return cached
 
 
-def sprite_vtt_for(*, job: EncodeJob) -> str:
-    expires = url_seconds(job.asset.duration_s)
-    cache_key = f"studio:vtt:{job.pk}"
+def sprite_vtt_for(*, package: Package) -> str:
+    expires = url_seconds(package.duration_s)
+    cache_key = f"studio:vtt:{package.folder}"
     cached = cache.get(cache_key)
     if cached is None:
         cached = vtt_rewrite(
-            _package_text(job, SPRITE_VTT), media_url=lambda p: media_url(job, p, expires=expires)
+            _package_text(package, SPRITE_VTT), media_url=lambda p: media_url(package, p, expires=expires)
         )
         cache.set(cache_key, cached, max(60, expires // 2))
     return cached

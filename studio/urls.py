@@ -13,6 +13,7 @@ urlpatterns = [
     path("assets/<int:asset_id>/player/", views.asset_player, name="asset_player"),
     path("assets/<int:asset_id>/quality/", views.asset_quality, name="asset_quality"),
     path("assets/<int:asset_id>/hls/<path:path>", views.hls, name="hls"),
+    path("assets/<int:asset_id>/preview/<path:path>", views.preview, name="preview"),
     path("assets/<int:asset_id>/download/<slug:what>", views.download, name="download"),
     path("assets/<int:asset_id>/lineage/<int:artifact_id>/", views.lineage, name="lineage"),
 ]

@@ -18,7 +18,7 @@ from django.views.decorators.http import require_GET, require_POST
 from core import s3
 from core.roles import permission_required
 from pipeline import selectors as pipeline_selectors
-from pipeline.models import Artifact, AssetState, JobState, RenditionKind
+from pipeline.models import Artifact, AssetState, JobState, RenditionKind, RenditionState
 from studio import playback, selectors, services, sniff
 from studio.access import asset_viewer_required
 from studio.models import UploadSession
@@ -241,9 +241,23 @@ def _visible_asset(request: HttpRequest, asset_id: int):
     return asset
 
 
-def _player_context(request: HttpRequest, asset, published) -> dict:
-    if published is None:
+def _preview_context(asset, job) -> dict:
+    """The player over what is ready so far, while the asset's latest job still encodes."""
+    package = playback.preview_package(job) if job is not None else None
+    if package is None:
         return {}
+    return {
+        "preview": job,
+        "hls_url": reverse("studio:preview", args=[asset.pk, package.master]),
+        "preview_rungs": list(
+            pipeline_selectors.job_renditions(job_id=job.pk).filter(kind=RenditionKind.VIDEO, state=RenditionState.READY)
+        ),
+    }
+
+
+def _player_context(request: HttpRequest, asset, published, *, job=None) -> dict:
+    if published is None:
+        return _preview_context(asset, job)
     renditions = list(pipeline_selectors.job_renditions(job_id=published.pk))
     downloads = [
         {"what": "source", "label": "Original upload", "detail": PurePosixPath(asset.source_key).suffix}
@@ -279,7 +293,7 @@ def asset(request: HttpRequest, asset_id: int) -> HttpResponse:
         "is_owner": asset.publisher_id == request.user.pk,
         "review": job.reviews.order_by("-created_at").first() if job else None,
         "artifacts": pipeline_selectors.job_artifacts(job_id=job.pk) if job else [],
-        **_player_context(request, asset, published),
+        **_player_context(request, asset, published, job=job),
     }
     return render(request, "studio/asset.html", context)
 
@@ -287,14 +301,14 @@ def asset(request: HttpRequest, asset_id: int) -> HttpResponse:
 @asset_viewer_required
 @require_GET
 def asset_player(request: HttpRequest, asset_id: int) -> HttpResponse:
-    """The player and downloads, for the asset page to insert when its job publishes."""
+    """The player and downloads, for the asset page to insert when its job publishes; before
+    that, the preview player over the renditions ready so far."""
     asset = _visible_asset(request, asset_id)
     published = pipeline_selectors.job_published_latest(asset=asset)
-    if published is None:
-        raise Http404("Nothing is published for this asset yet.")
-    return render(
-        request, "studio/_player.html", {"asset": asset, **_player_context(request, asset, published)}
-    )
+    context = _player_context(request, asset, published, job=pipeline_selectors.job_latest(asset=asset))
+    if not context:
+        raise Http404("Nothing can be played for this asset yet.")
+    return render(request, "studio/_player.html", {"asset": asset, **context})
 
 
 @asset_viewer_required
@@ -316,14 +330,37 @@ def hls(request: HttpRequest, asset_id: int, path: str) -> HttpResponse:
     job = pipeline_selectors.job_published_latest(asset=asset)
     if job is None:
         raise Http404("Nothing is published for this asset yet.")
+    package = playback.published_package(job)
+    if path == playback.SPRITE_VTT:
+        return _playlist_response(lambda: playback.sprite_vtt_for(package=package), "text/vtt; charset=utf-8")
+    return _playlist_response(
+        lambda: playback.playlist_for(
+            package=package, path=path, playlist_url=lambda p: reverse("studio:hls", args=[asset.pk, p])
+        ),
+        "application/vnd.apple.mpegurl",
+    )
+
+
+@asset_viewer_required
+@require_GET
+def preview(request: HttpRequest, asset_id: int, path: str) -> HttpResponse:
+    """HLS playlists of the latest job's preview (the renditions ready so far), URIs rewritten."""
+    asset = _visible_asset(request, asset_id)
+    job = pipeline_selectors.job_latest(asset=asset)
+    package = playback.preview_package(job) if job is not None else None
+    if package is None:
+        raise Http404("This asset has no preview.")
+    return _playlist_response(
+        lambda: playback.playlist_for(
+            package=package, path=path, playlist_url=lambda p: reverse("studio:preview", args=[asset.pk, p])
+        ),
+        "application/vnd.apple.mpegurl",
+    )
+
+
+def _playlist_response(make_text, content_type: str) -> HttpResponse:
     try:
-        if path == playback.SPRITE_VTT:
-            text, content_type = playback.sprite_vtt_for(job=job), "text/vtt; charset=utf-8"
-        else:
-            text = playback.playlist_for(
-                job=job, path=path, playlist_url=lambda p: reverse("studio:hls", args=[asset.pk, p])
-            )
-            content_type = "application/vnd.apple.mpegurl"
+        text = make_text()
     except playback.PlaylistNotFound as exc:
         raise Http404(str(exc)) from exc
     response = HttpResponse(text, content_type=content_type)

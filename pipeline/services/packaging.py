@@ -17,11 +17,13 @@ PLAYABLE_URL_SECONDS = 24 * 3600
 
 
 @transaction.atomic
-def rendition_ready(*, rendition_id: int, output_key: str, stats: dict) -> Rendition:
+def rendition_ready(*, rendition_id: int, output_key: str, stats: dict, preview_key: str = "") -> Rendition:
     """ASSEMBLING -> READY; the last ready rendition moves the job to PACKAGING exactly once.
 
     A ready rendition is playable on its own (a progressive MP4): a `rendition.playable`
-    event says so at once, with a URL valid for a day, before the job as a whole is done."""
+    event says so at once, with a URL valid for a day, before the job as a whole is done.
+    ``preview_key``: the assemble step also wrote a preview (HLS over the renditions ready so
+    far, ``steps/preview.py``): the job's page shows it, and the event says where to watch."""
     rendition = Rendition.objects.select_for_update().get(pk=rendition_id)
     if rendition.state == RenditionState.READY:
         return rendition
@@ -33,13 +35,19 @@ def rendition_ready(*, rendition_id: int, output_key: str, stats: dict) -> Rendi
     rendition.save(update_fields=["state", "output_key", "frame_count", "duration_s", "bitrate_kbps", "codecs"])
     job = EncodeJob.objects.select_for_update().select_related("asset__publisher").get(pk=rendition.job_id)
     job_event(job, "rendition.ready", rendition=rendition.name, **stats)
+    preview = bool(preview_key) and job.state == JobState.ENCODING
+    if preview:
+        job.preview_key = preview_key
+        job.save(update_fields=["preview_key"])
     job_event(
         job, "rendition.playable", rendition=rendition.name, kind=rendition.kind, height=rendition.height,
         width=rendition.width, bitrate_kbps=rendition.bitrate_kbps, duration_s=rendition.duration_s,
         url=s3.presign_get(settings.S3_BUCKET_MEDIA, output_key, expires=PLAYABLE_URL_SECONDS),
-        url_expires_s=PLAYABLE_URL_SECONDS,
+        url_expires_s=PLAYABLE_URL_SECONDS, preview=preview,
+        watch_url=f"{settings.SITE_URL}/studio/assets/{job.asset_id}/" if job.preview_key else None,
     )
-    progress.publish_on_commit(job.pk, {"kind": "rendition", "rendition": rendition.name, "rendition_id": rendition.pk, "state": rendition.state})
+    progress.publish_on_commit(job.pk, {"kind": "rendition", "rendition": rendition.name, "rendition_id": rendition.pk,
+                                        "state": rendition.state, "preview": bool(job.preview_key)})
     if rendition.kind == RenditionKind.VIDEO:
         quality_services.rendition_ready_plan(rendition)
     pending = Rendition.objects.filter(job=job).exclude(state=RenditionState.READY).exists()

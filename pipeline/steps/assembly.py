@@ -11,6 +11,7 @@ import tempfile
 import time
 from pathlib import Path
 
+from botocore.exceptions import ClientError
 from django.conf import settings
 
 from core import s3
@@ -29,8 +30,16 @@ from pipeline.models import (
 from pipeline.services.common import artifact_record
 from pipeline.services.packaging import rendition_ready
 from pipeline.services.planning import params_digest
-from pipeline.steps.common import alive_while_running, fail_on_permanent, media_url, upload, work_dir
+from pipeline.steps.common import (
+    alive_while_running,
+    fail_on_permanent,
+    layout_key,
+    media_url,
+    upload,
+    work_dir,
+)
 from pipeline.steps.pictures import picture_sources, pictures_from_assembled
+from pipeline.steps.preview import preview_write
 
 logger = logging.getLogger(__name__)
 
@@ -49,11 +58,6 @@ def layout_of(packed: Path, file_name: str) -> dict:
         raise ffmpeg.PermanentMediaError(f"packaging {file_name}: {exc}") from exc
 
 
-def layout_key(rendition_key: str) -> str:
-    """Beside each stored rendition: what its package needs of it (pipeline.manifests)."""
-    return rendition_key.removesuffix(".mp4") + ".layout.json"
-
-
 def layout_upload(rendition_key: str, layout: dict) -> None:
     s3.client().put_object(
         Bucket=settings.S3_BUCKET_MEDIA, Key=layout_key(rendition_key), Body=json.dumps(layout).encode(),
@@ -69,13 +73,20 @@ def layout_segments_check(layout: dict, segment_s: float, *, name: str) -> None:
             raise ffmpeg.PermanentMediaError(f"{name}: a {duration:.3f} s segment exceeds 1.5 segments of {segment_s:.3f} s")
 
 
-def _record(job: EncodeJob, rendition: Rendition, *, key: str, size: int, units: list[Unit], stats: dict) -> None:
+def _record(job: EncodeJob, rendition: Rendition, *, key: str, size: int, units: list[Unit], stats: dict,
+            layout: dict) -> None:
     artifact_record(
         job_id=job.pk, kind=Artifact.Kind.RENDITION, key=key, size=size, step=f"assemble:{rendition.name}",
         inputs={"units": [u.output_key for u in units], "ffmpeg": ffmpeg.ffmpeg_version()},
         parent_keys=[u.output_key for u in units],
     )
-    rendition_ready(rendition_id=rendition.pk, output_key=key, stats=stats)
+    try:
+        preview = preview_write(job, rendition, key=key, layout=layout)
+    except (ClientError, OSError, manifests.LayoutError) as exc:
+        # A preview is a convenience: the rendition is ready, and the package follows anyway.
+        logger.warning("job %s: no preview with %s: %s", job.pk, rendition.name, exc)
+        preview = ""
+    rendition_ready(rendition_id=rendition.pk, output_key=key, stats=stats, preview_key=preview)
 
 
 def _assemble_audio(job: EncodeJob, rendition: Rendition, unit: Unit, *, key: str, segment_s: float) -> None:
@@ -90,7 +101,7 @@ def _assemble_audio(job: EncodeJob, rendition: Rendition, unit: Unit, *, key: st
         size = upload(packed / file_name, key)
         layout_upload(key, layout)
     stats = {"duration_s": facts.duration_s, "bitrate_kbps": rendition.params.get("bitrate_kbps")}
-    _record(job, rendition, key=key, size=size, units=[unit], stats=stats)
+    _record(job, rendition, key=key, size=size, units=[unit], stats=stats, layout=layout)
 
 
 def _joined_check(rendition: Rendition, facts: manifests.FragmentFacts, *, planned_frames: int, fps) -> None:
@@ -144,7 +155,7 @@ def _assemble_video(job: EncodeJob, rendition: Rendition, units: list[Unit], *, 
     # The stream's own rate (what maxrate bounds), not the file's: MP4 overhead is a large
     # share of a short, low-rate rung.
     stats = {"frame_count": facts.samples, "duration_s": facts.duration_s, "bitrate_kbps": facts.bitrate_kbps}
-    _record(job, rendition, key=key, size=size, units=units, stats=stats)
+    _record(job, rendition, key=key, size=size, units=units, stats=stats, layout=layout)
 
 
 @alive_while_running(lambda kwargs: f"assemble-{kwargs['rendition_id']}")

@@ -50,6 +50,11 @@ SINGLE_PUT_MAX_BYTES = 32 * 1024 * 1024
 PACKAGE_TRANSFERS = 8
 
 
+def layout_key(rendition_key: str) -> str:
+    """Beside each stored rendition: what its package needs of it (pipeline.manifests)."""
+    return rendition_key.removesuffix(".mp4") + ".layout.json"
+
+
 def upload(path: Path, key: str, *, metadata: dict | None = None) -> int:
     content_type = mimetypes.guess_type(path.name)[0] or "application/octet-stream"
     meta = {k: str(v) for k, v in (metadata or {}).items()}

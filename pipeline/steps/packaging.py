@@ -22,12 +22,13 @@ from pipeline.models import Artifact, EncodeJob, JobState, Rendition, RenditionK
 from pipeline.services.common import artifact_record
 from pipeline.services.packaging import job_packaged
 from pipeline.services.publishing import job_rules_decide_early
-from pipeline.steps.assembly import layout_key, layout_of, layout_upload
+from pipeline.steps.assembly import layout_of, layout_upload
 from pipeline.steps.common import (
     PACKAGE_TRANSFERS,
     alive_while_running,
     delete_prefix,
     fail_on_permanent,
+    layout_key,
     media_url,
     mib,
     stored,

@@ -108,10 +108,13 @@
       section.dataset.engine = "none";
     }
 
-    fetch(section.dataset.sprite, { credentials: "same-origin" })
-      .then((r) => (r.ok ? r.text() : ""))
-      .then((text) => { cues = parseSpriteVtt(text); })
-      .catch(() => { cues = []; });
+    // A preview has no sprite yet: it is cut when the job is packaged.
+    if (section.dataset.sprite) {
+      fetch(section.dataset.sprite, { credentials: "same-origin" })
+        .then((r) => (r.ok ? r.text() : ""))
+        .then((text) => { cues = parseSpriteVtt(text); })
+        .catch(() => { cues = []; });
+    }
 
     // --- Controls --------------------------------------------------------------------------
 

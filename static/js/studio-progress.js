@@ -195,6 +195,8 @@
     } else if (message.kind === "rendition") {
       const r = renditions.get(message.rendition_id);
       if (r) r.state = message.state;
+      // A rendition ready with a preview: show (or refresh) the player over what is ready.
+      if (message.preview && message.state === "ready") loadPlayer({ preview: true });
     } else if (message.kind === "quality") {
       refreshQuality();
       return;
@@ -257,6 +259,8 @@
     if (state === "published") $("grid-note").textContent = "";
     if (live && changed) timeline(JOB_LABELS[state] || state, reason);
     if (state === "published" && live) loadPlayer();
+    // Packaged: the preview grows to every rung while the rules decide.
+    else if (state === "checking" && live) loadPlayer({ preview: true });
     // The socket stays open while quality measurements still run (they outlast publishing).
     if (live) finish();
   }
@@ -284,9 +288,16 @@
     list.appendChild(li);
   }
 
-  async function loadPlayer() {
+  async function loadPlayer({ preview = false } = {}) {
     const slot = $("player-slot");
-    if (!slot || slot.querySelector("#player")) return;
+    const shown = slot && slot.querySelector("#player");
+    // The published player replaces a preview; a preview never replaces the published player,
+    // nor one that is playing (its viewer gets the new rungs on the next load).
+    if (!slot || (shown && !shown.dataset.preview)) return;
+    if (shown && preview) {
+      const video = shown.querySelector("video");
+      if (video && !video.paused) return;
+    }
     try {
       const response = await fetch(slot.dataset.playerUrl, { credentials: "same-origin" });
       if (!response.ok) throw new Error(`HTTP ${response.status}`);
@@ -294,7 +305,7 @@
       const section = slot.querySelector("#player");
       if (section && window.ReelflowPlayer) window.ReelflowPlayer.init(section);
     } catch (err) {
-      slot.innerHTML = '<p class="card">Published. <a href="">Reload the page</a> to watch it.</p>';
+      if (!preview) slot.innerHTML = '<p class="card">Published. <a href="">Reload the page</a> to watch it.</p>';
     }
   }
 
