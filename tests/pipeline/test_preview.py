@@ -69,7 +69,7 @@ def test_the_first_renditions_play_before_the_job_is_packaged(tmp_path, publishe
     assert int(counted) == video_frames == 150
 
 
-def test_a_held_job_previews_its_whole_package(tmp_path, publisher, upload, s3, verified_rule):
+def test_a_held_job_previews_its_whole_package(tmp_path, publisher, upload, s3, verified_rule):  # noqa: F811
     clip = make_clip(tmp_path / "whole.mp4", duration=4, width=640, height=480)
     job_id = announce(upload(clip, publisher, profile="fast")).job_id
     run_queue("ingest", "package", "assemble", "encode")

@@ -338,8 +338,8 @@ def test_publisher_uploads_watches_the_grid_fill_and_plays_the_result(
 def test_asset_page_follows_the_job_again_after_its_socket_drops(web, new_page, make_user, ladders):
     """The grid through the shared client (live.js): a dropped socket reconnects on its own, the
     new snapshot brings what changed meanwhile, and messages flow again."""
-    from pipeline import services
     from pipeline.models import Unit, UnitState
+    from pipeline.services.units import unit_start
     from tests.console.factories import job_with_units
 
     alice = make_user("alice", role=Role.PUBLISHER)
@@ -360,7 +360,7 @@ def test_asset_page_follows_the_job_again_after_its_socket_drops(web, new_page, 
     assert shown[-2:] == ["Reconnecting…", "Live"], shown
     page.wait_for_selector(f'#grid td.cell[data-unit="{first.pk}"][data-state="running"]')
 
-    services.unit_start(unit_id=second.pk, worker="w-test")
+    unit_start(unit_id=second.pk, worker="w-test")
     page.wait_for_selector(f'#grid td.cell[data-unit="{second.pk}"][data-state="running"]')
     assert page.evaluate("window.__sockets.length") == 2
 
