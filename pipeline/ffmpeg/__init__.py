@@ -12,13 +12,15 @@ against the real binaries on tiny generated clips without settings.
 * :mod:`~pipeline.ffmpeg.validation`: which sources are refused, and why;
 * :mod:`~pipeline.ffmpeg.inputs`: how a source is opened (path or presigned URL);
 * :mod:`~pipeline.ffmpeg.renditions`: the ladder's rungs and their encoder options;
+* :mod:`~pipeline.ffmpeg.graph`: ffmpeg-python, which compiles the builders' command lines;
 * :mod:`~pipeline.ffmpeg.commands`: the command builders (units, audio, joins);
 * :mod:`~pipeline.ffmpeg.running`: running ffmpeg with progress, cancel and timeout;
 * :mod:`~pipeline.ffmpeg.versions`: the binaries, their versions and codecs.
 
-Command builders return the arguments that follow the program name and its global flags;
-:func:`run_ffmpeg` adds ``ffmpeg -hide_banner -nostdin -loglevel error -progress pipe:1 -y``.
-The full command line it ran is returned in :class:`RunResult` for lineage.
+Command builders return the arguments that follow the program name and its global flags,
+compiled by ffmpeg-python from a graph of inputs, filters and outputs; :func:`run_ffmpeg`
+adds ``ffmpeg -hide_banner -nostdin -loglevel error -progress pipe:1 -y``. The full command
+line it ran is returned in :class:`RunResult` for lineage.
 
 Binaries are looked up on ``PATH`` as ``ffmpeg``/``ffprobe``; the settings layer may assign
 :data:`FFMPEG` / :data:`FFPROBE` here (for example to the imageio-ffmpeg build that has

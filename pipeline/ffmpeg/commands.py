@@ -1,7 +1,8 @@
 """Command builders: an encode unit's video, the audio of a whole file, the join of units.
 
-Builders return the arguments that follow the program name and its global flags;
-:func:`pipeline.ffmpeg.run_ffmpeg` adds the rest.
+Builders return the arguments that follow the program name and its global flags, compiled
+by ffmpeg-python (:mod:`pipeline.ffmpeg.graph`); :func:`pipeline.ffmpeg.run_ffmpeg` adds the
+rest.
 """
 
 from __future__ import annotations
@@ -13,12 +14,18 @@ from dataclasses import dataclass
 from fractions import Fraction
 from pathlib import Path
 
-from pipeline.chunking import Chunk, segment_frames
-from pipeline.ffmpeg.inputs import _input_options
-from pipeline.ffmpeg.mediainfo import VideoInfo
-from pipeline.ffmpeg.renditions import AudioRendition, VideoRendition, _encoder_args, rendition_size
+import ffmpeg as ffmpeg_lib
 
-_VIDEO_ONLY = ("-an", "-sn", "-dn", "-map_metadata", "-1", "-map_chapters", "-1")
+from pipeline.chunking import Chunk, segment_frames
+from pipeline.ffmpeg.graph import Filter, Stream, compile_args, input_args
+from pipeline.ffmpeg.inputs import network_options
+from pipeline.ffmpeg.mediainfo import VideoInfo
+from pipeline.ffmpeg.renditions import AudioRendition, VideoRendition, _encoder_options, rendition_size
+
+# Output options of a video-only output: no audio, subtitles, data, metadata or chapters.
+_VIDEO_ONLY = {"an": None, "sn": None, "dn": None, "map_metadata": "-1", "map_chapters": "-1"}
+# The units, in order, as one input: local files or http(s) URLs.
+_CONCAT_INPUT = {"format": "concat", "safe": "0", "protocol_whitelist": "file,http,https,tcp,tls,crypto"}
 
 
 def _seconds(value: float | Fraction) -> str:
@@ -27,13 +34,36 @@ def _seconds(value: float | Fraction) -> str:
 
 @dataclass(frozen=True, slots=True)
 class ChunkInput:
-    """How to read exactly one chunk's frames of a source: ``args`` end with ``-i <source>``,
-    ``filters`` put its frames on the planned grid with the first at 0, and ``pad`` (a filter
-    to place after scaling) clones the last frame when the source ends a few frames early."""
+    """How to read exactly one chunk's frames of a source: :meth:`open` reads them (the input
+    options seek and bound the read, the ``steps`` put its frames on the planned grid with the
+    first at 0), and ``padding`` (a filter to place after scaling) clones the last frame when
+    the source ends a few frames early. ``args``, ``filters`` and ``pad`` are the same as
+    command-line text (``args`` end with ``-i <source>``)."""
 
-    args: list[str]
-    filters: list[str]
-    pad: str
+    url: str
+    options: dict[str, str]
+    steps: tuple[Filter, ...]
+    padding: Filter
+
+    def open(self, stream: str, **options: str) -> Stream:
+        """Stream ``stream`` of the source (a stream specifier: the probed index, ``v:0``) with
+        the steps applied, as ffmpeg-python; ``options`` are more input options (``threads``)."""
+        frames = ffmpeg_lib.input(self.url, **{**self.options, **options})[stream]
+        for step in self.steps:
+            frames = step.on(frames)
+        return frames
+
+    @property
+    def args(self) -> list[str]:
+        return input_args(self.url, **self.options)
+
+    @property
+    def filters(self) -> list[str]:
+        return [str(step) for step in self.steps]
+
+    @property
+    def pad(self) -> str:
+        return str(self.padding)
 
 
 def chunk_input(
@@ -56,26 +86,32 @@ def chunk_input(
     fps = Fraction(fps)
     chunk_start = Fraction(chunk.start_frame) / fps  # relative to the first video frame
 
-    args = _input_options(input_url, reconnect=True)
+    options = network_options(input_url, reconnect=True)
     seek = Fraction(0)
     if chunk.start_frame > 0:
         seek = Fraction(source.start_offset_s) + chunk_start - Fraction(1, 2) / fps
-        args += ["-ss", _seconds(seek)]
+        options["ss"] = _seconds(seek)
     # After the seek, ffmpeg timestamps are relative to the seek point; shift them so the
     # chunk's first frame sits at 0.
     shift = seek - Fraction(source.start_offset_s) - chunk_start
     read_s = (chunk.frame_count + 1) / fps + Fraction(1, 2) / fps
-    args += ["-t", _seconds(read_s), "-i", str(input_url)]
+    options["t"] = _seconds(read_s)
 
-    filters = []
+    steps = []
     if source.interlaced:
-        filters.append("bwdif=mode=send_frame:deint=interlaced")
-    filters += [
-        f"setpts=PTS{'+' if shift >= 0 else '-'}{float(abs(shift)):.9f}/TB",
-        f"fps=fps={fps.numerator}/{fps.denominator}:start_time=0",
+        steps.append(Filter("bwdif", options={"mode": "send_frame", "deint": "interlaced"}))
+    steps += [
+        Filter("setpts", (f"PTS{'+' if shift >= 0 else '-'}{float(abs(shift)):.9f}/TB",)),
+        Filter("fps", options={"fps": f"{fps.numerator}/{fps.denominator}", "start_time": "0"}),
     ]
     pad_frames = max(2, math.ceil(fps / 2))
-    return ChunkInput(args=args, filters=filters, pad=f"tpad=stop_mode=clone:stop={pad_frames}")
+    padding = Filter("tpad", options={"stop_mode": "clone", "stop": str(pad_frames)})
+    return ChunkInput(url=str(input_url), options=options, steps=tuple(steps), padding=padding)
+
+
+def _scaled(frames: Stream, width: int, height: int) -> Stream:
+    """A rendition's picture: its size, square pixels, 8-bit 4:2:0 for every codec."""
+    return frames.filter("scale", width, height).filter("setsar", 1).filter("format", "yuv420p")
 
 
 def build_unit_command(
@@ -116,63 +152,43 @@ def build_unit_command(
     fps = Fraction(fps)
     gop = segment_frames(fps=fps, segment_seconds=segment_seconds)
     width, height = rendition_size(source=source, height=rendition.height)
-    scaling = [f"scale={width}:{height}", "setsar=1", "format=yuv420p"]
-    tail = [
-        *_encoder_args(rendition, gop=gop),
-        *(["-threads", str(threads)] if threads > 0 else []),
-        "-frames:v", str(chunk.frame_count),
-        "-f", "mp4", str(output_path),
-    ]  # fmt: skip
-    # Global options first, then the decoder's (an input option).
-    capped = ["-filter_threads", str(threads), "-filter_complex_threads", str(threads)] if threads > 0 else []
-    decoder = ["-threads", str(threads)] if threads > 0 else []
+    capped = {"threads": str(threads)} if threads > 0 else {}
+    encode = {**_encoder_options(rendition, gop=gop), **capped, "frames:v": str(chunk.frame_count), **_VIDEO_ONLY}
     if cached_input is not None:
-        grid = [f"settb=expr={fps.denominator}/{fps.numerator}", "setpts=N"]
-        return [
-            *capped, *decoder,
-            "-i", str(cached_input), "-map", "0:v:0", *_VIDEO_ONLY,
-            "-vf", ",".join([*grid, *scaling]), *tail,
-        ]  # fmt: skip
-    read = chunk_input(input_url=input_url, chunk=chunk, fps=fps, source=source)
-    if cache_output is not None:
-        return [
-            *capped, *decoder,
-            *_caching_unit_args(read, scaling=scaling, tail=tail, source=source, chunk=chunk, cache_output=cache_output),
-        ]  # fmt: skip
-    return [
-        *capped, *decoder, *read.args,
-        # The probed stream by absolute index: "0:v:0" could be cover art.
-        "-map", f"0:{source.index}", *_VIDEO_ONLY,
-        "-vf", ",".join([*read.filters, *scaling, read.pad]),
-        *tail,
-    ]  # fmt: skip
+        # Re-timed onto the 1/fps grid chunk_input's frames have.
+        frames = ffmpeg_lib.input(str(cached_input), **capped)["v:0"]
+        frames = frames.filter("settb", expr=f"{fps.denominator}/{fps.numerator}").filter("setpts", "N")
+        outputs = [_scaled(frames, width, height).output(str(output_path), format="mp4", **encode)]
+    else:
+        read = chunk_input(input_url=input_url, chunk=chunk, fps=fps, source=source)
+        # The probed stream by absolute index: "v:0" could be cover art.
+        frames = read.open(str(source.index), **capped)
+        if cache_output is None:
+            outputs = [read.padding.on(_scaled(frames, width, height)).output(str(output_path), format="mp4", **encode)]
+        else:
+            enc, raw = _split(read.padding.on(frames))
+            outputs = [
+                _scaled(enc, width, height).output(str(output_path), format="mp4", **encode),
+                _cache_output(raw, cache_output, frame_count=chunk.frame_count),
+            ]
+    # The decoder's threads are an input option (above), the encoder's an output option, the
+    # filter graph's a global one (-filter_complex_threads: ffmpeg-python writes no -vf graph).
+    return compile_args(*outputs, global_options={"filter_complex_threads": str(threads)} if threads > 0 else None)
 
 
-def _caching_unit_args(
-    read: ChunkInput,
-    *,
-    scaling: list[str],
-    tail: list[str],
-    source: VideoInfo,
-    chunk: Chunk,
-    cache_output: str | os.PathLike[str],
-) -> list[str]:
-    """The source read once, split between the encode and the decoded-chunk cache file."""
-    # The probed stream by absolute index: "0:v:0" could be cover art.
-    graph = (
-        f"[0:{source.index}]{','.join([*read.filters, read.pad])},split=2[enc][raw];"
-        f"[enc]{','.join(scaling)}[v]"
+def _split(frames: Stream) -> tuple[Stream, Stream]:
+    node = frames.split()
+    return node[0], node[1]
+
+
+def _cache_output(frames: Stream, path: str | os.PathLike[str], *, frame_count: int) -> Stream:
+    """The chunk's frames as they enter scaling, uncompressed, for :mod:`pipeline.decoded_cache`."""
+    # Matroska checksums every cluster by default; nothing reads those CRCs (the cache is
+    # checked by its size) and over raw frames they cost as much CPU as the rest of the write
+    # (0.65 CPU-s per 20 s of 720p, measured).
+    return frames.output(
+        str(path), format="matroska", write_crc32="0", **{"c:v": "rawvideo", "frames:v": str(frame_count)}, **_VIDEO_ONLY
     )
-    return [
-        *read.args, "-filter_complex", graph,
-        "-map", "[v]", *_VIDEO_ONLY, *tail,
-        "-map", "[raw]", *_VIDEO_ONLY, "-c:v", "rawvideo",
-        "-frames:v", str(chunk.frame_count),
-        # Matroska checksums every cluster by default; nothing reads those CRCs (the
-        # cache is checked by its size) and over raw frames they cost as much CPU as
-        # the rest of the write (0.65 CPU-s per 20 s of 720p, measured).
-        "-f", "matroska", "-write_crc32", "0", str(cache_output),
-    ]  # fmt: skip
 
 
 def build_audio_command(
@@ -194,24 +210,21 @@ def build_audio_command(
     ``duration_s`` (the video's planned duration) pads audio that ends early with silence and
     cuts audio that runs long, so audio and video end within one audio frame of each other.
     """
-    args = _input_options(input_url, reconnect=True)
+    options = network_options(input_url, reconnect=True)
     if video_start_offset_s > 0:
-        args += ["-ss", _seconds(video_start_offset_s)]
-    audio_filter = "aresample=async=1:first_pts=0"
-    limit: list[str] = []
+        options["ss"] = _seconds(video_start_offset_s)
+    audio = ffmpeg_lib.input(str(input_url), **options)["a:0" if stream_index is None else str(stream_index)]
+    audio = audio.filter("aresample", **{"async": "1", "first_pts": "0"})
+    limit = {}
     if duration_s is not None:
-        audio_filter += f",apad=whole_dur={duration_s:.6f}"
-        limit = ["-t", f"{duration_s:.6f}"]
-    args += [
-        "-i", str(input_url),
-        "-map", "0:a:0" if stream_index is None else f"0:{stream_index}", "-vn", "-sn", "-dn",
-        "-map_metadata", "-1", "-map_chapters", "-1",
-        "-af", audio_filter, *limit,
-        "-c:a", rendition.codec, "-b:a", f"{rendition.bitrate_kbps}k",
-        "-ac", str(rendition.channels), "-ar", str(rendition.sample_rate),
-        "-movflags", "+faststart", "-f", "mp4", str(output_path),
-    ]  # fmt: skip
-    return args
+        audio = audio.filter("apad", whole_dur=f"{duration_s:.6f}")
+        limit = {"t": f"{duration_s:.6f}"}
+    encode = {
+        "c:a": rendition.codec, "b:a": f"{rendition.bitrate_kbps}k",
+        "ac": str(rendition.channels), "ar": str(rendition.sample_rate), "movflags": "+faststart",
+    }  # fmt: skip
+    no_others = {"vn": None, "sn": None, "dn": None, "map_metadata": "-1", "map_chapters": "-1"}
+    return compile_args(audio.output(str(output_path), format="mp4", **limit, **encode, **no_others))
 
 
 def write_concat_list(*, paths: Sequence[str | os.PathLike[str]], list_file: str | os.PathLike[str]) -> None:
@@ -230,13 +243,13 @@ def concat_command(*, list_file: str | os.PathLike[str], output_path: str | os.P
     0), ``-c copy`` keeps the exact frames and GOPs, ``+faststart`` puts the index first
     for progressive playback. Units may be local files or http(s) URLs.
     """
-    return [
-        *concat_input_args(list_file=list_file),
-        "-map", "0", "-c", "copy", "-map_metadata", "-1",
-        "-movflags", "+faststart", "-f", "mp4", str(output_path),
-    ]  # fmt: skip
+    units = ffmpeg_lib.input(str(list_file), **_CONCAT_INPUT)
+    # ffmpeg-python maps a whole input by writing no -map (ffmpeg would then pick one stream
+    # of each kind): -map 0 keeps them all.
+    joined = units.output(str(output_path), format="mp4", map="0", c="copy", map_metadata="-1", movflags="+faststart")
+    return compile_args(joined)
 
 
 def concat_input_args(*, list_file: str | os.PathLike[str]) -> list[str]:
     """The input side of :func:`concat_command`: the units, in order, as one input."""
-    return ["-f", "concat", "-safe", "0", "-protocol_whitelist", "file,http,https,tcp,tls,crypto", "-i", str(list_file)]
+    return input_args(list_file, **_CONCAT_INPUT)

@@ -1,4 +1,9 @@
-"""ffprobe: describe a source, and count what an encode wrote (frames, keyframes, durations)."""
+"""ffprobe: describe a source, and count what an encode wrote (frames, keyframes, durations).
+
+ffprobe's command lines are written here by hand: ffmpeg-python 0.2.0's ``probe()`` takes no
+timeout (a ``timeout=`` keyword would become ffprobe's own ``-timeout`` option) and its
+process cannot be stopped, so a stalled probe would hang its job.
+"""
 
 from __future__ import annotations
 

@@ -7,6 +7,7 @@ from dataclasses import dataclass
 from fractions import Fraction
 
 from pipeline.ffmpeg.errors import PermanentMediaError
+from pipeline.ffmpeg.graph import option_args
 from pipeline.ffmpeg.mediainfo import VideoInfo
 
 VIDEO_CODECS = frozenset({"libx264", "libx265", "libvpx-vp9", "libsvtav1"})
@@ -86,81 +87,70 @@ def rendition_size(*, source: VideoInfo, height: int) -> tuple[int, int]:
 
 
 
-def _rate_args(rendition: VideoRendition) -> list[str]:
-    args: list[str] = []
+def _rate_options(rendition: VideoRendition) -> dict[str, str]:
+    options: dict[str, str] = {}
     if rendition.crf is not None:
-        args += ["-crf", str(rendition.crf)]
+        options["crf"] = str(rendition.crf)
     if rendition.bitrate_kbps is not None:
-        args += ["-b:v", f"{rendition.bitrate_kbps}k"]
+        options["b:v"] = f"{rendition.bitrate_kbps}k"
     elif rendition.codec == "libvpx-vp9":
         # libvpx: CRF with -b:v 0 is constant quality; CRF capped by a maxrate needs the cap
         # as -b:v (constrained quality), it refuses a maxrate "without a bitrate".
-        args += ["-b:v", f"{rendition.maxrate_kbps}k" if rendition.maxrate_kbps else "0"]
+        options["b:v"] = f"{rendition.maxrate_kbps}k" if rendition.maxrate_kbps else "0"
     if rendition.maxrate_kbps is not None:
-        args += ["-maxrate", f"{rendition.maxrate_kbps}k", "-bufsize", f"{rendition.bufsize_kbps}k"]
-    return args
+        options |= {"maxrate": f"{rendition.maxrate_kbps}k", "bufsize": f"{rendition.bufsize_kbps}k"}
+    return options
+
+
+def _encoder_options(rendition: VideoRendition, *, gop: int) -> dict[str, str]:
+    """Codec, preset and the closed, fixed GOP every segment boundary depends on, as output
+    options (ffmpeg-python keywords)."""
+    force = {"force_key_frames": f"expr:eq(mod(n,{gop}),0)"}
+    codec = rendition.codec
+    options = {"c:v": codec}
+    if rendition.profile:
+        options["profile:v"] = rendition.profile
+    if codec == "libx264":
+        options |= {
+            "preset": rendition.preset or "veryfast",
+            **_rate_options(rendition),
+            "g": str(gop),
+            "keyint_min": str(gop),
+            "sc_threshold": "0",
+            "forced-idr": "1",
+            **force,
+        }
+    elif codec == "libx265":
+        options |= {
+            "preset": rendition.preset or "veryfast",
+            **_rate_options(rendition),
+            "x265-params": f"keyint={gop}:min-keyint={gop}:scenecut=0:open-gop=0:log-level=error",
+            "forced-idr": "1",
+            **force,
+            "tag:v": "hvc1",  # Apple players want hvc1 (parameter sets out of band)
+        }
+    elif codec == "libvpx-vp9":
+        deadline, _, cpu_used = (rendition.preset or "good:4").partition(":")
+        options |= {
+            "deadline": deadline,
+            "cpu-used": cpu_used or "4",
+            "row-mt": "1",
+            **_rate_options(rendition),
+            "g": str(gop),
+            "keyint_min": str(gop),
+            **force,
+        }
+    else:  # libsvtav1: ffmpeg 5.1's wrapper ignores forced keyframes, so the GOP does it.
+        options |= {
+            "preset": rendition.preset or "8",
+            **_rate_options(rendition),
+            "g": str(gop),
+            "svtav1-params": f"keyint={gop}:irefresh-type=2:scd=0",
+        }
+    return options
 
 
 def _encoder_args(rendition: VideoRendition, *, gop: int) -> list[str]:
-    """Codec, preset and the closed, fixed GOP every segment boundary depends on."""
-    force = ["-force_key_frames", f"expr:eq(mod(n,{gop}),0)"]
-    codec = rendition.codec
-    args = ["-c:v", codec]
-    if rendition.profile:
-        args += ["-profile:v", rendition.profile]
-    if codec == "libx264":
-        args += [
-            "-preset",
-            rendition.preset or "veryfast",
-            *_rate_args(rendition),
-            "-g",
-            str(gop),
-            "-keyint_min",
-            str(gop),
-            "-sc_threshold",
-            "0",
-            "-forced-idr",
-            "1",
-            *force,
-        ]
-    elif codec == "libx265":
-        args += [
-            "-preset",
-            rendition.preset or "veryfast",
-            *_rate_args(rendition),
-            "-x265-params",
-            f"keyint={gop}:min-keyint={gop}:scenecut=0:open-gop=0:log-level=error",
-            "-forced-idr",
-            "1",
-            *force,
-            "-tag:v",
-            "hvc1",
-        ]  # Apple players want hvc1 (parameter sets out of band)
-    elif codec == "libvpx-vp9":
-        deadline, _, cpu_used = (rendition.preset or "good:4").partition(":")
-        args += [
-            "-deadline",
-            deadline,
-            "-cpu-used",
-            cpu_used or "4",
-            "-row-mt",
-            "1",
-            *_rate_args(rendition),
-            "-g",
-            str(gop),
-            "-keyint_min",
-            str(gop),
-            *force,
-        ]
-    else:  # libsvtav1: ffmpeg 5.1's wrapper ignores forced keyframes, so the GOP does it.
-        args += [
-            "-preset",
-            rendition.preset or "8",
-            *_rate_args(rendition),
-            "-g",
-            str(gop),
-            "-svtav1-params",
-            f"keyint={gop}:irefresh-type=2:scd=0",
-        ]
-    return args
-
+    """:func:`_encoder_options` as arguments, for a command line written by hand (the
+    benchmark's single-process baseline)."""
+    return option_args(_encoder_options(rendition, gop=gop))

@@ -200,6 +200,8 @@ def run_ffmpeg(
       threads do not blur it.
     * ``niceness`` lowers ffmpeg's CPU priority (work that must yield to encoding).
     """
+    # Written by hand: these global flags wrap an argument list already compiled (by a
+    # builder through ffmpeg-python, or by a caller), not a graph ffmpeg-python could extend.
     argv = [
         binary or ffmpeg_binary(), "-hide_banner", "-nostdin", "-nostats", "-loglevel", "error",
         "-progress", "pipe:1", "-stats_period", f"{max(0.1, progress_interval_s):g}", "-y",
