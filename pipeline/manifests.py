@@ -13,13 +13,13 @@ ffmpeg's own single-file DASH manifest lists every segment in a ``SegmentList``;
 DASH demuxer reads wrong byte ranges from it (ffprobe hangs, "Invalid NAL unit size"), while it
 reads a ``SegmentBase`` representation as one file. What ffmpeg knows best (codec strings,
 frame rate, sample rate, channels) is taken from its per-rendition output by
-:func:`rendition_layout`; the rest is written here. No Django here.
+:func:`rendition_layout`; the rest is written here. HLS playlists are read and written through
+the ``m3u8`` package's model; the MPD is XML. No Django here.
 """
 
 from __future__ import annotations
 
 import math
-import re
 import struct
 import xml.etree.ElementTree as ET  # noqa: S405 - parses ffmpeg's own output, never user input
 from collections.abc import Sequence
@@ -27,11 +27,12 @@ from dataclasses import dataclass
 from fractions import Fraction
 from pathlib import Path
 
+import m3u8
+
 MANIFEST_NAME = "manifest.mpd"
 MASTER_NAME = "master.m3u8"
 _MPD_NS = "urn:mpeg:dash:schema:mpd:2011"
 _CHANNELS_SCHEME = "urn:mpeg:dash:23003:3:audio_channel_configuration:2011"
-_ATTRIBUTE = re.compile(r'([A-Z0-9-]+)=("[^"]*"|[^,]*)')
 AUDIO_GROUP = "audio"
 
 
@@ -157,8 +158,35 @@ def _fragment_facts(path: str | Path) -> FragmentFacts:
     return FragmentFacts(samples=samples, duration_s=duration, media_bytes=media)
 
 
-def _attributes(text: str) -> dict[str, str]:
-    return {key: value.strip('"') for key, value in _ATTRIBUTE.findall(text)}
+def _byte_range(text: str | None, *, follows: int) -> tuple[int, int]:
+    """An HLS byte range ``length[@offset]`` as (length, offset); without an offset it starts
+    where the previous range of the same file ended (RFC 8216 4.3.2.2)."""
+    length, at, offset = (text or "").partition("@")
+    try:
+        return int(length), int(offset) if at else follows
+    except ValueError as exc:
+        raise LayoutError(f"unreadable byte range {text!r}") from exc
+
+
+def _hls_layout(out: Path, file_name: str) -> tuple[str | None, list[int] | None, list[list]]:
+    """From ffmpeg's master playlist and the media playlist it names: the variant's codecs, the
+    initialization section's [length, offset] and each segment's [duration, length, offset]."""
+    master = m3u8.loads((out / MASTER_NAME).read_text(encoding="utf-8"))
+    uris = [playlist.uri for playlist in master.playlists] or [media.uri for media in master.media if media.uri]
+    if not uris:
+        raise LayoutError(f"{file_name}: ffmpeg's master playlist names no media playlist")
+    codecs = master.playlists[0].stream_info.codecs if master.playlists else None
+    media = m3u8.loads((out / uris[0]).read_text(encoding="utf-8"))
+    init = media.segment_map[0] if media.segment_map else None
+    map_range = list(_byte_range(init.byterange, follows=0)) if init is not None and init.byterange else None
+    segments, follows = [], 0
+    for segment in media.segments:
+        if not segment.byterange:
+            raise LayoutError(f"{file_name}: ffmpeg's playlist has no byte-range segments")
+        length, offset = _byte_range(segment.byterange, follows=follows)
+        segments.append([segment.duration, length, offset])
+        follows = offset + length
+    return codecs, map_range, segments
 
 
 def rendition_layout(*, out_dir: str | Path, file_name: str) -> dict:
@@ -183,19 +211,7 @@ def rendition_layout(*, out_dir: str | Path, file_name: str) -> dict:
         raise LayoutError(f"{file_name}: ffmpeg wrote no representation")
     channels = representation.find("d:AudioChannelConfiguration", ns)
 
-    master = (out / MASTER_NAME).read_text(encoding="utf-8").splitlines()
-    stream_inf = next((_attributes(line.split(":", 1)[1]) for line in master if line.startswith("#EXT-X-STREAM-INF:")), {})
-    playlist = next((line.strip() for line in master if line.strip() and not line.startswith("#")), "")
-    segments, map_range, duration = [], None, None
-    for line in (out / playlist).read_text(encoding="utf-8").splitlines():
-        if line.startswith("#EXT-X-MAP:"):
-            length, _, start = _attributes(line.split(":", 1)[1]).get("BYTERANGE", "").partition("@")
-            map_range = [int(length), int(start or 0)]
-        elif line.startswith("#EXTINF:"):
-            duration = float(line[len("#EXTINF:") :].split(",", 1)[0])
-        elif line.startswith("#EXT-X-BYTERANGE:"):
-            length, _, start = line.split(":", 1)[1].partition("@")
-            segments.append([duration, int(length), int(start)])
+    hls_codecs, map_range, segments = _hls_layout(out, file_name)
     size = media.stat().st_size
     if not segments or map_range is None or any(d is None or d <= 0 for d, _, _ in segments):
         raise LayoutError(f"{file_name}: ffmpeg's playlist has no byte-range segments")
@@ -205,7 +221,7 @@ def rendition_layout(*, out_dir: str | Path, file_name: str) -> dict:
         "file": file_name,
         "content_type": adaptation.get("contentType") or representation.get("mimeType", "").split("/")[0],
         "mime": representation.get("mimeType"),
-        "codecs": representation.get("codecs") or stream_inf.get("CODECS"),
+        "codecs": representation.get("codecs") or hls_codecs,
         "width": int(representation.get("width") or 0) or None,
         "height": int(representation.get("height") or 0) or None,
         "sar": representation.get("sar"),
@@ -230,16 +246,18 @@ def bit_rates(layout: dict) -> tuple[int, int]:
 
 def media_playlist(layout: dict, *, uri: str) -> str:
     """A VOD media playlist naming byte ranges of ``uri`` (the rendition's single file)."""
-    target = max(1, max(math.floor(d + 0.5) for d, _, _ in layout["segments"]))
+    playlist = m3u8.M3U8()
+    playlist.version = 7
+    playlist.target_duration = max(1, max(math.floor(d + 0.5) for d, _, _ in layout["segments"]))
+    playlist.playlist_type = "vod"
+    playlist.is_independent_segments = True
+    playlist.is_endlist = True
     length, start = layout["map"]
-    lines = [
-        "#EXTM3U", "#EXT-X-VERSION:7", f"#EXT-X-TARGETDURATION:{target}", "#EXT-X-MEDIA-SEQUENCE:0",
-        "#EXT-X-PLAYLIST-TYPE:VOD", "#EXT-X-INDEPENDENT-SEGMENTS",
-        f'#EXT-X-MAP:URI="{uri}",BYTERANGE="{length}@{start}"',
-    ]  # fmt: skip
+    init = {"uri": uri, "byterange": f"{length}@{start}"}  # EXT-X-MAP, written before the first segment
     for duration, size, offset in layout["segments"]:
-        lines += [f"#EXTINF:{duration:.6f},", f"#EXT-X-BYTERANGE:{size}@{offset}", uri]
-    return "\n".join([*lines, "#EXT-X-ENDLIST"]) + "\n"
+        playlist.add_segment(m3u8.Segment(uri=uri, duration=duration, byterange=f"{size}@{offset}", init_section=init))
+    # The media sequence starts at 0, the default: m3u8 writes no EXT-X-MEDIA-SEQUENCE for it.
+    return playlist.dumps(infspec="microseconds")
 
 
 def _iso_duration(seconds: float) -> str:
@@ -323,33 +341,43 @@ def write_package(
     for name, layout in renditions:
         (out / f"{name}.m3u8").write_text(media_playlist(layout, uri=layout["file"]), encoding="utf-8")
 
-    lines = ["#EXTM3U", "#EXT-X-VERSION:7", "#EXT-X-INDEPENDENT-SEGMENTS"]
+    master, variants = master_playlist(videos=videos, audios=audios, frame_rate=frame_rate)
+    (out / MASTER_NAME).write_text(master, encoding="utf-8")
+    (out / MANIFEST_NAME).write_text(dash_manifest([*videos, *audios], duration_s=duration_s, segment_s=segment_s), encoding="utf-8")
+    return variants
+
+
+def master_playlist(
+    *, videos: Sequence[tuple[str, dict]], audios: Sequence[tuple[str, dict]], frame_rate: Fraction | None
+) -> tuple[str, list[HlsVariant]]:
+    """The HLS master playlist over the renditions' media playlists (``<name>.m3u8``), in the
+    given order, and its variants (see :func:`write_package`)."""
+    master = m3u8.M3U8()
+    master.version = 7
+    master.is_independent_segments = True
     audio_peak = audio_average = 0
     for position, (name, layout) in enumerate(audios):
         peak, average = bit_rates(layout)
         audio_peak, audio_average = max(audio_peak, peak), max(audio_average, average)
-        attrs = [
-            "TYPE=AUDIO", f'GROUP-ID="{AUDIO_GROUP}"', f'NAME="{name}"', f"DEFAULT={'YES' if position == 0 else 'NO'}",
-            "AUTOSELECT=YES", *([f'CHANNELS="{layout["channels"]}"'] if layout["channels"] else []), f'URI="{name}.m3u8"',
-        ]  # fmt: skip
-        lines.append("#EXT-X-MEDIA:" + ",".join(attrs))
+        master.add_media(m3u8.Media(
+            uri=f"{name}.m3u8", type="AUDIO", group_id=AUDIO_GROUP, name=name, default="YES" if position == 0 else "NO",
+            autoselect="YES", channels=layout["channels"] or None,
+        ))  # fmt: skip
     audio_codecs = list(dict.fromkeys(layout["codecs"] for _, layout in audios if layout["codecs"]))
     variants = []
     for name, layout in videos:
         peak, average = bit_rates(layout)
-        codecs = ",".join([layout["codecs"], *audio_codecs])
-        resolution = f"{layout['width']}x{layout['height']}"
-        attrs = [f"BANDWIDTH={peak + audio_peak}", f"AVERAGE-BANDWIDTH={average + audio_average}",
-                 f"RESOLUTION={resolution}", f'CODECS="{codecs}"']  # fmt: skip
-        if frame_rate:
-            attrs.append(f"FRAME-RATE={float(frame_rate):.3f}")
-        if audios:
-            attrs.append(f'AUDIO="{AUDIO_GROUP}"')
-        lines += ["#EXT-X-STREAM-INF:" + ",".join(attrs), f"{name}.m3u8"]
-        variants.append(HlsVariant(
+        variant = HlsVariant(
             uri=f"{name}.m3u8", bandwidth=peak + audio_peak, average_bandwidth=average + audio_average,
-            resolution=resolution, codecs=codecs, audio_group=AUDIO_GROUP if audios else None,
-        ))  # fmt: skip
-    (out / MASTER_NAME).write_text("\n".join(lines) + "\n", encoding="utf-8")
-    (out / MANIFEST_NAME).write_text(dash_manifest([*videos, *audios], duration_s=duration_s, segment_s=segment_s), encoding="utf-8")
-    return variants
+            resolution=f"{layout['width']}x{layout['height']}", codecs=",".join([layout["codecs"], *audio_codecs]),
+            audio_group=AUDIO_GROUP if audios else None,
+        )  # fmt: skip
+        stream_info = {
+            "bandwidth": variant.bandwidth, "average_bandwidth": variant.average_bandwidth,
+            "resolution": variant.resolution, "codecs": variant.codecs, "audio": variant.audio_group,
+            "frame_rate": float(frame_rate) if frame_rate else None,
+        }  # fmt: skip
+        # m3u8 writes AUDIO="<group>" from the media of that group it is given.
+        master.add_playlist(m3u8.Playlist(uri=variant.uri, stream_info=stream_info, media=master.media, base_uri=None))
+        variants.append(variant)
+    return master.dumps(), variants

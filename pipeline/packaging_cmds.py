@@ -1,7 +1,8 @@
 """ffmpeg commands for packaging: each rendition as one fragmented MP4, poster, thumbnail sprite.
 
 Split from :mod:`pipeline.ffmpeg` to keep modules small; these functions only build
-arguments (run them with :func:`pipeline.ffmpeg.run_ffmpeg`). No Django here either.
+arguments, compiled by ffmpeg-python like the package's own builders (run them with
+:func:`pipeline.ffmpeg.run_ffmpeg`). No Django here either.
 
 Each rendition is written once, at assemble time, by ffmpeg's ``dash`` muxer in single-file
 mode (one fragment per segment, a ``sidx`` index first); :mod:`pipeline.manifests` writes the
@@ -16,7 +17,10 @@ from dataclasses import dataclass
 from fractions import Fraction
 from pathlib import Path
 
+import ffmpeg as ffmpeg_lib
+
 from pipeline.ffmpeg import VideoInfo, rendition_size
+from pipeline.ffmpeg.graph import compile_args, output_args
 from pipeline.manifests import MANIFEST_NAME, MASTER_NAME
 
 __all__ = [
@@ -42,15 +46,13 @@ def rendition_package_args(
     ``segment_seconds`` should be the real segment duration (``chunking.segment_duration_s``,
     e.g. 2.002 at 29.97 fps) so the muxer cuts at every keyframe the units placed. Forced to
     MP4 fragments: ``auto`` would write WebM for VP9/Opus, which HLS cannot play."""
-    return [
-        "-map", stream, "-c", "copy", "-map_metadata", "-1", "-map_chapters", "-1",
-        "-f", "dash",
-        "-dash_segment_type", "mp4",
-        "-seg_duration", f"{segment_seconds:.6f}",
-        "-single_file", "1", "-single_file_name", file_name, "-global_sidx", "1",
-        "-hls_playlist", "1", "-hls_master_name", MASTER_NAME,
-        str(Path(out_dir) / MANIFEST_NAME),
-    ]  # fmt: skip
+    return output_args(
+        stream, Path(out_dir) / MANIFEST_NAME,
+        format="dash", c="copy", map_metadata="-1", map_chapters="-1",
+        dash_segment_type="mp4", seg_duration=f"{segment_seconds:.6f}",
+        single_file="1", single_file_name=file_name, global_sidx="1",
+        hls_playlist="1", hls_master_name=MASTER_NAME,
+    )  # fmt: skip
 
 
 # --------------------------------------------------------------------------------------
@@ -69,11 +71,11 @@ def poster_command(
 ) -> list[str]:
     """One JPEG frame ``position`` (10 %) into the video: past black leaders and titles."""
     width, out_height = rendition_size(source=source, height=height or source.display_height)
-    return [
-        "-ss", f"{max(0.0, duration_s * position):.3f}", "-i", str(input_url),
-        "-map", "0:v:0", "-frames:v", "1", "-vf", f"scale={width}:{out_height},setsar=1",
-        "-q:v", "3", "-update", "1", "-f", "image2", str(output_path),
-    ]  # fmt: skip
+    frame = ffmpeg_lib.input(str(input_url), ss=f"{max(0.0, duration_s * position):.3f}")["v:0"]
+    frame = frame.filter("scale", width, out_height).filter("setsar", 1)
+    return compile_args(
+        frame.output(str(output_path), format="image2", update="1", **{"frames:v": "1", "q:v": "3"})
+    )
 
 
 @dataclass(frozen=True, slots=True)
@@ -134,19 +136,19 @@ def sprite_command(
     long videos, thumbnails then come from the nearest segment start.
     """
     interval = Fraction(layout.interval_s).limit_denominator(1000)
+    video = ffmpeg_lib.input(str(input_url), **({"skip_frame": "nokey"} if keyframes_only else {}))["v:0"]
     # eof_action=pass: a video shorter than one interval still gives its first frame (with
     # the default rounding the fps filter emits nothing and no sprite is written at all).
-    filters = (
-        f"fps=fps={interval.denominator}/{interval.numerator}:start_time=0:eof_action=pass,"
-        f"scale={layout.thumb_width}:{layout.thumb_height},setsar=1,"
-        f"tile={layout.columns}x{layout.rows}"
+    thumbs = video.filter(
+        "fps", fps=f"{interval.denominator}/{interval.numerator}", start_time="0", eof_action="pass"
     )
-    return [
-        *(["-skip_frame", "nokey"] if keyframes_only else []),
-        "-i", str(input_url), "-map", "0:v:0", "-an", "-sn", "-dn",
-        "-vf", filters, "-frames:v", "1", "-q:v", "4", "-update", "1",
-        "-f", "image2", str(output_path),
-    ]  # fmt: skip
+    thumbs = thumbs.filter("scale", layout.thumb_width, layout.thumb_height).filter("setsar", 1)
+    sprite = thumbs.filter("tile", layout=f"{layout.columns}x{layout.rows}")
+    return compile_args(
+        sprite.output(
+            str(output_path), format="image2", update="1", an=None, sn=None, dn=None, **{"frames:v": "1", "q:v": "4"}
+        )
+    )
 
 
 def _vtt_time(seconds: float) -> str:

@@ -2,7 +2,8 @@
 the source frames it was made from, and the parsing of what ffmpeg writes.
 
 Split from :mod:`pipeline.ffmpeg` like :mod:`pipeline.packaging_cmds`: these functions build
-arguments (run them with :func:`pipeline.ffmpeg.run_ffmpeg` and ``binary=tool.binary``), detect
+arguments through ffmpeg-python like the package's own builders (run them with
+:func:`pipeline.ffmpeg.run_ffmpeg` and ``binary=tool.binary``), detect
 what an ffmpeg build can measure, and read its logs. No Django here.
 
 Method (docs/quality.md): both pictures are compared at one size, the source's display size
@@ -32,14 +33,12 @@ from fractions import Fraction
 from functools import lru_cache
 from pathlib import Path
 
+import ffmpeg as ffmpeg_lib
+
 from pipeline.chunking import Chunk
-from pipeline.ffmpeg import (
-    PermanentMediaError,
-    TransientMediaError,
-    VideoInfo,
-    _input_options,  # the same network options (timeouts, reconnects) as every other read
-    chunk_input,
-)
+from pipeline.ffmpeg import PermanentMediaError, TransientMediaError, VideoInfo, chunk_input
+from pipeline.ffmpeg.graph import Stream, compile_args
+from pipeline.ffmpeg.inputs import network_options
 
 __all__ = [
     "COMPARE_MAX_HEIGHT",
@@ -104,6 +103,7 @@ class QcTool:
 
 
 def _run_quiet(argv: Sequence[str]) -> str:
+    # A query of the build (-version, -filters), not a media command: no graph for ffmpeg-python.
     try:
         completed = subprocess.run(
             list(argv), capture_output=True, check=False, timeout=60, stdin=subprocess.DEVNULL
@@ -147,12 +147,16 @@ def compare_size(*, display_width: int, display_height: int) -> tuple[int, int]:
     return _even(width), _even(Fraction(height))
 
 
-def _quoted(path: Path) -> str:
-    """A path as a filter option value (quoted: a temp dir may hold ':' on some systems)."""
-    text = str(path)
-    if "'" in text:
-        raise ValueError(f"a quality log path may not contain a quote: {text!r}")
-    return f"'{text}'"
+def _compared(frames: Stream, size: tuple[int, int]) -> Stream:
+    """At the comparison size (bicubic), with square pixels and 8-bit 4:2:0 (what every
+    rendition is)."""
+    return frames.filter("scale", size[0], size[1], flags="bicubic").filter("setsar", 1).filter("format", "yuv420p")
+
+
+def _numbered(frames: Stream, fps: Fraction, count: int) -> Stream:
+    """Re-numbered ``pts = frame index`` and cut at ``count`` frames."""
+    frames = frames.filter("settb", expr=f"{fps.denominator}/{fps.numerator}").filter("setpts", "N")
+    return frames.filter("trim", end_frame=count)
 
 
 def measure_command(
@@ -176,31 +180,26 @@ def measure_command(
     ``log_dir`` (:func:`read_scores` reads them).
     """
     fps = Fraction(fps)
-    width, height = size
     log_dir = Path(log_dir)
-    frames = chunk.frame_count
+    # The same network options (timeouts, reconnects) as every other read.
+    distorted = ffmpeg_lib.input(str(distorted_url), **network_options(distorted_url, reconnect=True))["v:0"]
+    distorted = _numbered(_compared(distorted, size), fps, chunk.frame_count)
     read = chunk_input(input_url=source_url, chunk=chunk, fps=fps, source=source)
-    numbered = f"settb={fps.denominator}/{fps.numerator},setpts=N,trim=end_frame={frames}"
-    common = f"scale={width}:{height}:flags=bicubic,setsar=1,format=yuv420p"
-    distorted = f"[0:v:0]{common},{numbered}[dist]"
-    reference = f"[1:{source.index}]{','.join(read.filters)},{common},{read.pad},{numbered}[ref]"
+    reference = read.padding.on(_compared(read.open(str(source.index)), size))
+    reference = _numbered(reference, fps, chunk.frame_count)
     # Each metric filter passes its first input through: they are chained on the distorted
     # frames, the reference split between them.
+    references = reference.split()
     if tool.has_libvmaf:
-        n_threads = f":n_threads={threads}" if threads > 0 else ""
-        first = (
-            f"[dist][ref1]libvmaf=model=version={VMAF_MODEL}:feature=name=psnr"
-            f":log_fmt=json:log_path={_quoted(log_dir / VMAF_LOG)}{n_threads}:shortest=1[dist2]"
-        )
+        n_threads = {"n_threads": str(threads)} if threads > 0 else {}
+        measured = ffmpeg_lib.filter(
+            [distorted, references[0]], "libvmaf", model=f"version={VMAF_MODEL}", feature="name=psnr",
+            log_fmt="json", log_path=str(log_dir / VMAF_LOG), shortest="1", **n_threads,
+        )  # fmt: skip
     else:
-        first = f"[dist][ref1]psnr=stats_file={_quoted(log_dir / PSNR_LOG)}:shortest=1[dist2]"
-    measure = f"[ref]split[ref1][ref2];{first};[dist2][ref2]ssim=stats_file={_quoted(log_dir / SSIM_LOG)}:shortest=1[out]"
-    return [
-        *_input_options(distorted_url, reconnect=True), "-i", str(distorted_url),
-        *read.args,
-        "-filter_complex", ";".join([distorted, reference, measure]),
-        "-map", "[out]", "-an", "-sn", "-dn", "-f", "null", "-",
-    ]  # fmt: skip
+        measured = ffmpeg_lib.filter([distorted, references[0]], "psnr", stats_file=str(log_dir / PSNR_LOG), shortest="1")
+    measured = ffmpeg_lib.filter([measured, references[1]], "ssim", stats_file=str(log_dir / SSIM_LOG), shortest="1")
+    return compile_args(measured.output("-", format="null", an=None, sn=None, dn=None))
 
 
 # --------------------------------------------------------------------------------------

@@ -77,6 +77,21 @@ def test_stats_files_parse_and_identical_frames_cap_at_60_db(tmp_path, plain_ffm
         metrics.read_scores(tool=tool, log_dir=tmp_path, expected_frames=24)
 
 
+def test_log_paths_may_hold_colons_and_quotes(tmp_path, plain_ffmpeg):
+    """ffmpeg-python escapes filter options, so a log folder's name cannot break the graph."""
+    clip = make_clip(tmp_path / "same.mp4", duration=1, width=160, height=120, audio=False)
+    logs = tmp_path / "job:7 'rung'"
+    logs.mkdir()
+    tool = quality_cmds.qc_tool(plain_ffmpeg)
+    chunk = Chunk(index=0, start_s=0, end_s=1, start_frame=0, frame_count=25)
+    args = quality_cmds.measure_command(
+        distorted_url=clip, source_url=clip, chunk=chunk, fps=FPS, source=ffmpeg.probe(str(clip)).video,
+        size=(160, 120), tool=tool, log_dir=logs,
+    )  # fmt: skip
+    ffmpeg.run_ffmpeg(args, binary=tool.binary)
+    assert quality_cmds.read_scores(tool=tool, log_dir=logs, expected_frames=25).frames == 25
+
+
 def test_unreadable_logs_are_permanent_errors(tmp_path):
     with pytest.raises(ffmpeg.PermanentMediaError):
         metrics.parse_vmaf_log('{"frames": [{"frameNum": 0, "metrics": {}}]}')
