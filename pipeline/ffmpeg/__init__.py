@@ -22,9 +22,8 @@ compiled by ffmpeg-python from a graph of inputs, filters and outputs; :func:`ru
 adds ``ffmpeg -hide_banner -nostdin -loglevel error -progress pipe:1 -y``. The full command
 line it ran is returned in :class:`RunResult` for lineage.
 
-Binaries are looked up on ``PATH`` as ``ffmpeg``/``ffprobe``; the settings layer may assign
-:data:`FFMPEG` / :data:`FFPROBE` here (for example to the imageio-ffmpeg build that has
-libvmaf): the modules read them at call time.
+The binaries are the settings ``FFMPEG_BINARY`` / ``FFPROBE_BINARY`` (``ffmpeg``/``ffprobe`` on
+``PATH`` by default, and outside Django), read at call time.
 """
 
 from pipeline.ffmpeg.commands import (
@@ -44,7 +43,7 @@ from pipeline.ffmpeg.errors import (
     TransientMediaError,
     classify_failure,
 )
-from pipeline.ffmpeg.inputs import _input_options  # noqa: F401 - pipeline.quality_cmds reads sources the same way
+from pipeline.ffmpeg.inputs import _input_options  # noqa: F401 - pipeline.quality.metrics reads sources the same way
 from pipeline.ffmpeg.mediainfo import AudioInfo, MediaInfo, VideoInfo
 from pipeline.ffmpeg.probe import count_frames, keyframe_indices, probe, stream_durations
 from pipeline.ffmpeg.renditions import (
@@ -57,10 +56,7 @@ from pipeline.ffmpeg.renditions import (
 )
 from pipeline.ffmpeg.running import Progress, RunResult, run_ffmpeg
 from pipeline.ffmpeg.validation import MIN_DIMENSION, validate_source
-from pipeline.ffmpeg.versions import ffmpeg_version, ffprobe_version, warm_up
-
-FFMPEG = "ffmpeg"
-FFPROBE = "ffprobe"
+from pipeline.ffmpeg.versions import FFMPEG, FFPROBE, ffmpeg_version, ffprobe_version, warm_up
 
 __all__ = [
     "AUDIO_CODECS",

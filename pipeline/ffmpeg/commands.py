@@ -70,7 +70,7 @@ def chunk_input(
     *, input_url: str | os.PathLike[str], chunk: Chunk, fps: Fraction, source: VideoInfo
 ) -> ChunkInput:
     """The source side of an encode unit, shared with quality measurement
-    (:mod:`pipeline.quality_cmds`) so that both see the same frames, one to one.
+    (:mod:`pipeline.quality.metrics`) so that both see the same frames, one to one.
 
     How the range stays frame exact:
 

@@ -1,7 +1,7 @@
 """Which ffmpeg and ffprobe run, their versions and what the build decodes.
 
-The binaries are :data:`pipeline.ffmpeg.FFMPEG` / :data:`pipeline.ffmpeg.FFPROBE`, read at
-call time: the settings layer may assign them on the package. Asking a binary for its
+The binaries are the settings ``FFMPEG_BINARY`` / ``FFPROBE_BINARY``, read at call time (the
+plain names on ``PATH`` outside Django). Asking a binary for its
 version or codec list is a query, not a media command, so nothing here goes through
 ffmpeg-python (it builds graphs from inputs to outputs, and these have neither).
 """
@@ -12,16 +12,20 @@ import re
 import subprocess
 from functools import lru_cache
 
-import pipeline.ffmpeg as package
+from django.conf import settings
+
 from pipeline.ffmpeg.errors import TransientMediaError
+
+FFMPEG = "ffmpeg"
+FFPROBE = "ffprobe"
 
 
 def ffmpeg_binary() -> str:
-    return package.FFMPEG
+    return settings.FFMPEG_BINARY if settings.configured else FFMPEG
 
 
 def ffprobe_binary() -> str:
-    return package.FFPROBE
+    return settings.FFPROBE_BINARY if settings.configured else FFPROBE
 
 
 def _version(binary: str) -> str:

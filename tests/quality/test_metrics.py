@@ -82,14 +82,14 @@ def test_log_paths_may_hold_colons_and_quotes(tmp_path, plain_ffmpeg):
     clip = make_clip(tmp_path / "same.mp4", duration=1, width=160, height=120, audio=False)
     logs = tmp_path / "job:7 'rung'"
     logs.mkdir()
-    tool = quality_cmds.qc_tool(plain_ffmpeg)
+    tool = metrics.qc_tool(plain_ffmpeg)
     chunk = Chunk(index=0, start_s=0, end_s=1, start_frame=0, frame_count=25)
-    args = quality_cmds.measure_command(
+    args = metrics.measure_command(
         distorted_url=clip, source_url=clip, chunk=chunk, fps=FPS, source=ffmpeg.probe(str(clip)).video,
         size=(160, 120), tool=tool, log_dir=logs,
     )  # fmt: skip
     ffmpeg.run_ffmpeg(args, binary=tool.binary)
-    assert quality_cmds.read_scores(tool=tool, log_dir=logs, expected_frames=25).frames == 25
+    assert metrics.read_scores(tool=tool, log_dir=logs, expected_frames=25).frames == 25
 
 
 def test_unreadable_logs_are_permanent_errors(tmp_path):
