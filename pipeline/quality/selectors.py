@@ -142,10 +142,17 @@ def job_quality_report(*, job: EncodeJob) -> dict:
     report["tasks_total"] = len(renditions) * len(report["chunks"])
     report["tasks_done"] = len(measured)
     report["tasks_failed"] = sum(1 for t in tasks if t["state"] == QualityTaskState.FAILED)
-    tools = set()
+    report["rows"], report["tools"] = _report_rows(renditions, report["chunks"], by_cell)
+    return report
+
+
+def _report_rows(renditions: list[dict], chunks: list[dict], by_cell: dict) -> tuple[list[dict], list[str]]:
+    """One row per video rendition (whole-rendition scores and a cell per chunk), and the
+    tools that measured them."""
+    rows, tools = [], set()
     for r in renditions:
         cells = []
-        for chunk in report["chunks"]:
+        for chunk in chunks:
             task = by_cell.get((r["id"], chunk["index"]))
             cells.append(
                 {
@@ -160,7 +167,7 @@ def job_quality_report(*, job: EncodeJob) -> dict:
             )
             if task and task["tool"]:
                 tools.add(task["tool"])
-        report["rows"].append(
+        rows.append(
             {
                 "name": r["name"],
                 "width": r["width"],
@@ -172,7 +179,4 @@ def job_quality_report(*, job: EncodeJob) -> dict:
                 "cells": cells,
             }
         )
-    report["tools"] = sorted(tools)
-    return report
-
-
+    return rows, sorted(tools)
