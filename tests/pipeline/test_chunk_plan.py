@@ -195,3 +195,23 @@ def test_slots_come_from_the_setting_or_the_registry(redis_conn, settings):
     finally:
         for worker in workers:
             worker.register_death()
+
+
+@pytest.mark.slow
+def test_a_job_with_a_moved_boundary_publishes_with_keyframes_on_every_segment(
+    tmp_path, publisher, upload, s3, redis_conn, fleet, run_workers
+):
+    from pipeline.models import JobState, Rendition
+    from tests.pipeline.test_pipeline_e2e import s3_url
+
+    job = ingest(publisher, upload, make_hard_cut(tmp_path / "cut.mp4"))  # planned here, with the fleet rules
+    assert job.chunk_plan["cuts"] == [5, 8]
+    run_workers(2)
+    job.refresh_from_db()
+    assert job.state == JobState.PUBLISHED, job.failure_reason
+    videos = list(Rendition.objects.filter(job=job, kind="video"))
+    assert videos
+    for rendition in videos:
+        assert rendition.frame_count == 300
+        # Every rung has an IDR on every 1 s segment boundary, the moved chunk boundary included.
+        assert ffmpeg.keyframe_indices(s3_url(rendition.output_key)) == list(range(0, 300, 25)), rendition.name
