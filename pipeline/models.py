@@ -141,8 +141,11 @@ class EncodeJob(models.Model):
     asset = models.ForeignKey(Asset, on_delete=models.CASCADE, related_name="jobs")
     profile = models.ForeignKey(Profile, on_delete=models.PROTECT, related_name="jobs")
     state = models.CharField(max_length=20, choices=JobState.choices, default=JobState.QUEUED)
-    chunk_seconds = models.PositiveIntegerField()
+    chunk_seconds = models.PositiveIntegerField()  # the upper bound of a chunk's length
     segment_seconds = models.PositiveIntegerField()
+    # Why the chunks are where they are (pipeline.steps.probe): the plan's inputs, the chunk
+    # length chosen, and per boundary where it was planned, where it is and why.
+    chunk_plan = models.JSONField(default=dict, blank=True)
     priority = models.SmallIntegerField(default=0)
     failure_reason = models.TextField(blank=True)
     output_prefix = models.CharField(max_length=512, blank=True)

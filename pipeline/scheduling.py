@@ -20,7 +20,7 @@ from dataclasses import dataclass
 
 import django_rq
 from redis.exceptions import RedisError
-from rq import Worker
+from rq.worker_registration import WORKERS_BY_QUEUE_KEY
 
 logger = logging.getLogger(__name__)
 
@@ -83,15 +83,33 @@ def queue_order(work: list[Work], *, workers: int, shared_decode: bool = True) -
 
 def encode_workers(*, host: str | None = None) -> int:
     """Workers registered on the ``encode`` queue (on ``host`` only, when given); 0 if Redis
-    cannot say."""
+    cannot say.
+
+    Two round trips whatever the size of the fleet: RQ's set of the queue's workers, then one
+    pipelined read of each one's host and last heartbeat. (``rq.Worker.all`` read every worker
+    of every queue, control workers included, at two round trips each.) A worker counts while
+    RQ keeps its key: RQ lets the key lapse when the heartbeats stop (``worker_ttl``, 420 s by
+    default, or a running job's timeout). Not "a heartbeat in the last minute": an idle RQ
+    worker blocks on the queue and heartbeats only every ``worker_ttl`` - 15 s, so that test
+    would miss every idle worker.
+    """
     try:
-        return sum(
-            1 for w in Worker.all(connection=django_rq.get_connection("encode"))
-            if "encode" in w.queue_names() and (host is None or w.hostname == host)
-        )  # fmt: skip
+        connection = django_rq.get_connection("encode")
+        keys = sorted(connection.smembers(WORKERS_BY_QUEUE_KEY % "encode"))
+        if not keys:
+            return 0
+        with connection.pipeline(transaction=False) as pipe:
+            for key in keys:
+                pipe.hmget(key, "hostname", "last_heartbeat")
+            rows = pipe.execute()
     except RedisError:
         logger.warning("could not count the encode workers", exc_info=True)
         return 0
+    return sum(1 for hostname, beat in rows if beat is not None and (host is None or _text(hostname) == host))
+
+
+def _text(value: bytes | str | None) -> str:
+    return value.decode() if isinstance(value, bytes) else (value or "")
 
 
 def this_host() -> str:

@@ -150,6 +150,17 @@ FFMPEG_BINARY = env.str("FFMPEG_BINARY", default="ffmpeg")
 FFPROBE_BINARY = env.str("FFPROBE_BINARY", default="ffprobe")
 REELFLOW_CHUNK_SECONDS = env.int("REELFLOW_CHUNK_SECONDS", default=300)
 REELFLOW_SEGMENT_SECONDS = env.int("REELFLOW_SEGMENT_SECONDS", default=4)
+# Chunks sized to the fleet (pipeline.chunking.plan_for_fleet, docs/pipeline.md): this many
+# chunks per encode slot (0: every chunk REELFLOW_CHUNK_SECONDS long, the fixed plan), never
+# fewer than REELFLOW_MIN_CHUNK_SEGMENTS segments each, REELFLOW_CHUNK_SECONDS at most. Slots:
+# REELFLOW_ENCODE_SLOTS for a fleet that scales out, or 0 to count the encode workers registered.
+REELFLOW_CHUNKS_PER_SLOT = env.int("REELFLOW_CHUNKS_PER_SLOT", default=3)
+REELFLOW_MIN_CHUNK_SEGMENTS = env.int("REELFLOW_MIN_CHUNK_SEGMENTS", default=3)
+REELFLOW_ENCODE_SLOTS = env.int("REELFLOW_ENCODE_SLOTS", default=0)
+# A planned boundary may move this many segments either way to a scene change (0: never, and
+# no scene analysis); the analysis gives up after REELFLOW_SCENE_TIMEOUT_S and keeps the plan.
+REELFLOW_SCENE_WINDOW_SEGMENTS = env.int("REELFLOW_SCENE_WINDOW_SEGMENTS", default=1)
+REELFLOW_SCENE_TIMEOUT_S = env.float("REELFLOW_SCENE_TIMEOUT_S", default=15.0)
 REELFLOW_MAX_DURATION_SECONDS = env.int("REELFLOW_MAX_DURATION_SECONDS", default=6 * 3600)
 REELFLOW_MAX_PIXELS = env.int("REELFLOW_MAX_PIXELS", default=8192 * 4320)
 REELFLOW_MAX_UPLOAD_BYTES = env.int("REELFLOW_MAX_UPLOAD_BYTES", default=50 * 1024**3)

@@ -74,8 +74,9 @@ def rendition_plan(job: EncodeJob, info) -> tuple[list[tuple[dict, int, int]], l
 
 
 @transaction.atomic
-def job_plan(*, job_id: int, info, chunks: list) -> EncodeJob | None:
-    """PROBING -> ENCODING: store the probe, create chunks, renditions and units, queue units."""
+def job_plan(*, job_id: int, info, chunks: list, plan: dict | None = None) -> EncodeJob | None:
+    """PROBING -> ENCODING: store the probe and the chunk plan's lineage (``plan``, see
+    ``steps.probe.source_probe``), create chunks, renditions and units, queue units."""
     job = EncodeJob.objects.select_for_update().select_related("asset", "profile").get(pk=job_id)
     if job.state != JobState.PROBING:
         return None
@@ -107,8 +108,15 @@ def job_plan(*, job_id: int, info, chunks: list) -> EncodeJob | None:
         units += unit_rows(job, rendition, chunk_rows, duration_s=info.duration)
     Unit.objects.bulk_create(units)
     job.state = JobState.ENCODING
-    job.save(update_fields=["state"])
-    job_event(job, "job.planned", chunks=len(chunk_rows), renditions=len(rungs) + len(audio), units=len(units))
+    job.chunk_plan = plan or {}
+    job.save(update_fields=["state", "chunk_plan"])
+    lineage = {}
+    if plan:  # the event's short form; the page shows each boundary from job.chunk_plan
+        moved = sum(1 for b in plan["boundaries"] if b["moved_segments"])
+        lineage = {"plan": plan["summary"], "scene": plan["scene"]["text"], "moved": moved}
+    job_event(
+        job, "job.planned", chunks=len(chunk_rows), renditions=len(rungs) + len(audio), units=len(units), **lineage
+    )
     job_state_message(job)
     unit_ids = _queue_order(job, info)
     transaction.on_commit(lambda: units_enqueue(unit_ids=unit_ids, at_front=job.priority > 0))
@@ -116,7 +124,9 @@ def job_plan(*, job_id: int, info, chunks: list) -> EncodeJob | None:
 
 
 def _queue_order(job: EncodeJob, info) -> list[int]:
-    """Longest first, each chunk's other rungs after the unit that decodes it (pipeline.scheduling)."""
+    """Longest first, each chunk's other rungs after the unit that decodes it (pipeline.scheduling),
+    for the encode workers registered, or the slots of a fleet that scales out
+    (``REELFLOW_ENCODE_SLOTS``, which the chunks were planned for too)."""
     video = info.video
     shared = settings.REELFLOW_DECODED_CACHE_MB > 0 and decoded_cache.frame_bytes(
         pix_fmt=video.pix_fmt, width=video.width, height=video.height
@@ -128,6 +138,8 @@ def _queue_order(job: EncodeJob, info) -> list[int]:
         )
         for pk, cost, chunk_id, frames in Unit.objects.filter(job=job).values_list("pk", "cost", "chunk_id", "chunk__frame_count")
     ]  # fmt: skip
-    return scheduling.queue_order(work, workers=scheduling.encode_workers(), shared_decode=shared)
+    slots = settings.REELFLOW_ENCODE_SLOTS
+    workers = slots if slots > 0 else scheduling.encode_workers()
+    return scheduling.queue_order(work, workers=workers, shared_decode=shared)
 
 

@@ -14,11 +14,11 @@ def job_ingest_run(*, job_id: int) -> None:
     if job is None:
         return
     try:
-        info, chunks = source_probe(job)
+        info, chunks, plan = source_probe(job)
     except ffmpeg.PermanentMediaError as exc:
         job_services.job_fail(job_id=job_id, reason=exc.reason)
         return
     except ValueError as exc:  # probe facts that no plan can be made from
         job_services.job_fail(job_id=job_id, reason=f"cannot plan this source: {exc}")
         return
-    job_plan(job_id=job_id, info=info, chunks=chunks)
+    job_plan(job_id=job_id, info=info, chunks=chunks, plan=plan)

@@ -1,0 +1,16 @@
+from django.db import migrations, models
+
+
+class Migration(migrations.Migration):
+    """`EncodeJob.chunk_plan`: the lineage of the chunk boundaries (inputs, chosen length,
+    scene moves)."""
+
+    dependencies = [("pipeline", "0007_rq_id")]
+
+    operations = [
+        migrations.AddField(
+            model_name="encodejob",
+            name="chunk_plan",
+            field=models.JSONField(blank=True, default=dict),
+        ),
+    ]
