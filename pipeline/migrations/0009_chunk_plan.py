@@ -5,7 +5,7 @@ class Migration(migrations.Migration):
     """`EncodeJob.chunk_plan`: the lineage of the chunk boundaries (inputs, chosen length,
     scene moves)."""
 
-    dependencies = [("pipeline", "0007_rq_id")]
+    dependencies = [("pipeline", "0008_encodejob_preview_key")]
 
     operations = [
         migrations.AddField(
