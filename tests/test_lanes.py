@@ -105,6 +105,20 @@ def test_make_run_and_make_worker_start_the_lanes(monkeypatch, capsys):
     assert "DJANGO_SECRET_KEY: the web machine's value" in capsys.readouterr().err
 
 
+def test_a_sweep_skips_when_a_newer_one_waits(redis_conn, monkeypatch):
+    """Sweeps queued faster than they run collapse into the newest, instead of piling up."""
+    from security import jobs as security_jobs
+    from security.services import evaluation
+
+    ran = []
+    monkeypatch.setattr(evaluation, "security_sweep", lambda: ran.append(1) or {})
+    security_jobs.sweep()
+    assert ran == [1]
+    django_rq.get_queue("security").enqueue(security_jobs.SWEEP)
+    security_jobs.sweep()
+    assert ran == [1], "a newer sweep is queued: this one has nothing to add"
+
+
 def _busy(worker_names: set[str]) -> set[str]:
     workers = Worker.all(connection=django_rq.get_connection("default"))
     return {w.name for w in workers if w.name in worker_names and w.get_state() == "busy"}
