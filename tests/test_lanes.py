@@ -2,10 +2,10 @@
 webhook deliveries, the reconcile and backup sweeps, backups) has workers of its own, so it
 never waits behind an encode or a quality measurement."""
 
-import signal
 import time
 
 import django_rq
+import psutil
 import pytest
 from django.conf import settings
 from rq import Worker
@@ -189,5 +189,6 @@ def test_security_runs_at_once_while_every_media_worker_is_busy(cloud, rq_worker
         assert Instance.objects.filter(kind=ResourceKind.EC2, external_id=unannounced).exists()
     finally:
         for proc in media:  # they would finish their two-minute jobs before a warm shutdown
-            proc.send_signal(signal.SIGKILL)
+            for process in [*psutil.Process(proc.pid).children(recursive=True), proc]:
+                process.kill()  # with RQ's scheduler, a process of its own
             proc.wait()
