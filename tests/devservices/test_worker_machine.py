@@ -4,6 +4,7 @@ the web machine's secret key `make worker` refuses to start, and a worker starte
 down by security and says in its own log what to set."""
 
 import os
+import re
 import signal
 import subprocess
 import sys
@@ -47,22 +48,34 @@ def fleet(settings, s3):
     Instance.objects.filter(kind=ResourceKind.WORKER).delete()
 
 
+def readme_exports() -> set[str]:
+    """The variables the README's "Adding a worker machine" exports."""
+    text = (ROOT / "README.md").read_text()
+    section = text[text.index("## Adding a worker machine") :]
+    block = section[section.index("```sh") : section.index("```", section.index("```sh") + 5)]
+    return {name for line in block.splitlines() if line.startswith("export ") for name in re.findall(r"\b([A-Z][A-Z0-9_]*)=", line)}
+
+
 def documented_env(tmp_path: Path, *, with_key: bool = True) -> dict:
-    """A clean environment with exactly the README's settings for a worker machine (and a
-    fresh checkout's empty var/)."""
-    env = {
-        "PATH": os.environ["PATH"],
-        "REELFLOW_VAR_DIR": str(tmp_path / "var"),  # a new machine's checkout: nothing under var/
+    """A clean environment with exactly the README's settings for a worker machine (one media
+    worker: `RQ_WORKERS=1`, as the README shows; and a fresh checkout's empty var/)."""
+    values = {
         "REDIS_URL": settings.REDIS_URL,
         "DATABASE_URL": database_url(),
         "S3_ENDPOINT_URL": settings.S3_ENDPOINT_URL,
         "S3_ACCESS_KEY": settings.S3_ACCESS_KEY,
         "S3_SECRET_KEY": settings.S3_SECRET_KEY,
-        "RQ_WORKERS": "1",
+        "DJANGO_SECRET_KEY": WEB_SECRET_KEY,
     }
-    if with_key:
-        env["DJANGO_SECRET_KEY"] = WEB_SECRET_KEY
-    return env
+    assert readme_exports() == set(values), "the README's list and this test's agree"
+    if not with_key:
+        del values["DJANGO_SECRET_KEY"]
+    return {
+        "PATH": os.environ["PATH"],
+        "REELFLOW_VAR_DIR": str(tmp_path / "var"),  # a new machine's checkout: nothing under var/
+        "RQ_WORKERS": "1",
+        **values,
+    }
 
 
 def _stop(proc: subprocess.Popen) -> None:
