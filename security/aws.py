@@ -78,6 +78,14 @@ def _client(service: str, region: str):
     return found
 
 
+def clients_warm_up() -> None:
+    """Build the EC2 client of every configured region now: the web process calls this at start,
+    so the first EC2 event does not pay for it before it can stop anything (0.5-3 s measured on
+    a loaded machine)."""
+    for region in settings.AWS_REGIONS:
+        ec2(region)
+
+
 def ec2(region: str):
     return _client("ec2", region)
 
