@@ -30,6 +30,7 @@ import argparse
 import json
 import os
 import random
+import shutil
 import signal
 import socket
 import statistics
@@ -393,6 +394,10 @@ def main() -> int:
         moto.terminate()
         moto.wait(timeout=10)
         server.stop()
+        if results:
+            shutil.rmtree(work, ignore_errors=True)
+        else:
+            print(f"logs kept in {work / 'logs'}", file=sys.stderr)
     print(json.dumps(results))
     return 0
 
