@@ -5,6 +5,7 @@ cannot open a socket with a signed-in user's cookies.
 """
 
 import os
+import threading
 
 from django.core.asgi import get_asgi_application
 
@@ -16,6 +17,18 @@ from channels.routing import ProtocolTypeRouter, URLRouter  # noqa: E402
 from channels.security.websocket import AllowedHostsOriginValidator  # noqa: E402
 
 from config.routing import websocket_urlpatterns  # noqa: E402
+
+
+def _warm_up() -> None:
+    from django.conf import settings
+
+    if settings.SECURITY_EVENTS_TOKEN:  # the EC2 webhook is on: its first event stops at once
+        from security import aws
+
+        aws.clients_warm_up()
+
+
+threading.Thread(target=_warm_up, name="warm-up", daemon=True).start()
 
 application = ProtocolTypeRouter(
     {

@@ -1,4 +1,10 @@
-"""Periodic work, run by `manage.py rqcron config.cron` (the one scheduler process)."""
+"""Periodic work, run by `manage.py rqcron config.cron` (the one scheduler process).
+
+Every entry goes to a control lane (README, "Lanes"), never to a media queue: `security` (its own
+worker, so a sweep waits behind nothing but security work), `webhooks` and `default` (the control
+worker: deliveries first, then the short sweeps). The backups tick is a short sweep too: it runs
+on `default`, not behind a backup copy on `backup`, and only queues the runs there.
+"""
 
 from django.conf import settings
 from rq import cron
@@ -17,7 +23,7 @@ cron.register(quality_jobs.quality_reconcile, "default", interval=30, job_timeou
 # Start jobs for uploads that no storage event announced.
 cron.register(pipeline_jobs.ingest_sweep, "default", interval=60, job_timeout=600, name="pipeline-ingest-sweep")
 # Backups: follow storage events, start due and event runs, resume runs whose process died.
-cron.register(backup_jobs.tick, "backup", interval=settings.BACKUP_TICK_SECONDS, job_timeout=300, name="backups-tick")
+cron.register(backup_jobs.tick, "default", interval=settings.BACKUP_TICK_SECONDS, job_timeout=300, name="backups-tick")
 # Security: refresh EC2, reconcile workers, evaluate everything (catches what no event announced).
 cron.register(security_jobs.sweep, "security", interval=settings.SECURITY_SWEEP_SECONDS, job_timeout=600, name="security-sweep")
 # Security: reopen acknowledgements past their expiry.

@@ -10,6 +10,7 @@ import contextlib
 import json
 import os
 import secrets
+import shlex
 import shutil
 import signal
 import subprocess
@@ -193,7 +194,8 @@ def _after_start(env: dict[str, str], started: float, honcho: subprocess.Popen) 
 
 def _honcho(env: dict[str, str], workers: int, processes: list[str]) -> subprocess.Popen:
     return subprocess.Popen(  # noqa: S603
-        [str(VENV_BIN / "honcho"), "start", "-f", "Procfile", "-c", f"worker={workers}", *processes],
+        [str(VENV_BIN / "honcho"), "start", "-f", "Procfile", *(["-c", f"worker={workers}"] if "worker" in processes else []),
+         *processes],
         cwd=ROOT,
         env=env,
     )
@@ -216,36 +218,81 @@ def _wait(proc: subprocess.Popen) -> int:
             signal.signal(sig, handler)
 
 
+# The Procfile's worker processes by lane. Media workers ("worker", RQ_WORKERS of them) take
+# only media work (pipeline.queues.MEDIA); control work has a process per kind, so a security
+# response never waits behind a backup copy or a delivery, nor a delivery behind a copy.
+LANES = {"media": ("worker",), "control": ("security", "control", "backup")}
+
+
+def procfile_commands(path: Path = ROOT / "Procfile") -> dict[str, str]:
+    """The Procfile's processes, name -> command line, as honcho reads them."""
+    from honcho.environ import parse_procfile
+
+    return dict(parse_procfile(path.read_text()).processes)
+
+
+def rqworker_arguments(command: str) -> list[str]:
+    """What follows `rqworker` in a Procfile command (queues and options); [] for other commands."""
+    words = shlex.split(command)
+    return words[words.index("rqworker") + 1 :] if "rqworker" in words else []
+
+
+def lane_processes(lanes: list[str], workers: int) -> list[str]:
+    """The Procfile processes that serve these lanes (no media worker when `workers` is 0)."""
+    unknown = sorted(set(lanes) - set(LANES))
+    if unknown:
+        raise SystemExit(f"unknown lane(s) {', '.join(unknown)}: choose from {', '.join(LANES)}")
+    return [p for lane in LANES if lane in lanes for p in LANES[lane] if p != "worker" or workers > 0]
+
+
 def run(workers: int) -> int:
     started = time.monotonic()
     env, services = stack_env(start_local=True)
     print("==> migrating the database", flush=True)
     _manage(env, "migrate", "--noinput", "-v", "0")
     _manage(env, "collectstatic", "--noinput", "-v", "0")
-    honcho = _honcho(env, workers, ["web", "worker", "control", "scheduler", *services])
+    processes = ["web", *lane_processes(list(LANES), workers), "scheduler", *services]
+    honcho = _honcho(env, workers, processes)
     threading.Thread(target=_after_start, args=(env, started, honcho), daemon=True).start()
     return _wait(honcho)
 
 
-REQUIRED_FOR_WORKER = ("REDIS_URL", "DATABASE_URL", "S3_ENDPOINT_URL", "S3_ACCESS_KEY", "S3_SECRET_KEY")
+# What a worker machine needs (README, "Adding a worker machine"): the first machine's Redis,
+# database and S3, and its secret key, from which the workers' registration token is derived
+# (security/fleet.py): without it security shuts every worker down at start.
+REQUIRED_FOR_WORKER = ("REDIS_URL", "DATABASE_URL", "S3_ENDPOINT_URL", "S3_ACCESS_KEY", "S3_SECRET_KEY", "DJANGO_SECRET_KEY")
 
 
-def worker(workers: int) -> int:
-    """A worker-only machine: the first machine's Redis, database and S3, from the environment."""
+def worker(workers: int, lanes: list[str]) -> int:
+    """A worker-only machine: media workers (and control ones if asked) on the first machine's
+    Redis, database and S3, from the environment."""
     missing = [k for k in REQUIRED_FOR_WORKER if not os.environ.get(k)]
     if missing:
         print(f"make worker needs these environment variables: {', '.join(missing)}", file=sys.stderr)
+        if "DJANGO_SECRET_KEY" in missing:
+            print("  DJANGO_SECRET_KEY: the web machine's value (the workers' registration token is derived "
+                  "from it; with another key security shuts them down)", file=sys.stderr)
+        return 2
+    processes = lane_processes(lanes, workers)
+    if not processes:
+        print("make worker: nothing to start (RQ_WORKERS=0 and no control lane)", file=sys.stderr)
         return 2
     env, _ = stack_env(start_local=False)
-    return _wait(_honcho(env, workers, ["worker", "control"]))
+    return _wait(_honcho(env, workers, processes))
 
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m devservices.stack")
     parser.add_argument("command", choices=["run", "worker"])
     parser.add_argument("--workers", type=int, default=int(os.environ.get("RQ_WORKERS", "2")))
+    parser.add_argument(
+        "--lanes", default=os.environ.get("REELFLOW_WORKER_LANES", "media"),
+        help="`worker` only: the lanes this machine serves, comma-separated: media, control (default media)",
+    )  # fmt: skip
     args = parser.parse_args(argv)
-    return run(args.workers) if args.command == "run" else worker(args.workers)
+    if args.command == "run":
+        return run(args.workers)
+    return worker(args.workers, [lane.strip() for lane in args.lanes.split(",") if lane.strip()])
 
 
 if __name__ == "__main__":

@@ -65,6 +65,27 @@ def token_valid(digest: str) -> bool:
     return bool(digest) and bool(expected) and hmac.compare_digest(digest, expected)
 
 
+def registration_problems(document: dict) -> list[str]:
+    """What keeps a worker out of the fleet, each as one sentence saying what to set, judged
+    against the fleet baseline (what the worker rules check). A worker logs these itself: the
+    person who started it reads its log, not the security pages."""
+    problems = []
+    if not token_valid(str(document.get("TokenSha256", ""))):
+        problems.append(
+            "this worker's registration token does not match the fleet's: set DJANGO_SECRET_KEY to the "
+            "web machine's value (or SECURITY_WORKER_TOKEN to the fleet's, if the fleet sets one)"
+        )
+    expected = fleet_version()
+    if document.get("Version") != expected:
+        problems.append(
+            f"this worker runs Reelflow {document.get('Version')} but the fleet runs {expected}: "
+            "deploy the fleet's version on this machine"
+        )
+    if document.get("Debug"):
+        problems.append("this worker runs with DEBUG on: set DJANGO_DEBUG=false")
+    return problems
+
+
 @functools.cache
 def ffmpeg_version() -> str:
     try:

@@ -26,9 +26,28 @@ def instance_evaluate(instance_id: int, trigger: str = Trigger.START) -> None:
     evaluate(instance_id=instance_id, trigger=trigger)
 
 
+SWEEP = "security.jobs.sweep"
+
+
+def newer_sweep_waiting() -> bool:
+    """Another sweep waits in the queue: it will see everything this one would. The scheduler
+    queues one every SECURITY_SWEEP_SECONDS whether the last one finished or not; a fleet whose
+    sweep outlasts the interval would pile sweeps up in the security lane without this."""
+    from rq import get_current_job
+
+    current = get_current_job()
+    queue = django_rq.get_queue(QUEUE)
+    return any(
+        job.func_name == SWEEP and (current is None or job.id != current.id) for job in queue.get_jobs()
+    )
+
+
 def sweep() -> None:
     from security.services.evaluation import security_sweep
 
+    if newer_sweep_waiting():
+        logger.info("security sweep skipped: a newer one is queued")
+        return
     logger.info("security sweep: %s", security_sweep())
 
 

@@ -38,7 +38,7 @@ class _Registering:
         signal.signal(signal.SIGINT, self._stop_during_bootstrap)
         signal.signal(signal.SIGTERM, self._stop_during_bootstrap)
         super().bootstrap(*args, **kwargs)
-        from security.fleet import registration_document
+        from security.fleet import registration_document, registration_problems
         from security.policy import PolicyValidationError, Trigger
         from security.services.evaluation import instance_evaluate
         from security.services.inventory import worker_register
@@ -49,6 +49,7 @@ class _Registering:
         try:
             instance = worker_register(document=document)
             report = instance_evaluate(instance_id=instance.pk, trigger=Trigger.START)
+            problems = registration_problems(document) if report.fired else []
         except (DatabaseError, PolicyValidationError) as exc:
             # Not checked now; the periodic sweep checks it. Refusing to start would turn a
             # broken policy file into a fleet-wide outage.
@@ -57,6 +58,9 @@ class _Registering:
             logger.info(
                 "worker %s registered with security; rules fired: %s", self.name, report.fired or "none"
             )
+            # Said here, in the worker's own log, where whoever started it looks first.
+            for problem in problems:
+                logger.error("worker %s refused by security: %s", self.name, problem)
         finally:
             # Work horses are forked from this process: they must not share its connections.
             connections.close_all()

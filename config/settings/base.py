@@ -281,7 +281,8 @@ SECURITY_ALLOW_TERMINATE = env.bool("SECURITY_ALLOW_TERMINATE", default=False)
 SECURITY_ISOLATION_GROUP_NAME = env.str("SECURITY_ISOLATION_GROUP_NAME", default="reelflow-quarantine")
 SECURITY_WORKER_TOKEN = env.str("SECURITY_WORKER_TOKEN", default="")  # empty: derived from SECRET_KEY
 SECURITY_FLEET_VERSION = env.str("SECURITY_FLEET_VERSION", default="")  # empty: the code's; set at migrate
-SECURITY_SWEEP_SECONDS = env.int("SECURITY_SWEEP_SECONDS", default=60)
+# 10 s: an instance launched outside the event path is caught within 15 s (bench/lanes.py).
+SECURITY_SWEEP_SECONDS = env.int("SECURITY_SWEEP_SECONDS", default=10)
 SECURITY_LOGIN_FAILURES_PER_USER = env.int("SECURITY_LOGIN_FAILURES_PER_USER", default=5)
 SECURITY_LOGIN_FAILURES_PER_ADDRESS = env.int("SECURITY_LOGIN_FAILURES_PER_ADDRESS", default=20)
 SECURITY_LOGIN_WINDOW_SECONDS = env.int("SECURITY_LOGIN_WINDOW_SECONDS", default=900)
