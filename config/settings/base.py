@@ -185,11 +185,11 @@ REELFLOW_QC_FFMPEG = env.str("REELFLOW_QC_FFMPEG", default="")
 # encode workers running on it, as for units (2 workers on 2 CPUs: one each).
 REELFLOW_QC_THREADS = env.int("REELFLOW_QC_THREADS", default=0)
 # Frames scored (docs/quality.md, "Sampling"): every Nth frame of each chunk, N at most
-# REELFLOW_QC_FRAME_STEP and small enough that a rendition gets at least REELFLOW_QC_MIN_FRAMES
-# scored frames (titles too short for a step of 3 are measured on every frame). 1 (or 2):
-# every frame of every title.
-REELFLOW_QC_FRAME_STEP = env.int("REELFLOW_QC_FRAME_STEP", default=20)
-REELFLOW_QC_MIN_FRAMES = env.int("REELFLOW_QC_MIN_FRAMES", default=50)
+# REELFLOW_QC_FRAME_STEP, sharing no factor with 6 or the GOP, and small enough that a
+# rendition gets at least REELFLOW_QC_MIN_FRAMES scored frames (titles too short for a step of
+# 5 are measured on every frame). Below 5: every frame of every title.
+REELFLOW_QC_FRAME_STEP = env.int("REELFLOW_QC_FRAME_STEP", default=31)
+REELFLOW_QC_MIN_FRAMES = env.int("REELFLOW_QC_MIN_FRAMES", default=20)
 # Renditions of one chunk measured by one ffmpeg run (the source read once for all of them).
 REELFLOW_QC_BATCH = env.int("REELFLOW_QC_BATCH", default=8)
 

@@ -139,11 +139,14 @@ def encodes(tmp_path_factory):
     for name, height, crf in [("good", 360, 16), ("crf51", 360, 51), ("rung234", 234, 23)]:
         rendition = ffmpeg.VideoRendition(name=name, codec="libx264", height=height, crf=crf)
         out = work / f"{name}.mp4"
+        # The first unit also keeps the chunk's decoded frames, as on a worker (decoded_cache).
+        decoded = {"cache_output": work / "decoded.mkv"} if name == "good" else {}
         ffmpeg.run_ffmpeg(ffmpeg.build_unit_command(
             input_url=source, output_path=out, chunk=CHUNK, rendition=rendition, fps=FPS, segment_seconds=2,
-            source=video,
+            source=video, **decoded,
         ))  # fmt: skip
         outputs[name] = out
+    outputs["decoded"] = work / "decoded.mkv"
     return source, video, outputs
 
 
@@ -208,13 +211,13 @@ def test_psnr_and_ssim_do_not_depend_on_the_build(tmp_path, encodes, vmaf_ffmpeg
         assert with_vmaf["ssim"][stat] == pytest.approx(without["ssim"][stat], abs=1e-4)
 
 
-def measured_frames(tmp_path, binary, source, video, distorted, *, step, name):
+def measured_frames(tmp_path, binary, source, video, distorted, *, step, name, cached=None):
     tool = metrics.qc_tool(binary)
     logs = tmp_path / name
     logs.mkdir(parents=True)
     args = metrics.measure_command(
         distorted_urls=distorted, source_url=source, chunk=CHUNK, fps=FPS, source=video, size=(640, 360),
-        tool=tool, log_dir=logs, threads=2, step=step,
+        tool=tool, log_dir=logs, threads=2, step=step, cached_source=cached,
     )  # fmt: skip
     ffmpeg.run_ffmpeg(args, binary=tool.binary)
     return [
@@ -242,3 +245,14 @@ def test_sampled_frames_score_what_the_full_measurement_gives_them(tmp_path, enc
                 assert values == pytest.approx([every.values[metric][i] for i in some.indices], abs=1e-6), metric
     alone = measured_frames(tmp_path, binary, source, video, [outputs["good"]], step=7, name="alone")[0]
     assert alone.values == sampled[1].values
+
+
+def test_the_units_decoded_copy_of_the_source_measures_as_the_source(tmp_path, encodes, vmaf_ffmpeg):
+    """A measurement that reads the chunk's source frames from a unit's decoded copy (instead
+    of decoding the source again) gives the same numbers, frame for frame."""
+    source, video, outputs = encodes
+    both = [outputs["rung234"], outputs["crf51"]]
+    decoded = measured_frames(tmp_path, vmaf_ffmpeg, source, video, both, step=7, name="c", cached=outputs["decoded"])
+    decoding = measured_frames(tmp_path, vmaf_ffmpeg, source, video, both, step=7, name="s")
+    assert [m.values for m in decoded] == [m.values for m in decoding]
+    assert decoded[0].values["vmaf"] and decoded[0].indices == metrics.sampled_indices(CHUNK.frame_count, 7)
