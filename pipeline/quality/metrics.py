@@ -32,7 +32,7 @@ import re
 import struct
 import subprocess
 from collections.abc import Iterable, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from fractions import Fraction
 from functools import lru_cache
 from pathlib import Path
@@ -76,6 +76,8 @@ COMPARE_MAX_HEIGHT = 1080
 # frames. The same cap on both keeps the numbers comparable (and finite).
 PSNR_MAX_DB = 60.0
 VMAF_MODEL = "vmaf_v0.6.1"
+# The smallest side libvmaf is given (see QcTool.at).
+VMAF_MIN_SIDE = 32
 LOW_PERCENTILE = 5
 
 VMAF_LOG = "vmaf.json"
@@ -92,11 +94,13 @@ MIN_STEP = 5
 
 @dataclass(frozen=True, slots=True)
 class QcTool:
-    """An ffmpeg build and what it can measure."""
+    """An ffmpeg build and what it can measure (``vmaf_skipped``: why this measurement takes
+    no VMAF although the build has libvmaf)."""
 
     binary: str
     version: str
     has_libvmaf: bool
+    vmaf_skipped: str = ""
 
     @property
     def metrics(self) -> tuple[str, ...]:
@@ -107,7 +111,19 @@ class QcTool:
         """Which implementation produced the numbers (shown next to them)."""
         if self.has_libvmaf:
             return f"libvmaf {VMAF_MODEL} (VMAF, PSNR) and the ssim filter"
+        if self.vmaf_skipped:
+            return f"the psnr and ssim filters ({self.vmaf_skipped})"
         return "the psnr and ssim filters (no libvmaf in this build)"
+
+    def at(self, size: tuple[int, int]) -> QcTool:
+        """This tool for a comparison at ``size``: without VMAF below ``VMAF_MIN_SIDE`` pixels
+        (libvmaf crashed with SIGSEGV on 16-pixel sides here, which RQ would retry for minutes
+        before the measurement failed; 18 worked)."""
+        if self.has_libvmaf and min(size) < VMAF_MIN_SIDE:
+            return replace(
+                self, has_libvmaf=False, vmaf_skipped=f"no VMAF for pictures under {VMAF_MIN_SIDE} pixels"
+            )
+        return self
 
     @property
     def label(self) -> str:

@@ -86,10 +86,9 @@ def _chunk_context(task: QualityTask, units: dict[int, Unit]) -> _Chunk:
     fps = planned_fps(video)
     plan = chunk_plan(task.chunk)
     total = Chunk.objects.filter(job_id=task.job_id).aggregate(n=Sum("frame_count"))["n"] or plan.frame_count
+    size = metrics.compare_size(display_width=asset.width, display_height=asset.height)
     return _Chunk(
-        video=video, fps=fps, plan=plan,
-        size=metrics.compare_size(display_width=asset.width, display_height=asset.height),
-        tool=metrics.qc_tool(selectors.qc_binary()),
+        video=video, fps=fps, plan=plan, size=size, tool=metrics.qc_tool(selectors.qc_binary()).at(size),
         step=metrics.frame_step(
             total_frames=total, max_step=settings.REELFLOW_QC_FRAME_STEP, min_frames=settings.REELFLOW_QC_MIN_FRAMES,
             gop=segment_frames(fps=fps, segment_seconds=task.job.segment_seconds),

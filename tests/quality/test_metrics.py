@@ -256,3 +256,21 @@ def test_the_units_decoded_copy_of_the_source_measures_as_the_source(tmp_path, e
     decoding = measured_frames(tmp_path, vmaf_ffmpeg, source, video, both, step=7, name="s")
     assert [m.values for m in decoded] == [m.values for m in decoding]
     assert decoded[0].values["vmaf"] and decoded[0].indices == metrics.sampled_indices(CHUNK.frame_count, 7)
+
+
+def test_tiny_pictures_are_measured_without_vmaf(tmp_path, vmaf_ffmpeg):
+    """libvmaf crashes (SIGSEGV) on 16-pixel sides: below 32 pixels the measurement takes PSNR
+    and SSIM only, and says why."""
+    tool = metrics.qc_tool(vmaf_ffmpeg)
+    assert tool.at((640, 360)) is tool
+    tiny = tool.at((16, 16))
+    assert not tiny.has_libvmaf and tiny.metrics == ("psnr", "ssim") and "under 32 pixels" in tiny.label
+    clip = make_clip(tmp_path / "tiny.mp4", duration=1, width=16, height=16, audio=False)
+    chunk = Chunk(index=0, start_s=0, end_s=1, start_frame=0, frame_count=25)
+    args = metrics.measure_command(
+        distorted_urls=[clip], source_url=clip, chunk=chunk, fps=FPS, source=ffmpeg.probe(str(clip)).video,
+        size=(16, 16), tool=tiny, log_dir=tmp_path, step=7,
+    )  # fmt: skip
+    ffmpeg.run_ffmpeg(args, binary=tiny.binary)
+    scores = metrics.read_scores(tool=tiny, log_dir=tmp_path, frame_count=25, step=7)
+    assert set(scores.values) == {"psnr", "ssim"} and scores.indices == [3, 10, 17, 24]

@@ -204,6 +204,22 @@ def test_a_failing_measurement_marks_itself_failed_and_never_the_job(
     assert "Some measurements failed" in page and page.count('class="qc-cell qc-failed"') == 2
 
 
+def test_a_tiny_source_is_measured_without_vmaf_and_publishes(tmp_path, publisher, upload, run_workers, s3):
+    """libvmaf crashes on 16-pixel pictures: such a source gets PSNR and SSIM, at once, and the
+    job is not held up by retries of a crash."""
+    clip = make_clip(tmp_path / "tiny.mp4", duration=2, width=16, height=16, fps=25)
+    job_id = announce(upload(clip, publisher, profile="fast")).job_id
+
+    run_workers(2)
+
+    job = EncodeJob.objects.get(pk=job_id)
+    assert job.state == JobState.PUBLISHED, job.failure_reason
+    tasks = list(QualityTask.objects.filter(job=job))
+    assert tasks and all(t.state == QualityTaskState.DONE and t.attempts == 1 for t in tasks)
+    assert all(set(t.scores) == {"psnr", "ssim"} and "under 32 pixels" in t.tool for t in tasks)
+    assert job_quality_state(job) == "done"
+
+
 def test_a_transient_failure_is_retried_and_then_measured(
     tmp_path, publisher, upload, run_workers, redis_conn, s3, two_second_chunks
 ):
