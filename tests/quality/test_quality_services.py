@@ -88,7 +88,7 @@ def queued_batches(queue) -> list[list[int]]:
     return [Job.fetch(job_id, connection=queue.connection).args[0] for job_id in queue.job_ids]
 
 
-def test_a_chunk_is_measured_once_its_video_units_are_done(publisher, s3, quality_queue):
+def test_a_chunk_is_measured_once_its_video_units_are_done(publisher, s3, quality_queue, client):
     job = make_job(publisher, encoded=False)
     small, large = job.renditions.filter(kind="video").order_by("height")
     assert job_quality_state(job) == "pending", "QC is on and nothing is measured yet"
@@ -100,6 +100,10 @@ def test_a_chunk_is_measured_once_its_video_units_are_done(publisher, s3, qualit
     assert RenditionQuality.objects.get(rendition=small).state == QualityState.PENDING
     encode(Unit.objects.get(job=job, rendition__kind="audio"))
     assert QualityTask.objects.filter(job=job).count() == 1, "audio is not measured"
+
+    client.force_login(publisher)
+    page = client.get(reverse("studio:asset", args=[job.asset_id])).content.decode()
+    assert "0 of 4 chunk measurements done" in page, "every chunk counts, planned or not"
 
     encode(unit_of(job, 360, 0))
     chunk0 = list(QualityTask.objects.filter(job=job, chunk__index=0).order_by("pk"))
