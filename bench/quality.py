@@ -14,8 +14,11 @@ database and its own redis-server:
 
 QC's added time is (b)'s time to its last measurement minus (a)'s encode time; the ratio is
 that over (a). Also printed: how much QC slowed the encode itself (both share the workers),
-the CPU seconds QC's ffmpeg used against the units', the measuring throughput, and each
-rendition's scores. Ends with one line holding a JSON object of the figures.
+the CPU seconds QC's ffmpeg used against the units', the measuring throughput, the frames
+scored (every Nth), how many ffmpeg runs measured them and where their source frames came
+from (a unit's decoded copy, or the source decoded again), how early measuring started and
+how much of it was done before the job was packaged, and each rendition's scores. Ends with
+one line holding a JSON object of the figures.
 """
 
 import argparse
@@ -71,7 +74,7 @@ def run_job(*, mode: str, source: Path, env: dict, args, work: Path, label: str)
 
     from core import s3
     from pipeline import events
-    from pipeline.models import EncodeJob, IngestEvent, JobState, QualityTask, Rendition, Unit
+    from pipeline.models import Artifact, EncodeJob, IngestEvent, JobState, QualityTask, Rendition, Unit
     from pipeline.quality.selectors import job_quality_state, rendition_scores
     from pipeline.queues import MEDIA as MEDIA_QUEUES
 
@@ -90,6 +93,7 @@ def run_job(*, mode: str, source: Path, env: dict, args, work: Path, label: str)
             str(source), settings.S3_BUCKET_INGEST, key, ExtraArgs={"Metadata": {"profile": args.profile}}
         )
         t0 = time.monotonic()
+        wall0 = time.time()
         event = events.object_created_receive(
             created=events.ObjectCreated(bucket=settings.S3_BUCKET_INGEST, key=key),
             source=IngestEvent.Source.CLI,
@@ -127,6 +131,10 @@ def run_job(*, mode: str, source: Path, env: dict, args, work: Path, label: str)
     job = EncodeJob.objects.get(pk=job.pk)
     tasks = list(QualityTask.objects.filter(job=job))
     units = list(Unit.objects.filter(job=job))
+    qc_artifacts = list(Artifact.objects.filter(job=job, kind=Artifact.Kind.QC).values_list("inputs", flat=True))
+    # When each measurement started and ended, in seconds after the upload's event.
+    started = sorted(t.started_at.timestamp() - wall0 for t in tasks if t.started_at)
+    ended = sorted(t.finished_at.timestamp() - wall0 for t in tasks if t.finished_at)
     return {
         "job": job.pk,
         "load": load,
@@ -142,6 +150,13 @@ def run_job(*, mode: str, source: Path, env: dict, args, work: Path, label: str)
         "qc_frames": sum(t.frames or 0 for t in tasks),
         "tasks": len(tasks),
         "tasks_failed": sum(1 for t in tasks if t.state == "failed"),
+        "qc_batches": len({t.rq_id for t in tasks}),
+        "qc_step": max((t.frame_scores.get("step", 1) for t in tasks), default=None),
+        "qc_reference": {
+            kind: sum(1 for i in qc_artifacts if i.get("reference", "source") == kind) for kind in ("cache", "source")
+        },
+        "qc_first_start_s": started[0] if started else None,
+        "qc_done_before_packaged": sum(1 for e in ended if packaged is not None and e <= packaged),
         "units": len(units),
         "tool": tasks[0].tool if tasks else "",
         "scores": {
@@ -253,6 +268,11 @@ def main() -> int:
         "tool": last["tool"],
         "measurements": last["tasks"],
         "frames_measured": last["qc_frames"],
+        "frame_step": last["qc_step"],
+        "qc_runs": last["qc_batches"],
+        "qc_source_read_from": last["qc_reference"],
+        "qc_first_start_s": round(last["qc_first_start_s"], 2) if last["qc_first_start_s"] is not None else None,
+        "qc_done_before_packaged": last["qc_done_before_packaged"],
         "encode_s": round(encode_s, 2),
         "qc_on_packaged_s": round(med(lambda r: r["on"]["packaged_s"]), 2),
         "qc_on_done_s": round(qc_done_s, 2),
@@ -284,6 +304,10 @@ def main() -> int:
     print(f"CPU QC adds: {figures['qc_added_cpu_ratio']} x the encode's CPU seconds")
     print(f"CPU: QC's ffmpeg {figures['qc_ffmpeg_cpu_s']} s against the units' {figures['units_ffmpeg_cpu_s']} s "
           f"({figures['qc_cpu_ratio']} x)")  # fmt: skip
+    print(f"measured: {figures['frames_measured']} frames (every {figures['frame_step']}) in {figures['qc_runs']} ffmpeg "
+          f"runs; source frames from {figures['qc_source_read_from']}; first measurement started "
+          f"{figures['qc_first_start_s']} s after the upload, {figures['qc_done_before_packaged']} of "
+          f"{figures['measurements']} done before the job was packaged")  # fmt: skip
     print(json.dumps(figures))
     return 0
 

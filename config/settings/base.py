@@ -192,8 +192,17 @@ if REELFLOW_QC_MODE not in ("always", "off"):
 # The ffmpeg that measures. Empty: the imageio-ffmpeg wheel's build (it has libvmaf) when that
 # package is installed, else `ffmpeg` on PATH (Debian's has no libvmaf: PSNR and SSIM only).
 REELFLOW_QC_FFMPEG = env.str("REELFLOW_QC_FFMPEG", default="")
-# libvmaf threads per measurement; 0 means one per CPU of the worker.
+# Threads per measurement (decoders, scaler, libvmaf). 0: the machine's CPUs shared among the
+# encode workers running on it, as for units (2 workers on 2 CPUs: one each).
 REELFLOW_QC_THREADS = env.int("REELFLOW_QC_THREADS", default=0)
+# Frames scored (docs/quality.md, "Sampling"): every Nth frame of each chunk, N at most
+# REELFLOW_QC_FRAME_STEP, sharing no factor with 6 or the GOP, and small enough that a
+# rendition gets at least REELFLOW_QC_MIN_FRAMES scored frames (titles too short for a step of
+# 5 are measured on every frame). Below 5: every frame of every title.
+REELFLOW_QC_FRAME_STEP = env.int("REELFLOW_QC_FRAME_STEP", default=31)
+REELFLOW_QC_MIN_FRAMES = env.int("REELFLOW_QC_MIN_FRAMES", default=20)
+# Renditions of one chunk measured by one ffmpeg run (the source read once for all of them).
+REELFLOW_QC_BATCH = env.int("REELFLOW_QC_BATCH", default=8)
 
 # --- Studio: browser uploads straight to S3, publisher pages ----------------------------------
 # Multipart part size (S3 needs at least 5 MiB for every part but the last; raised as needed to

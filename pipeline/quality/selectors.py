@@ -6,6 +6,7 @@ whatever its size; the per-frame values are left out.
 
 import imageio_ffmpeg
 from django.conf import settings
+from django.db.models import Count
 
 from pipeline.models import (
     EncodeJob,
@@ -74,6 +75,9 @@ def job_quality_report(*, job: EncodeJob) -> dict:
     renditions = list(
         Rendition.objects.filter(job=job, kind=RenditionKind.VIDEO)
         .order_by("-height", "name")
+        # The job's chunks, counted in the same query: chunks are planned for measurement as
+        # they are encoded, so the tasks alone may not name them all yet.
+        .annotate(job_chunks=Count("job__chunks", distinct=True))
         .values(
             "id",
             "name",
@@ -85,6 +89,7 @@ def job_quality_report(*, job: EncodeJob) -> dict:
             "quality__scores",
             "quality__frames",
             "job__quality__state",
+            "job_chunks",
         )
     )
     report = {
@@ -127,7 +132,7 @@ def job_quality_report(*, job: EncodeJob) -> dict:
             "tool",
         )
     )
-    # A rendition's tasks cover every chunk of the job: the columns come with them.
+    # The columns come with the tasks: a chunk is there once one of its units is encoded.
     report["chunks"] = sorted(
         {t["chunk__index"]: {"index": t["chunk__index"], "start_s": t["chunk__start_s"], "end_s": t["chunk__end_s"]}
          for t in tasks}.values(),
@@ -139,7 +144,7 @@ def job_quality_report(*, job: EncodeJob) -> dict:
     report["metric"] = colour if measured else None
     report["metric_label"] = METRIC_LABELS[colour]
     report["metric_name"] = METRIC_NAMES[colour]
-    report["tasks_total"] = len(renditions) * len(report["chunks"])
+    report["tasks_total"] = len(renditions) * max(renditions[0]["job_chunks"], len(report["chunks"]))
     report["tasks_done"] = len(measured)
     report["tasks_failed"] = sum(1 for t in tasks if t["state"] == QualityTaskState.FAILED)
     report["rows"], report["tools"] = _report_rows(renditions, report["chunks"], by_cell)

@@ -12,6 +12,7 @@ from django.utils import timezone
 from core.s3 import redact_presigned
 from pipeline import progress, queues
 from pipeline.models import Chunk, EncodeJob, Rendition, RenditionState, Unit, UnitState
+from pipeline.quality import services as quality_services
 from pipeline.services.common import job_event, unit_event
 from pipeline.services.jobs import job_fail
 
@@ -74,6 +75,9 @@ def unit_finish(*, unit_id: int, result: dict) -> Unit:
     rendition = Rendition.objects.select_for_update().get(pk=unit.rendition_id)
     Rendition.objects.filter(pk=rendition.pk).update(units_done=F("units_done") + 1)
     rendition.refresh_from_db(fields=["units_done"])
+    # The chunk's measurement is planned now and queued once its video units are all done, so
+    # quality control overlaps the encode (lock order: pipeline/quality/services.py).
+    quality_services.chunk_encoded(rendition=rendition, chunk_id=unit.chunk_id)
     progress.publish_on_commit(
         unit.job_id,
         {"kind": "unit", "unit": unit.pk, "rendition": rendition.name, "rendition_id": rendition.pk, "state": unit.state,

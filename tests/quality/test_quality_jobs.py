@@ -68,7 +68,9 @@ def test_fast_ladder_job_measures_every_chunk_of_every_rendition_with_vmaf(
     clip = make_clip(tmp_path / "clip.mp4", duration=4, width=854, height=480, fps=25)
     job_id = announce(upload(clip, publisher, profile="fast")).job_id
 
-    run_workers(2)
+    # At least 10 frames of each 100-frame rendition: every 7th frame is scored (2 s GOPs of
+    # 50 frames; 5 and 10 share a factor with them), from frame 3 of each chunk.
+    run_workers(2, env={"REELFLOW_QC_MIN_FRAMES": "10"})
 
     job = EncodeJob.objects.get(pk=job_id)
     assert job.state == JobState.PUBLISHED, job.failure_reason
@@ -82,10 +84,14 @@ def test_fast_ladder_job_measures_every_chunk_of_every_rendition_with_vmaf(
     for task in tasks:
         assert task.state == QualityTaskState.DONE, task.error
         assert set(task.scores) == {"vmaf", "psnr", "ssim"}
-        assert task.frames == task.chunk.frame_count
+        sample = metrics.sampled_indices(task.chunk.frame_count, 7)
+        assert sample[:2] == [3, 10] and task.frames == len(sample) and task.frame_scores["step"] == 7
+        assert metrics.index_unpack(task.frame_scores["index"]) == sample
         assert (task.compared_width, task.compared_height) == (854, 480)
         assert "libvmaf" in task.tool and task.attempts == 1 and task.cpu_s > 0
         assert task.command.startswith(qc_binary())
+    # One ffmpeg run per chunk measured its three renditions.
+    assert len({t.rq_id for t in tasks}) == len(chunks)
 
     assert job_quality_state(job) == "done"
     for rendition in renditions:
@@ -96,12 +102,13 @@ def test_fast_ladder_job_measures_every_chunk_of_every_rendition_with_vmaf(
         own = [t for t in tasks if t.rendition_id == rendition.pk]
         frames = {m: [v for t in sorted(own, key=lambda t: t.chunk.index)
                       for v in metrics.frames_unpack(t.frame_scores[m])] for m in scores}  # fmt: skip
+        sampled = sum(t.frames for t in own)
         for metric, values in frames.items():
-            assert len(values) == rendition.frame_count
+            assert len(values) == sampled
             expected = metrics.summarize(values)
             assert scores[metric]["mean"] == pytest.approx(expected["mean"])
             assert scores[metric]["p5"] == pytest.approx(expected["p5"])
-        assert RenditionQuality.objects.get(rendition=rendition).frames == rendition.frame_count
+        assert RenditionQuality.objects.get(rendition=rendition).frames == sampled
     vmaf = [rendition_scores(r)["vmaf"]["mean"] for r in renditions]
     assert vmaf[0] < vmaf[-1], "the 240p rung, upscaled, scores below the 480p one"
 
@@ -126,7 +133,10 @@ def test_fast_ladder_job_measures_every_chunk_of_every_rendition_with_vmaf(
         )
         assert [p.kind for p in artifact.parents.all()] == [Artifact.Kind.UNIT]
     stored = json.loads(s3.get_object(Bucket=settings.S3_BUCKET_MEDIA, Key=artifacts[0].key)["Body"].read())
-    assert len(stored["per_frame"]["vmaf"]) == stored["frames"]
+    assert len(stored["per_frame"]["vmaf"]) == len(stored["per_frame"]["frame"]) == stored["frames"]
+    assert stored["step"] == 7 and stored["per_frame"]["frame"][:2] == [3, 10]
+    assert all(a.inputs["sampled"]["step"] == 7 and a.inputs["reference"] in ("cache", "source") for a in artifacts)
+    assert all(len(a.inputs["batch"]) == 3 for a in artifacts)
 
     # The owner sees the heatmap (one cell per measurement) and the rate-quality chart.
     client.force_login(publisher)
@@ -192,6 +202,22 @@ def test_a_failing_measurement_marks_itself_failed_and_never_the_job(
     client.force_login(publisher)
     page = client.get(reverse("studio:asset", args=[job.asset_id])).content.decode()
     assert "Some measurements failed" in page and page.count('class="qc-cell qc-failed"') == 2
+
+
+def test_a_tiny_source_is_measured_without_vmaf_and_publishes(tmp_path, publisher, upload, run_workers, s3):
+    """libvmaf crashes on 16-pixel pictures: such a source gets PSNR and SSIM, at once, and the
+    job is not held up by retries of a crash."""
+    clip = make_clip(tmp_path / "tiny.mp4", duration=2, width=16, height=16, fps=25)
+    job_id = announce(upload(clip, publisher, profile="fast")).job_id
+
+    run_workers(2)
+
+    job = EncodeJob.objects.get(pk=job_id)
+    assert job.state == JobState.PUBLISHED, job.failure_reason
+    tasks = list(QualityTask.objects.filter(job=job))
+    assert tasks and all(t.state == QualityTaskState.DONE and t.attempts == 1 for t in tasks)
+    assert all(set(t.scores) == {"psnr", "ssim"} and "under 32 pixels" in t.tool for t in tasks)
+    assert job_quality_state(job) == "done"
 
 
 def test_a_transient_failure_is_retried_and_then_measured(
