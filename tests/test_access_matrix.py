@@ -31,6 +31,8 @@ EXPECTED: dict[str, tuple] = {
     "studio:asset_player": (LOGIN, 200, 200, 403, 200),
     "studio:asset_quality": (LOGIN, 200, 200, 403, 200),
     "studio:hls": (LOGIN, 200, 200, 403, 200),
+    # The sample job is published: no preview (tests/pipeline/test_preview.py plays one).
+    "studio:preview": (LOGIN, 404, 404, 403, 404),
     "studio:download": (LOGIN, 302, 302, 403, 302),
     "studio:lineage": (LOGIN, 200, 200, 403, 200),  # the sample job's package artifact
     "console:home": (LOGIN, 403, 200, 403, 200),

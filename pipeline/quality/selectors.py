@@ -93,20 +93,10 @@ def job_quality_report(*, job: EncodeJob) -> dict:
         )
     )
     report = {
-        "state": None,
-        "enabled_now": qc_enabled(),
-        "rows": [],
-        "chunks": [],
-        "metric": None,
-        "metric_label": "",
-        "metric_name": "",
-        "tools": [],
-        "compared": "",
-        "tasks_total": 0,
-        "tasks_done": 0,
-        "tasks_failed": 0,
+        "state": None, "enabled_now": qc_enabled(), "rows": [], "chunks": [], "metric": None, "metric_label": "",
+        "metric_name": "", "tools": [], "compared": "", "tasks_total": 0, "tasks_done": 0, "tasks_failed": 0,
         "metric_labels": METRIC_LABELS,
-    }
+    }  # fmt: skip
     state = renditions[0]["job__quality__state"] if renditions else None
     if state is None:
         # Nothing planned yet (no video rendition ready), or QC is off and nothing ever will be.
@@ -121,17 +111,10 @@ def job_quality_report(*, job: EncodeJob) -> dict:
         report["compared"] = f"{width}×{height}"
     tasks = list(
         QualityTask.objects.filter(job=job).values(
-            "rendition_id",
-            "chunk__index",
-            "chunk__start_s",
-            "chunk__end_s",
-            "state",
-            "scores",
-            "error",
-            "attempts",
+            "rendition_id", "chunk__index", "chunk__start_s", "chunk__end_s", "state", "scores", "error", "attempts",
             "tool",
         )
-    )
+    )  # fmt: skip
     # The columns come with the tasks: a chunk is there once one of its units is encoded.
     report["chunks"] = sorted(
         {t["chunk__index"]: {"index": t["chunk__index"], "start_s": t["chunk__start_s"], "end_s": t["chunk__end_s"]}

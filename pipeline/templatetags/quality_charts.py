@@ -71,7 +71,7 @@ def _scores_text(scores: dict, labels: dict) -> str:
 _CELL_STATE_TEXT = {
     QualityTaskState.QUEUED: "measuring… (queued)",
     QualityTaskState.RUNNING: "measuring…",
-    "waiting": "waiting for the rendition to be ready",
+    "waiting": "waiting for the chunk to be encoded",
 }
 
 
