@@ -84,10 +84,14 @@ def redis_conn():
 
 
 def worker_env(extra: dict | None = None) -> dict:
+    """The environment of a process a test starts (workers, daphne, CLIs): this test process's
+    S3, database, Redis database and decoded-chunk cache, resolved. PYTEST_XDIST_WORKER is
+    left out so config.settings.test does not add the worker's index to the Redis database a
+    second time (nor to a private Redis's, which a chaos test passes as TEST_REDIS_URL)."""
     from django.conf import settings
     from django.db import connection
 
-    env = dict(os.environ)
+    env = {k: v for k, v in os.environ.items() if k not in ("PYTEST_XDIST_WORKER", "PYTEST_XDIST_WORKER_COUNT")}
     env.update(
         {
             "DJANGO_SETTINGS_MODULE": "config.settings.test",
@@ -96,6 +100,8 @@ def worker_env(extra: dict | None = None) -> dict:
             "S3_SECRET_KEY": settings.S3_SECRET_KEY,
             "PYTHONUNBUFFERED": "1",
             "REELFLOW_TEST_DB_NAME": str(connection.settings_dict["NAME"]),
+            "TEST_REDIS_URL": settings.REDIS_URL,
+            "REELFLOW_DECODED_CACHE_DIR": settings.REELFLOW_DECODED_CACHE_DIR,
         }
     )
     env.update(extra or {})
