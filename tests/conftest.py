@@ -14,6 +14,32 @@ ROOT = Path(__file__).resolve().parent.parent
 TEST_S3_ACCESS_KEY = "reelflow-test-access"
 TEST_S3_SECRET_KEY = "reelflow-test-secret-key-0123456789"
 
+# Tests that run real encodes on real `manage.py rqworker` processes keep both CPUs busy. Under
+# pytest-xdist (`--dist loadgroup`, pyproject.toml) those marked with this share one worker and
+# run one after another there, while the light tests fill the other workers: two such encodes
+# at once would only halve each other's speed and squeeze their deadlines.
+REAL_ENCODES = pytest.mark.xdist_group("real-encodes")
+
+
+@pytest.hookimpl(trylast=True)
+def pytest_collection_modifyitems(config, items):
+    """Make `--dist loadgroup` group again on pytest 9.2. pytest-xdist 3.8 tells its scheduler a
+    test's group by appending "@group" to the node id through the private `_nodeid` field,
+    which pytest 9.2 no longer reads (its ids are structured): every group was silently spread
+    over all workers (pytest-dev/pytest-xdist#1386). This sets the same id through the new
+    field; a no-op where xdist's own suffix took effect (older pytest, a fixed xdist)."""
+    if not getattr(config.option, "loadgroup", False):  # set in xdist workers under loadgroup
+        return
+    try:
+        from _pytest.nodeid import NodeId
+    except ImportError:  # pytest before 9.2: xdist's own suffix works
+        return
+    for item in items:
+        groups = {str(m.args[0] if m.args else m.kwargs.get("name", "default")) for m in item.iter_markers("xdist_group")}
+        suffix = "@" + "_".join(sorted(groups))
+        if groups and not item.nodeid.endswith(suffix):
+            item._id = NodeId.parse(item.nodeid + suffix)
+
 
 def sample_path(name: str) -> Path:
     """Real footage from the shared samples folder: $REELFLOW_SAMPLES_DIR, else ../shared/samples
