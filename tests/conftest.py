@@ -14,11 +14,15 @@ ROOT = Path(__file__).resolve().parent.parent
 TEST_S3_ACCESS_KEY = "reelflow-test-access"
 TEST_S3_SECRET_KEY = "reelflow-test-secret-key-0123456789"
 
-# Tests that run real encodes on real `manage.py rqworker` processes keep both CPUs busy. Under
-# pytest-xdist (`--dist loadgroup`, pyproject.toml) those marked with this share one worker and
-# run one after another there, while the light tests fill the other workers: two such encodes
-# at once would only halve each other's speed and squeeze their deadlines.
-REAL_ENCODES = pytest.mark.xdist_group("real-encodes")
+# Tests that run real encodes on real `manage.py rqworker` processes are the long ones (10 to 40
+# s each; together half of a run's time) and keep the CPUs busy. Under pytest-xdist (`--dist
+# loadgroup`, pyproject.toml) each lane's tests run one after another on one worker, so at most
+# two encode at once however many workers there are, while the light tests fill the others
+# (and the lanes' workers once they are done). The two lanes are balanced by measured time
+# (about 3 minutes each, run serially); with two workers both start on a lane and the light
+# tests follow.
+ENCODE_LANE_1 = pytest.mark.xdist_group("encodes-1")
+ENCODE_LANE_2 = pytest.mark.xdist_group("encodes-2")
 
 
 @pytest.hookimpl(trylast=True)
@@ -96,6 +100,25 @@ def s3(_s3_session_settings):
     from core import s3 as s3_module
 
     return s3_module.client()
+
+
+@pytest.fixture(scope="session", autouse=True)
+def _redis_database_exists():
+    """xdist worker gwN uses TEST_REDIS_URL's database number + N (config/settings/test.py); say
+    so plainly when that is past the server's last database (16 by default: 0 to 15)."""
+    import redis
+    from django.conf import settings
+
+    try:
+        redis.Redis.from_url(settings.REDIS_URL, socket_connect_timeout=5).ping()
+    except redis.ResponseError as exc:
+        pytest.fail(
+            f"Redis database {settings.TEST_REDIS_DB} ({settings.REDIS_URL}: TEST_REDIS_URL's "
+            f"{settings.TEST_REDIS_BASE_DB} + this xdist worker's index) is unusable ({exc}): "
+            "lower TEST_REDIS_URL's number or run fewer workers (PYTEST_WORKERS)."
+        )
+    except redis.ConnectionError:
+        pass  # the tests that use Redis say so themselves
 
 
 @pytest.fixture

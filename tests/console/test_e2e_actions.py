@@ -10,13 +10,13 @@ from django.urls import reverse
 
 from core.models import Event
 from pipeline.models import EncodeJob, JobState, Rendition, Unit, UnitState, VideoRenditionSpec
-from tests.conftest import REAL_ENCODES, wait_until
+from tests.conftest import ENCODE_LANE_2, wait_until
 from tests.pipeline.clips import make_clip
 from tests.pipeline.conftest import ladders, publisher, upload  # noqa: F401 - fixtures
 from tests.pipeline.test_faults import ffmpeg_children, start_worker, stop
 from tests.pipeline.test_pipeline_e2e import announce
 
-pytestmark = [pytest.mark.slow, REAL_ENCODES]
+pytestmark = [pytest.mark.slow, ENCODE_LANE_2]
 
 
 def until_final(job_id: int, *, timeout: float = 240) -> EncodeJob:

@@ -11,12 +11,12 @@ import pytest
 from pipeline import services
 from pipeline.models import EncodeJob, JobState, Unit, UnitState
 from pipeline.reconcile import reconcile_all
-from tests.conftest import REAL_ENCODES, ROOT, wait_until, worker_env
+from tests.conftest import ENCODE_LANE_2, ROOT, wait_until, worker_env
 from tests.pipeline.clips import make_clip
 from tests.pipeline.conftest import ALL_QUEUES
 from tests.pipeline.test_pipeline_e2e import announce
 
-pytestmark = [pytest.mark.slow, REAL_ENCODES]
+pytestmark = [pytest.mark.slow, ENCODE_LANE_2]
 
 
 def start_worker() -> subprocess.Popen:

@@ -35,11 +35,11 @@ from pipeline.models import (
     UnitState,
     VideoRenditionSpec,
 )
-from tests.conftest import REAL_ENCODES, ROOT, worker_env
+from tests.conftest import ENCODE_LANE_1, ROOT, worker_env
 from tests.pipeline.clips import make_clip
 from tests.pipeline.test_pipeline_e2e import announce
 
-pytestmark = [pytest.mark.slow, REAL_ENCODES]
+pytestmark = [pytest.mark.slow, ENCODE_LANE_1]
 
 
 @pytest.fixture

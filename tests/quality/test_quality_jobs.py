@@ -23,13 +23,13 @@ from pipeline.models import (
     Rendition,
     RenditionQuality,
 )
-from tests.conftest import REAL_ENCODES, ROOT, wait_until, worker_env
+from tests.conftest import ENCODE_LANE_2, ROOT, wait_until, worker_env
 from tests.console.test_pages import MAX_QUERIES
 from tests.pipeline.clips import make_clip
 from tests.pipeline.test_pipeline_e2e import announce
 from tests.quality.conftest import DEBIAN_FFMPEG
 
-pytestmark = [pytest.mark.slow, REAL_ENCODES]
+pytestmark = [pytest.mark.slow, ENCODE_LANE_2]
 
 
 @pytest.fixture

@@ -18,11 +18,11 @@ from django.conf import settings
 
 from core import s3 as s3_module
 from core.roles import Role
-from tests.conftest import REAL_ENCODES, ROOT, free_port, wait_until, worker_env
+from tests.conftest import ENCODE_LANE_2, ROOT, free_port, wait_until, worker_env
 from tests.pipeline.clips import make_clip, make_png, make_text
 from tests.studio.conftest import SMALL_PARTS, fake_video
 
-pytestmark = [pytest.mark.browser, pytest.mark.django_db(transaction=True), REAL_ENCODES]
+pytestmark = [pytest.mark.browser, pytest.mark.django_db(transaction=True), ENCODE_LANE_2]
 
 CHROMIUM = "/usr/bin/chromium"
 CHROMIUM_ARGS = [
