@@ -182,6 +182,17 @@ def rq_worker_process(redis_conn):
             proc.wait()
 
 
+def process_running(pid: int) -> bool:
+    """Whether the process is alive: neither gone nor a zombie. (Asking psutil.pid_exists and
+    then its status races with its exit: it can end in between, and the second look raises.)"""
+    import psutil
+
+    try:
+        return psutil.Process(pid).status() != psutil.STATUS_ZOMBIE
+    except psutil.NoSuchProcess:
+        return False
+
+
 def wait_until(predicate, *, timeout: float = 20, interval: float = 0.1, message: str = "condition"):
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:

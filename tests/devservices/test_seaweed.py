@@ -36,6 +36,7 @@ from devservices.seaweed import (
     wait_ready,
 )
 from pipeline.filer_events import parse_filer_event  # noqa: E402
+from tests.conftest import process_running
 
 pytestmark = []
 
@@ -469,7 +470,7 @@ def test_weed_dies_with_the_process_that_started_it(tmp_path):
     ports_json, pid = out.stdout.strip().rsplit(" ", 1)
     pid = int(pid)
     deadline = time.monotonic() + 15
-    while psutil.pid_exists(pid) and psutil.Process(pid).status() != psutil.STATUS_ZOMBIE:
+    while process_running(pid):
         assert time.monotonic() < deadline, "weed outlived its parent"
         time.sleep(0.1)
     # Nobody called stop(): clear weed's leftover /tmp sockets like stop() would.
