@@ -25,13 +25,37 @@ ENCODE_LANE_1 = pytest.mark.xdist_group("encodes-1")
 ENCODE_LANE_2 = pytest.mark.xdist_group("encodes-2")
 
 
+def _transactional(item) -> bool:
+    """pytest-django's test (as it sorts them): one whose database is emptied (flushed) after it."""
+    marker = item.get_closest_marker("django_db")
+    flags = {**dict(zip(("transaction", "reset_sequences"), marker.args, strict=False)), **marker.kwargs} if marker else {}
+    names = getattr(item, "fixturenames", ())
+    return bool(flags.get("transaction") or flags.get("reset_sequences")) or "transactional_db" in names or "live_server" in names
+
+
 @pytest.hookimpl(trylast=True)
 def pytest_collection_modifyitems(config, items):
-    """Make `--dist loadgroup` group again on pytest 9.2. pytest-xdist 3.8 tells its scheduler a
-    test's group by appending "@group" to the node id through the private `_nodeid` field,
-    which pytest 9.2 no longer reads (its ids are structured): every group was silently spread
-    over all workers (pytest-dev/pytest-xdist#1386). This sets the same id through the new
-    field; a no-op where xdist's own suffix took effect (older pytest, a fixed xdist)."""
+    """After pytest-django's sort: run the encode lanes first among the transactional tests,
+    and make `--dist loadgroup` group again on pytest 9.2.
+
+    A transactional test ends by emptying every table, the rows the data migrations wrote
+    (profiles, rule sets, groups) included. pytest-django sorts the tests in a transaction first,
+    then the transactional ones, then those without a database, so no test that reads those rows
+    runs after one that emptied them; pyproject.toml's `--no-loadscope-reorder` keeps that order
+    when xdist hands the tests out (by default it would send the biggest groups, the lanes,
+    first), so every worker keeps it too. The lanes, the longest tests, then start as early as
+    that allows: at the head of the transactional tests.
+
+    pytest-xdist 3.8 tells its scheduler a test's group by appending "@group" to the node id
+    through the private `_nodeid` field, which pytest 9.2 no longer reads (its ids are
+    structured): every group was silently spread over all workers (pytest-dev/pytest-xdist#1386).
+    This sets the same id through the new field; a no-op where xdist's own suffix took effect
+    (older pytest, a fixed xdist)."""
+    lanes = [item for item in items if item.get_closest_marker("xdist_group") and _transactional(item)]
+    if lanes:
+        rest = [item for item in items if item not in set(lanes)]
+        head = next((i for i, item in enumerate(rest) if _transactional(item)), len(rest))
+        items[:] = rest[:head] + lanes + rest[head:]
     if not getattr(config.option, "loadgroup", False):  # set in xdist workers under loadgroup
         return
     try:
