@@ -19,8 +19,8 @@ TEST_S3_SECRET_KEY = "reelflow-test-secret-key-0123456789"
 # loadgroup`, pyproject.toml) each lane's tests run one after another on one worker, so at most
 # two encode at once however many workers there are, while the light tests fill the others
 # (and the lanes' workers once they are done). The two lanes are balanced by measured time
-# (about 3 minutes each, run serially); with two workers both start on a lane and the light
-# tests follow.
+# (about 3 minutes each, run serially) and start right after the tests in a transaction
+# (pytest_collection_modifyitems below says why not before).
 ENCODE_LANE_1 = pytest.mark.xdist_group("encodes-1")
 ENCODE_LANE_2 = pytest.mark.xdist_group("encodes-2")
 
