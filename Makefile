@@ -2,6 +2,8 @@
 .PHONY: run worker test test-postgres lint install install-dev bench clean-var
 
 PY := .venv/bin/python
+# Test processes (pytest-xdist): "auto" is one per CPU; PYTEST_WORKERS=0 runs the suite serially.
+PYTEST_WORKERS ?= auto
 
 install:
 	@bash scripts/install.sh
@@ -16,10 +18,10 @@ worker: install
 	@$(PY) -m devservices.stack worker
 
 test: install-dev
-	$(PY) -m pytest $(PYTEST_ARGS)
+	$(PY) -m pytest -n $(PYTEST_WORKERS) $(PYTEST_ARGS)
 
 test-postgres: install-dev
-	DATABASE_URL=$${DATABASE_URL:-postgres://postgres@127.0.0.1:5432/reelflow} $(PY) -m pytest $(PYTEST_ARGS)
+	DATABASE_URL=$${DATABASE_URL:-postgres://postgres@127.0.0.1:5432/reelflow} $(PY) -m pytest -n $(PYTEST_WORKERS) $(PYTEST_ARGS)
 
 lint: install-dev
 	.venv/bin/ruff check .

@@ -5,6 +5,8 @@ the keyboard reaches every action. The shared websocket client (static/js/live.j
 after a drop and asks for a fresh snapshot when a sequence number goes missing."""
 
 
+import re
+
 import pytest
 
 from core.roles import Role
@@ -83,7 +85,7 @@ def test_job_page_grid_recolours_as_units_run(web, operator_page, make_user, lad
     # Every action is a button the keyboard reaches; the cell links to its unit's row.
     page.locator(f'#grid td[data-unit="{unit.pk}"] a').focus()
     page.keyboard.press("Enter")
-    assert page.url.endswith(f"#unit-{unit.pk}")
+    page.wait_for_url(re.compile(rf".*#unit-{unit.pk}$"))  # the page reports it a moment later when busy
     page.get_by_role("button", name="Raise priority").focus()
     page.keyboard.press("Enter")
     page.locator(".messages", has_text="now has priority 1").wait_for()

@@ -4,19 +4,18 @@ mocked is the fault: a rendition whose parameters ffmpeg rejects."""
 
 import time
 
-import psutil
 import pytest
 from django.urls import reverse
 
 from core.models import Event
 from pipeline.models import EncodeJob, JobState, Rendition, Unit, UnitState, VideoRenditionSpec
-from tests.conftest import wait_until
+from tests.conftest import ENCODE_LANE_2, process_running, wait_until
 from tests.pipeline.clips import make_clip
 from tests.pipeline.conftest import ladders, publisher, upload  # noqa: F401 - fixtures
 from tests.pipeline.test_faults import ffmpeg_children, start_worker, stop
 from tests.pipeline.test_pipeline_e2e import announce
 
-pytestmark = [pytest.mark.slow]
+pytestmark = [pytest.mark.slow, ENCODE_LANE_2]
 
 
 def until_final(job_id: int, *, timeout: float = 240) -> EncodeJob:
@@ -87,8 +86,8 @@ def test_cancel_a_running_job_stops_its_ffmpeg_then_restart_finishes_it(
         cancelled_at = time.monotonic()
         assert post_action(ops_client, job_id, "cancel") == [
             f"Job {job_id} cancelled; its running encodes are being stopped."]
-        wait_until(lambda: not any(psutil.pid_exists(pid) and psutil.Process(pid).status() != psutil.STATUS_ZOMBIE
-                                   for pid in pids), timeout=10, interval=0.05, message="ffmpeg to stop")
+        wait_until(lambda: not any(process_running(pid) for pid in pids), timeout=10, interval=0.05,
+                   message="ffmpeg to stop")
         stopped_s = time.monotonic() - cancelled_at
         time.sleep(1.5)
         assert not ffmpeg_children(worker), "no unit of a cancelled job starts"

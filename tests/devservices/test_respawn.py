@@ -4,9 +4,10 @@ SIGTERM stops both the child and the loop."""
 import signal
 import subprocess
 import sys
-import time
 
-from tests.conftest import ROOT
+import psutil
+
+from tests.conftest import ROOT, wait_until
 
 
 def test_a_failing_command_is_started_again_and_a_clean_exit_is_final(tmp_path):
@@ -26,6 +27,8 @@ def test_a_failing_command_is_started_again_and_a_clean_exit_is_final(tmp_path):
 def test_sigterm_stops_the_child_and_the_loop():
     proc = subprocess.Popen([sys.executable, "-m", "devservices.respawn", "--", sys.executable, "-c",
                              "import time; time.sleep(60)"], cwd=ROOT)
-    time.sleep(1.0)
+    # Its child running means its handlers are set (they are set first); a fixed pause was too
+    # short for Python to start on a loaded machine, and SIGTERM then simply killed it.
+    wait_until(lambda: psutil.Process(proc.pid).children(), timeout=60, message="respawn to start its child")
     proc.send_signal(signal.SIGTERM)
     assert proc.wait(timeout=10) == 0

@@ -36,6 +36,7 @@ from devservices.seaweed import (
     wait_ready,
 )
 from pipeline.filer_events import parse_filer_event  # noqa: E402
+from tests.conftest import process_running
 
 pytestmark = []
 
@@ -137,22 +138,26 @@ def _ephemeral_range() -> tuple[int, int]:
         return 32768, 60999
 
 
-def _free_port_block(size: int) -> int:
-    """A base port P with P..P+size-1 all free on 127.0.0.1, below the ephemeral range.
+def _free_port_block() -> int:
+    """An S3 port P whose development ports (dev_ports(P): P..P+8, and the admin gRPC port at
+    P+10008) are all free on 127.0.0.1 and below the ephemeral range.
 
     Ports the kernel hands out for outgoing connections (the ephemeral range) can be taken by
-    any client on a busy machine between our check and weed's bind; a block below that range
-    is only ever taken by another server that chose it on purpose.
+    any client on a busy machine between our check and weed's bind, and weed then quietly
+    listens on the next port up (seen for the admin gRPC port while other test processes ran
+    beside this one); ports below that range are only ever taken by another server that chose
+    them on purpose.
     """
     import random
 
     low_ephemeral, _ = _ephemeral_range()
-    low, high = 20000, max(20000 + 1000, low_ephemeral) - size
+    span = max(dev_ports(20000).values()) - 20000
+    low, high = 20000, max(20000 + 1000, low_ephemeral - span)
     for _ in range(200):
         base = random.randrange(low, high)
         held = []
         try:
-            for port in range(base, base + size):
+            for port in dev_ports(base).values():
                 s = socket.socket()
                 s.bind(("127.0.0.1", port))
                 held.append(s)
@@ -465,7 +470,7 @@ def test_weed_dies_with_the_process_that_started_it(tmp_path):
     ports_json, pid = out.stdout.strip().rsplit(" ", 1)
     pid = int(pid)
     deadline = time.monotonic() + 15
-    while psutil.pid_exists(pid) and psutil.Process(pid).status() != psutil.STATUS_ZOMBIE:
+    while process_running(pid):
         assert time.monotonic() < deadline, "weed outlived its parent"
         time.sleep(0.1)
     # Nobody called stop(): clear weed's leftover /tmp sockets like stop() would.
@@ -485,7 +490,7 @@ def _start_cli(tmp_path, receiver, env):
     token_file = tmp_path / "token"
     token_file.write_text(TOKEN + "\n")
     for attempt in range(3):
-        base = _free_port_block(len(PORT_FLAGS))
+        base = _free_port_block()
         cmd = [
             sys.executable, "-m", "devservices.seaweed",
             "--data-dir", str(tmp_path / f"s3-{attempt}"), "--s3-port", str(base),

@@ -20,12 +20,12 @@ from django.urls import reverse
 from django.utils.html import escape
 
 from pipeline.models import Artifact, EncodeJob, IngestEvent, JobState, Rendition, Unit, UnitState
-from tests.conftest import ROOT, worker_env
+from tests.conftest import ENCODE_LANE_2, ROOT, worker_env
 from tests.hardening.conftest import bad_inputs_module
 from tests.pipeline.conftest import ALL_QUEUES
 from tests.studio.conftest import StudioApi, start_body
 
-pytestmark = [pytest.mark.slow]
+pytestmark = [pytest.mark.slow, ENCODE_LANE_2]
 
 corpus_spec = bad_inputs_module()
 PUBLISH = corpus_spec.PUBLISH

@@ -4,10 +4,11 @@ forever, the source object stays, and the workers live on."""
 import pytest
 
 from pipeline.models import EncodeJob, JobState, Unit
+from tests.conftest import ENCODE_LANE_1
 from tests.pipeline import clips
 from tests.pipeline.test_pipeline_e2e import announce
 
-pytestmark = [pytest.mark.slow]
+pytestmark = [pytest.mark.slow, ENCODE_LANE_1]
 
 
 def test_each_kind_of_bad_input_fails_with_its_reason(tmp_path, publisher, upload, run_workers, s3, settings):

@@ -16,6 +16,7 @@ import pytest
 from pipeline import decoded_cache
 from pipeline import ffmpeg as ff
 from pipeline.chunking import plan_chunks, planning_fps
+from tests.conftest import ENCODE_LANE_1
 from tests.pipeline import clips
 from tests.pipeline.test_ffmpeg import rendition
 
@@ -272,6 +273,7 @@ def test_a_folder_someone_else_could_write_is_not_used(cache_root):
 
 
 @pytest.mark.slow
+@ENCODE_LANE_1
 def test_a_failing_cache_write_never_fails_the_unit(tmp_path, publisher, upload, run_workers, s3, settings):
     """Fault: the decoded frames cannot be written (a directory squats on every part file's
     name). Each producing unit falls back to a plain encode at once: the job publishes, no

@@ -7,7 +7,7 @@ import pytest
 
 from pipeline.models import EncodeJob, JobState
 from pipeline.queues import MEDIA as MEDIA_QUEUES
-from tests.conftest import ROOT, worker_env
+from tests.conftest import ENCODE_LANE_2, ROOT, worker_env
 from tests.pipeline.clips import make_clip, make_text
 
 pytestmark = [pytest.mark.slow]
@@ -27,6 +27,7 @@ def workers(rq_worker_process, publisher):
         rq_worker_process(*MEDIA_QUEUES[:-1], "default")
 
 
+@ENCODE_LANE_2
 def test_cli_encodes_and_prints_the_master_playlist(tmp_path, publisher, workers, s3):
     clip = make_clip(tmp_path / "cli.mp4", duration=4, width=640, height=360)
     result = encode(str(clip), "--profile", "fast", "--publisher", publisher.username, "--wait")
@@ -38,6 +39,7 @@ def test_cli_encodes_and_prints_the_master_playlist(tmp_path, publisher, workers
     assert job.asset.title == "cli"
 
 
+@ENCODE_LANE_2
 def test_cli_exits_non_zero_with_the_reason(tmp_path, publisher, workers, s3):
     result = encode(str(make_text(tmp_path / "notes.mp4")), "--profile", "fast", "--publisher", publisher.username, "--wait")
     assert result.returncode != 0

@@ -11,12 +11,12 @@ import pytest
 from pipeline.models import EncodeJob, JobState, Unit, UnitState
 from pipeline.reconcile import reconcile_all
 from pipeline.services.jobs import job_cancel
-from tests.conftest import ROOT, wait_until, worker_env
+from tests.conftest import ENCODE_LANE_2, ROOT, process_running, wait_until, worker_env
 from tests.pipeline.clips import make_clip
 from tests.pipeline.conftest import ALL_QUEUES
 from tests.pipeline.test_pipeline_e2e import announce
 
-pytestmark = [pytest.mark.slow]
+pytestmark = [pytest.mark.slow, ENCODE_LANE_2]
 
 
 def start_worker() -> subprocess.Popen:
@@ -97,7 +97,7 @@ def test_cancel_stops_running_ffmpeg_and_drops_queued_units(tmp_path, publisher,
         pids = [p.pid for p in ffmpeg_children(worker)]
         cancelled_at = time.monotonic()
         job_cancel(job_id=job_id)
-        wait_until(lambda: not any(psutil.pid_exists(pid) and psutil.Process(pid).status() != psutil.STATUS_ZOMBIE for pid in pids),
+        wait_until(lambda: not any(process_running(pid) for pid in pids),
                    timeout=10, interval=0.05, message="ffmpeg to stop")
         stop_s = time.monotonic() - cancelled_at
         time.sleep(2)

@@ -20,10 +20,10 @@ from pipeline.models import (
     Unit,
     UnitState,
 )
-from tests.conftest import sample_path
+from tests.conftest import ENCODE_LANE_1, sample_path
 from tests.pipeline.clips import make_clip
 
-pytestmark = [pytest.mark.slow]
+pytestmark = [pytest.mark.slow, ENCODE_LANE_1]
 
 
 def announce(key: str):

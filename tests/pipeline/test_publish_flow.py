@@ -39,11 +39,11 @@ from pipeline.services.actions import job_restart
 from pipeline.services.jobs import job_cancel, job_fail
 from pipeline.services.packaging import job_packaged
 from pipeline.steps import units as unit_step
-from tests.conftest import ROOT, worker_env
+from tests.conftest import ENCODE_LANE_1, ROOT, worker_env
 from tests.pipeline.clips import make_clip
 from tests.pipeline.test_pipeline_e2e import announce
 
-pytestmark = [pytest.mark.slow]
+pytestmark = [pytest.mark.slow, ENCODE_LANE_1]
 
 
 @pytest.fixture

@@ -24,13 +24,13 @@ from pipeline.models import (
 )
 from pipeline.quality import metrics
 from pipeline.quality.selectors import job_quality_state, qc_binary, rendition_scores
-from tests.conftest import ROOT, wait_until, worker_env
+from tests.conftest import ENCODE_LANE_2, ROOT, wait_until, worker_env
 from tests.console.test_pages import MAX_QUERIES
 from tests.pipeline.clips import make_clip
 from tests.pipeline.test_pipeline_e2e import announce
 from tests.quality.conftest import DEBIAN_FFMPEG
 
-pytestmark = [pytest.mark.slow]
+pytestmark = [pytest.mark.slow, ENCODE_LANE_2]
 
 
 @pytest.fixture

@@ -8,12 +8,13 @@ import pytest
 from core.models import Event
 from pipeline import events
 from pipeline.models import EncodeJob, IngestEvent, JobState
+from tests.conftest import ENCODE_LANE_1
 from tests.pipeline.clips import make_clip
 from webhooks import event_types, services
 from webhooks.models import Delivery, DeliveryState
 from webhooks.verify import verify_webhook
 
-pytestmark = [pytest.mark.slow]
+pytestmark = [pytest.mark.slow, ENCODE_LANE_1]
 
 
 def test_a_real_encode_delivers_its_job_rendition_and_asset_events(
