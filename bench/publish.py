@@ -962,10 +962,19 @@ def main() -> int:
                                    wait_limit=wait_limit)  # fmt: skip
                     row[str(fleet)] = {"published_s": round(sim["published_s"], 1),
                                        "first_playable_s": round(sim["first_playable_s"], 1),
-                                       "chunks": sim["chunks"], "chunk_s": sim["chunk_s"], "busy": round(sim["busy"], 2)}  # fmt: skip
+                                       "chunks": sim["chunks"], "chunk_s": sim["chunk_s"], "busy": round(sim["busy"], 2),
+                                       "frames_from": {"cache": sim["cache"], "decoded_and_kept": sim["wrote"],
+                                                       "decoded_not_kept": sim["self"]}}  # fmt: skip
                     cells.append(f"{sim['published_s']:>8.1f} ({sim['chunks']}x{sim['chunk_s']:g}s)".rjust(20))
                 model_table[f"{minutes:g}"] = row
                 print(f"{minutes:>6g} m | " + " | ".join(cells) + f" | {baseline_per_s * minutes * 60:>8.1f}", flush=True)
+            print("modelled first playable (object-created -> preview), s; and the video units that read their "
+                  "frames from the cache / decoded and kept them / decoded without keeping:", flush=True)
+            for minutes in args.titles:
+                row = model_table[f"{minutes:g}"]
+                print(f"{minutes:>6g} m | " + " | ".join(
+                    f"{row[str(f)]['first_playable_s']:>8.1f} ({'/'.join(str(v) for v in row[str(f)]['frames_from'].values())})".rjust(20)
+                    for f in args.fleet), flush=True)  # fmt: skip
         figures["modelled_published_s"] = {t: {w: v["published_s"] for w, v in row.items()} for t, row in model_table.items()}
         figures["modelled"] = model_table
 
