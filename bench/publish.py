@@ -33,8 +33,9 @@ and the shared sample flower.mp4 (found as tests/conftest.py's sample_path finds
 QC CPU ratio: the job's measuring ffmpeg CPU (QualityTask.cpu_s) over its encoding units' ffmpeg
 CPU (Unit.cpu_s, video and audio), as bench/quality.py counts them.
 
-Detection, during the first source's encode only: every --launch-every seconds two instances
-are launched in the simulated cloud. One boots an unapproved image with no event sent: only the
+Detection, during the first source's encode only: every --launch-every seconds on average (each
+gap drawn between half and one and a half times that, so that the launches meet the sweep's
+cycle at every phase) two instances are launched in the simulated cloud. One boots an unapproved image with no event sent: only the
 periodic sweep (refresh EC2, evaluate, the `ec2-approved-amis` rule's stop) can catch it. The
 other is compliant, but launched by a principal outside SECURITY_LAUNCH_ALLOWLIST, and its
 CloudTrail RunInstances record is POSTed to daphne's /security/events/ec2/ at once: only the
@@ -233,6 +234,8 @@ class Detection:
             thread.join(timeout=30)
 
     def _launcher(self) -> None:
+        import random
+
         import requests
 
         from security import simcloud
@@ -240,6 +243,9 @@ class Detection:
 
         ec2 = simcloud.ec2_client(self.endpoint)
         http = requests.Session()
+        # Gaps drawn between half and one and a half times `every` (seeded): launches at a fixed
+        # period would meet a sweep of the same period at one phase only, and measure one delay.
+        gaps = random.Random(20)  # noqa: S311 - spacing, not secrets
         n = 0
         next_at = time.monotonic()
         while self.launching.is_set() and not self.done.is_set():
@@ -273,7 +279,7 @@ class Detection:
             except Exception as exc:  # noqa: BLE001 - reported with the figures
                 self.errors.append(f"launch {n}: {type(exc).__name__}: {exc}"[:300])
             n += 1
-            next_at += self.every
+            next_at += self.every * gaps.uniform(0.5, 1.5)
             while self.launching.is_set() and time.monotonic() < next_at:
                 time.sleep(0.1)
 
@@ -693,7 +699,8 @@ def main() -> int:
     parser.add_argument("--control-queues", action="append", default=None,
                         help='one control worker per use, on these queues (default: one on "security webhooks default")')
     parser.add_argument("--sweep-seconds", type=int, help="SECURITY_SWEEP_SECONDS for the scheduler (default: the setting's)")
-    parser.add_argument("--launch-every", type=float, default=10, help="seconds between launches during the encode")
+    parser.add_argument("--launch-every", type=float, default=10,
+                        help="mean seconds between launches during the encode (each gap 0.5-1.5 times it)")
     parser.add_argument("--detect-timeout", type=float, default=180,
                         help="after the job, how long a launch may still take to be stopped")
     parser.add_argument("--media-nice", type=int, default=None, help="niceness of the media workers (default: the Procfile's)")
