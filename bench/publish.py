@@ -143,6 +143,30 @@ def rnd(value: float | None, digits: int = 2) -> float | None:
 # --- The studio's upload path ----------------------------------------------------------------
 
 
+def workers_ready(workers: list[subprocess.Popen], timeout: float) -> float:
+    """Seconds until each worker has registered with RQ and been seen idle (its start-up and
+    warm-up done). Not all at once: the control workers run the sweeps as soon as they start."""
+    import django_rq
+    from rq import Worker
+
+    started = time.monotonic()
+    pids = {w.pid for w in workers}
+    seen: set[int] = set()
+    states: dict[int, str] = {}
+    while time.monotonic() - started < timeout:
+        if any(w.poll() is not None for w in workers):
+            raise RuntimeError("a worker exited while starting (see its log)")
+        for worker in Worker.all(connection=django_rq.get_connection("default")):
+            if worker.pid in pids:
+                states[worker.pid] = worker.get_state()
+                if states[worker.pid] == "idle":
+                    seen.add(worker.pid)
+        if seen == pids:
+            return time.monotonic() - started
+        time.sleep(0.1)
+    raise RuntimeError(f"workers not all seen idle within {timeout:g} s: states by pid {states}, expected {sorted(pids)}")
+
+
 def upload_studio(*, origin: str, session, path: Path, profile: str, title: str, parallel: int) -> dict:
     """What studio-upload.js does: start (the first part URLs come signed with it), sign the
     rest in batches, PUT the parts to S3 in parallel, complete. Times are time.time()."""
@@ -223,6 +247,10 @@ class Detection:
         self.launching.clear()
 
     def wait_all_stopped(self, timeout: float) -> None:
+        """Once the launcher is done (a launch in flight when the job ended is still watched),
+        until every instance launched is stopped or `timeout` s have passed."""
+        self.launching.clear()
+        self.threads[0].join(timeout=120)
         deadline = time.monotonic() + timeout
         while time.monotonic() < deadline:
             with self.lock:
@@ -230,8 +258,7 @@ class Detection:
                     break
             time.sleep(0.2)
         self.done.set()
-        for thread in self.threads:
-            thread.join(timeout=30)
+        self.threads[1].join(timeout=30)
 
     def _launcher(self) -> None:
         import random
@@ -718,6 +745,15 @@ def main() -> int:
 
     work = Path(tempfile.mkdtemp(prefix="reelflow-bench-publish-"))
     cache_dir = Path("/dev/shm" if Path("/dev/shm").is_dir() else tempfile.gettempdir()) / f"reelflow-bench-publish-{os.getpid()}"
+    try:
+        return bench(args, work=work, cache_dir=cache_dir, control_lines=control_lines, media_nice=media_nice,
+                     per_machine=per_machine)  # fmt: skip
+    finally:
+        shutil.rmtree(work, ignore_errors=True)
+        shutil.rmtree(cache_dir, ignore_errors=True)
+
+
+def bench(args, *, work: Path, cache_dir: Path, control_lines: list[str], media_nice: int, per_machine: int) -> int:
     from devservices.seaweed import start_seaweed
 
     procs: list[subprocess.Popen] = []
@@ -815,9 +851,10 @@ def main() -> int:
             workers.append(subprocess.Popen([PY, "manage.py", "rqworker", *line.split(), "--with-scheduler"], cwd=ROOT,
                                             env=env, stdout=(work / f"control-{i}.log").open("wb"),
                                             stderr=subprocess.STDOUT))  # fmt: skip
+        ready_s = workers_ready(workers, timeout=300)
+        # The scheduler once the workers are up, as its first sweeps would find no worker before.
         procs.append(subprocess.Popen([PY, "manage.py", "rqcron", "config.cron"], cwd=ROOT, env=env,
                                       stdout=(work / "cron.log").open("wb"), stderr=subprocess.STDOUT))  # fmt: skip
-        ready_s = bench_pipeline.workers_ready(workers, timeout=120)
         for _ in range(600):
             with contextlib.suppress(requests.RequestException):
                 if requests.get(f"{origin}/accounts/login/", timeout=2).status_code == 200:
@@ -873,6 +910,11 @@ def main() -> int:
                     for error in figures["errors"]:
                         print(f"  [{label}] detection error: {error}", flush=True)
                 results[name].append(result)
+    except BaseException:
+        for log in sorted(work.glob("*.log")):  # what the processes said, before their folder goes
+            print(f"--- {log.name}, last lines:\n" + "\n".join(log.read_text(errors="replace").splitlines()[-12:]),
+                  file=sys.stderr)  # fmt: skip
+        raise
     finally:
         stop_workers(workers)
         for proc in procs:
@@ -885,121 +927,117 @@ def main() -> int:
                 proc.wait()
         server.stop()
 
-    try:
-        # --- Figures ---
-        figures: dict = {"profile": args.profile, "workers": args.workers, "control_queues": control_lines,
-                         "media_nice": media_nice, "runs": args.runs, "cpus": os.cpu_count(),
-                         "sweep_interval_s": settings.SECURITY_SWEEP_SECONDS, "launch_every_s": args.launch_every}  # fmt: skip
-        per_source = {}
-        for name, runs in results.items():
-            if not runs:
-                continue
-            per_source[name] = {
-                "source_s": round(runs[-1]["job"].asset.duration_s or 0, 2),
-                "chunk_plan": runs[-1]["chunk_plan"], "units": runs[-1]["units"], "measurements": runs[-1]["tasks"],
-                "baseline_s": rnd(med([r["baseline_s"] for r in runs])),
-                "upload_s": rnd(med([r["upload_s"] for r in runs])),
-                "first_playable_s": rnd(med([r["first_playable_s"] for r in runs])),
-                "published_s": rnd(med([r["published_s"] for r in runs])),
-                "first_playable_ratio": rnd(med([r["first_playable_ratio"] for r in runs]), 3),
-                "published_ratio": rnd(med([r["published_ratio"] for r in runs]), 3),
-                "first_playable_ratios": [round(r["first_playable_ratio"], 3) for r in runs],
-                "published_ratios": [round(r["published_ratio"], 3) for r in runs],
-                "preview": [r["preview"] for r in runs],
-                "unit_cpu_s": rnd(med([r["unit_cpu_s"] for r in runs])), "qc_cpu_s": rnd(med([r["qc_cpu_s"] for r in runs])),
-                "qc_cpu_ratio": rnd(med([r["qc_cpu_ratio"] for r in runs if r["qc_cpu_ratio"] is not None]), 3),
-                "load": [r["load"] for r in runs],
-            }  # fmt: skip
-        figures["sources"] = per_source
-        main_source = per_source.get("testsrc2", {})
-        for key in ("first_playable_ratio", "published_ratio", "qc_cpu_ratio", "first_playable_s", "published_s", "baseline_s"):
-            figures[key] = main_source.get(key)
-        sweep = [s for d in detections for s in d["sweep"]["seconds"]]
-        event = [s for d in detections for s in d["event"]["seconds"]]
-        missed = {p: sum(d[p]["launches"] - d[p]["stopped"] for d in detections) for p in ("sweep", "event")}
-        figures["detect_sweep_s"] = rnd(max(sweep)) if sweep else None
-        figures["detect_event_s"] = rnd(max(event)) if event else None
-        figures["detect_sweep_median_s"] = rnd(med(sweep))
-        figures["detect_event_median_s"] = rnd(med(event))
-        figures["detect_sweep_all_s"] = sweep
-        figures["detect_event_all_s"] = event
-        figures["detect_launches"] = {"sweep": len(sweep) + missed["sweep"], "event": len(event) + missed["event"]}
-        figures["detect_not_stopped"] = missed
-        if missed["sweep"] or missed["event"]:  # a launch never stopped counts as a miss, never as fast
-            figures["detect_sweep_s"] = None if missed["sweep"] else figures["detect_sweep_s"]
-            figures["detect_event_s"] = None if missed["event"] else figures["detect_event_s"]
+    # --- Figures ---
+    figures: dict = {"profile": args.profile, "workers": args.workers, "control_queues": control_lines,
+                     "media_nice": media_nice, "runs": args.runs, "cpus": os.cpu_count(),
+                     "sweep_interval_s": settings.SECURITY_SWEEP_SECONDS, "launch_every_s": args.launch_every}  # fmt: skip
+    per_source = {}
+    for name, runs in results.items():
+        if not runs:
+            continue
+        per_source[name] = {
+            "source_s": round(runs[-1]["job"].asset.duration_s or 0, 2),
+            "chunk_plan": runs[-1]["chunk_plan"], "units": runs[-1]["units"], "measurements": runs[-1]["tasks"],
+            "baseline_s": rnd(med([r["baseline_s"] for r in runs])),
+            "upload_s": rnd(med([r["upload_s"] for r in runs])),
+            "first_playable_s": rnd(med([r["first_playable_s"] for r in runs])),
+            "published_s": rnd(med([r["published_s"] for r in runs])),
+            "first_playable_ratio": rnd(med([r["first_playable_ratio"] for r in runs]), 3),
+            "published_ratio": rnd(med([r["published_ratio"] for r in runs]), 3),
+            "first_playable_ratios": [round(r["first_playable_ratio"], 3) for r in runs],
+            "published_ratios": [round(r["published_ratio"], 3) for r in runs],
+            "preview": [r["preview"] for r in runs],
+            "unit_cpu_s": rnd(med([r["unit_cpu_s"] for r in runs])), "qc_cpu_s": rnd(med([r["qc_cpu_s"] for r in runs])),
+            "qc_cpu_ratio": rnd(med([r["qc_cpu_ratio"] for r in runs if r["qc_cpu_ratio"] is not None]), 3),
+            "load": [r["load"] for r in runs],
+        }  # fmt: skip
+    figures["sources"] = per_source
+    main_source = per_source.get("testsrc2", {})
+    for key in ("first_playable_ratio", "published_ratio", "qc_cpu_ratio", "first_playable_s", "published_s", "baseline_s"):
+        figures[key] = main_source.get(key)
+    sweep = [s for d in detections for s in d["sweep"]["seconds"]]
+    event = [s for d in detections for s in d["event"]["seconds"]]
+    missed = {p: sum(d[p]["launches"] - d[p]["stopped"] for d in detections) for p in ("sweep", "event")}
+    figures["detect_sweep_s"] = rnd(max(sweep)) if sweep else None
+    figures["detect_event_s"] = rnd(max(event)) if event else None
+    figures["detect_sweep_median_s"] = rnd(med(sweep))
+    figures["detect_event_median_s"] = rnd(med(event))
+    figures["detect_sweep_all_s"] = sweep
+    figures["detect_event_all_s"] = event
+    figures["detect_launches"] = {"sweep": len(sweep) + missed["sweep"], "event": len(event) + missed["event"]}
+    figures["detect_not_stopped"] = missed
+    if missed["sweep"] or missed["event"]:  # a launch never stopped counts as a miss, never as fast
+        figures["detect_sweep_s"] = None if missed["sweep"] else figures["detect_sweep_s"]
+        figures["detect_event_s"] = None if missed["event"] else figures["detect_event_s"]
 
-        # --- The model ---
-        model_table = {}
-        if results.get("testsrc2"):
-            costs = measured_costs(results["testsrc2"][-1], decode=decode)
-            budget = decoded_cache.budget_bytes()
-            wait_limit = settings.REELFLOW_DECODED_CACHE_WAIT_S
-            print("model inputs (measured in this run, the testsrc2 job):", flush=True)
-            for rung in costs.rungs:
-                print(f"  {rung['name']}: encode {rung['enc'] * 1e9:.2f} CPU-s / G pixel-frames, QC {rung['qc'] * 1000:.1f} "
-                      f"CPU-ms / frame, assemble {rung['assemble'] * 1000:.1f} ms / title-s", flush=True)  # fmt: skip
-            for spec in costs.audio:
-                print(f"  {spec['name']}: {spec['cpu'] * 1000:.1f} CPU-ms / title-s, assemble {spec['assemble'] * 1000:.1f} ms / title-s",
-                      flush=True)  # fmt: skip
-            print(f"  decode {costs.decode * 1e9:.2f}, keeping the frames {costs.write * 1e9:.2f} CPU-s / G source "
-                  f"pixel-frames; fixed cost {costs.fixed_s * 1000:.0f} ms a unit; ingest {costs.ingest_s:.2f} s; "
-                  f"package {costs.package_s:.2f} s; publish tail {costs.tail_s:.2f} s; decoded-chunk budget "
-                  f"{budget / MIB:.0f} MiB a machine; {per_machine} workers a machine", flush=True)  # fmt: skip
-            for note in costs.notes:
-                print(f"  note: {note}", flush=True)
-            measured = results["testsrc2"][-1]
-            check = simulate(costs, title_s=measured["job"].asset.duration_s, workers=args.workers,
-                             per_machine=per_machine, budget=budget, wait_limit=wait_limit)  # fmt: skip
-            measured_from_created = measured["published_s"] - measured["created_s"]
-            print(f"model check, the measured job ({args.workers} workers): modelled object-created -> published "
-                  f"{check['published_s']:.1f} s against {measured_from_created:.1f} s measured "
-                  f"(x{measured_from_created / check['published_s']:.2f}: the load from other work on the machine)",
+    # --- The model ---
+    model_table = {}
+    if results.get("testsrc2"):
+        costs = measured_costs(results["testsrc2"][-1], decode=decode)
+        budget = decoded_cache.budget_bytes()
+        wait_limit = settings.REELFLOW_DECODED_CACHE_WAIT_S
+        print("model inputs (measured in this run, the testsrc2 job):", flush=True)
+        for rung in costs.rungs:
+            print(f"  {rung['name']}: encode {rung['enc'] * 1e9:.2f} CPU-s / G pixel-frames, QC {rung['qc'] * 1000:.1f} "
+                  f"CPU-ms / frame, assemble {rung['assemble'] * 1000:.1f} ms / title-s", flush=True)  # fmt: skip
+        for spec in costs.audio:
+            print(f"  {spec['name']}: {spec['cpu'] * 1000:.1f} CPU-ms / title-s, assemble {spec['assemble'] * 1000:.1f} ms / title-s",
                   flush=True)  # fmt: skip
-            figures["model_check"] = {"modelled_s": rnd(check["published_s"], 1), "measured_s": rnd(measured_from_created, 1)}
-            baseline_per_s = measured["baseline_s"] / measured["job"].asset.duration_s
-            header = f"{'title':>8} | " + " | ".join(f"{w:>3} workers (chunks)" for w in args.fleet) + " | one ffmpeg, one machine"
-            print("modelled object-created -> published, s (chunks x length):", flush=True)
-            print(header, flush=True)
-            for minutes in args.titles:
-                row = {}
-                cells = []
-                for fleet in args.fleet:
-                    sim = simulate(costs, title_s=minutes * 60, workers=fleet, per_machine=per_machine, budget=budget,
-                                   wait_limit=wait_limit)  # fmt: skip
-                    row[str(fleet)] = {"published_s": round(sim["published_s"], 1),
-                                       "first_playable_s": round(sim["first_playable_s"], 1),
-                                       "chunks": sim["chunks"], "chunk_s": sim["chunk_s"], "busy": round(sim["busy"], 2),
-                                       "frames_from": {"cache": sim["cache"], "decoded_and_kept": sim["wrote"],
-                                                       "decoded_not_kept": sim["self"]}}  # fmt: skip
-                    cells.append(f"{sim['published_s']:>8.1f} ({sim['chunks']}x{sim['chunk_s']:g}s)".rjust(20))
-                model_table[f"{minutes:g}"] = row
-                print(f"{minutes:>6g} m | " + " | ".join(cells) + f" | {baseline_per_s * minutes * 60:>8.1f}", flush=True)
-            print("modelled first playable (object-created -> preview), s; and the video units that read their "
-                  "frames from the cache / decoded and kept them / decoded without keeping:", flush=True)
-            for minutes in args.titles:
-                row = model_table[f"{minutes:g}"]
-                print(f"{minutes:>6g} m | " + " | ".join(
-                    f"{row[str(f)]['first_playable_s']:>8.1f} ({'/'.join(str(v) for v in row[str(f)]['frames_from'].values())})".rjust(20)
-                    for f in args.fleet), flush=True)  # fmt: skip
-        figures["modelled_published_s"] = {t: {w: v["published_s"] for w, v in row.items()} for t, row in model_table.items()}
-        figures["modelled"] = model_table
+        print(f"  decode {costs.decode * 1e9:.2f}, keeping the frames {costs.write * 1e9:.2f} CPU-s / G source "
+              f"pixel-frames; fixed cost {costs.fixed_s * 1000:.0f} ms a unit; ingest {costs.ingest_s:.2f} s; "
+              f"package {costs.package_s:.2f} s; publish tail {costs.tail_s:.2f} s; decoded-chunk budget "
+              f"{budget / MIB:.0f} MiB a machine; {per_machine} workers a machine", flush=True)  # fmt: skip
+        for note in costs.notes:
+            print(f"  note: {note}", flush=True)
+        measured = results["testsrc2"][-1]
+        check = simulate(costs, title_s=measured["job"].asset.duration_s, workers=args.workers,
+                         per_machine=per_machine, budget=budget, wait_limit=wait_limit)  # fmt: skip
+        measured_from_created = measured["published_s"] - measured["created_s"]
+        print(f"model check, the measured job ({args.workers} workers): modelled object-created -> published "
+              f"{check['published_s']:.1f} s against {measured_from_created:.1f} s measured "
+              f"(x{measured_from_created / check['published_s']:.2f}: the load from other work on the machine)",
+              flush=True)  # fmt: skip
+        figures["model_check"] = {"modelled_s": rnd(check["published_s"], 1), "measured_s": rnd(measured_from_created, 1)}
+        baseline_per_s = measured["baseline_s"] / measured["job"].asset.duration_s
+        header = f"{'title':>8} | " + " | ".join(f"{w:>3} workers (chunks)" for w in args.fleet) + " | one ffmpeg, one machine"
+        print("modelled object-created -> published, s (chunks x length):", flush=True)
+        print(header, flush=True)
+        for minutes in args.titles:
+            row = {}
+            cells = []
+            for fleet in args.fleet:
+                sim = simulate(costs, title_s=minutes * 60, workers=fleet, per_machine=per_machine, budget=budget,
+                               wait_limit=wait_limit)  # fmt: skip
+                row[str(fleet)] = {"published_s": round(sim["published_s"], 1),
+                                   "first_playable_s": round(sim["first_playable_s"], 1),
+                                   "chunks": sim["chunks"], "chunk_s": sim["chunk_s"], "busy": round(sim["busy"], 2),
+                                   "frames_from": {"cache": sim["cache"], "decoded_and_kept": sim["wrote"],
+                                                   "decoded_not_kept": sim["self"]}}  # fmt: skip
+                cells.append(f"{sim['published_s']:>8.1f} ({sim['chunks']}x{sim['chunk_s']:g}s)".rjust(20))
+            model_table[f"{minutes:g}"] = row
+            print(f"{minutes:>6g} m | " + " | ".join(cells) + f" | {baseline_per_s * minutes * 60:>8.1f}", flush=True)
+        print("modelled first playable (object-created -> preview), s; and the video units that read their "
+              "frames from the cache / decoded and kept them / decoded without keeping:", flush=True)
+        for minutes in args.titles:
+            row = model_table[f"{minutes:g}"]
+            print(f"{minutes:>6g} m | " + " | ".join(
+                f"{row[str(f)]['first_playable_s']:>8.1f} ({'/'.join(str(v) for v in row[str(f)]['frames_from'].values())})".rjust(20)
+                for f in args.fleet), flush=True)  # fmt: skip
+    figures["modelled_published_s"] = {t: {w: v["published_s"] for w, v in row.items()} for t, row in model_table.items()}
+    figures["modelled"] = model_table
 
-        # --- Summary ---
-        for name, s in per_source.items():
-            print(f"{name} ({s['source_s']} s): first playable {s['first_playable_s']} s = {s['first_playable_ratio']} x "
-                  f"one ffmpeg (goal <= {GOALS['first_playable_ratio']}); published {s['published_s']} s = "
-                  f"{s['published_ratio']} x (goal <= {GOALS['published_ratio']}); QC CPU {s['qc_cpu_ratio']} x the "
-                  f"encode's (goal <= {GOALS['qc_cpu_ratio']})", flush=True)  # fmt: skip
-        print(f"detection while the encode ran (sweep every {settings.SECURITY_SWEEP_SECONDS} s): sweep worst "
-              f"{figures['detect_sweep_s']} s, median {figures['detect_sweep_median_s']} s (goal <= {GOALS['detect_sweep_s']:g}); "
-              f"event worst {figures['detect_event_s']} s, median {figures['detect_event_median_s']} s "
-              f"(goal <= {GOALS['detect_event_s']:g}); not stopped {missed}", flush=True)  # fmt: skip
-        print(json.dumps(figures))
-        return 0
-    finally:
-        shutil.rmtree(work, ignore_errors=True)
-        shutil.rmtree(cache_dir, ignore_errors=True)
+    # --- Summary ---
+    for name, s in per_source.items():
+        print(f"{name} ({s['source_s']} s): first playable {s['first_playable_s']} s = {s['first_playable_ratio']} x "
+              f"one ffmpeg (goal <= {GOALS['first_playable_ratio']}); published {s['published_s']} s = "
+              f"{s['published_ratio']} x (goal <= {GOALS['published_ratio']}); QC CPU {s['qc_cpu_ratio']} x the "
+              f"encode's (goal <= {GOALS['qc_cpu_ratio']})", flush=True)  # fmt: skip
+    print(f"detection while the encode ran (sweep every {settings.SECURITY_SWEEP_SECONDS} s): sweep worst "
+          f"{figures['detect_sweep_s']} s, median {figures['detect_sweep_median_s']} s (goal <= {GOALS['detect_sweep_s']:g}); "
+          f"event worst {figures['detect_event_s']} s, median {figures['detect_event_median_s']} s "
+          f"(goal <= {GOALS['detect_event_s']:g}); not stopped {missed}", flush=True)  # fmt: skip
+    print(json.dumps(figures))
+    return 0
 
 
 if __name__ == "__main__":
