@@ -939,6 +939,7 @@ def bench(args, *, work: Path, cache_dir: Path, control_lines: list[str], media_
             "source_s": round(runs[-1]["job"].asset.duration_s or 0, 2),
             "chunk_plan": runs[-1]["chunk_plan"], "units": runs[-1]["units"], "measurements": runs[-1]["tasks"],
             "baseline_s": rnd(med([r["baseline_s"] for r in runs])),
+            "baseline_cpu_s": rnd(med([r["baseline_cpu_s"] for r in runs])),
             "upload_s": rnd(med([r["upload_s"] for r in runs])),
             "first_playable_s": rnd(med([r["first_playable_s"] for r in runs])),
             "published_s": rnd(med([r["published_s"] for r in runs])),
@@ -998,8 +999,11 @@ def bench(args, *, work: Path, cache_dir: Path, control_lines: list[str], media_
               f"(x{measured_from_created / check['published_s']:.2f}: the load from other work on the machine)",
               flush=True)  # fmt: skip
         figures["model_check"] = {"modelled_s": rnd(check["published_s"], 1), "measured_s": rnd(measured_from_created, 1)}
-        baseline_per_s = measured["baseline_s"] / measured["job"].asset.duration_s
-        header = f"{'title':>8} | " + " | ".join(f"{w:>3} workers (chunks)" for w in args.fleet) + " | one ffmpeg, one machine"
+        # The model's CPUs are its own; so is this reference: one ffmpeg's CPU-seconds over this
+        # machine's cores, its best wall time on one idle machine like this one.
+        baseline_per_s = measured["baseline_cpu_s"] / measured["job"].asset.duration_s / (os.cpu_count() or 1)
+        header = (f"{'title':>8} | " + " | ".join(f"{w:>3} workers (chunks)" for w in args.fleet)
+                  + f" | one ffmpeg: CPU-s / {os.cpu_count()} cores")  # fmt: skip
         print("modelled object-created -> published, s (chunks x length):", flush=True)
         print(header, flush=True)
         for minutes in args.titles:
