@@ -996,7 +996,8 @@ def bench(args, *, work: Path, cache_dir: Path, control_lines: list[str], media_
         measured_from_created = measured["published_s"] - measured["created_s"]
         print(f"model check, the measured job ({args.workers} workers): modelled object-created -> published "
               f"{check['published_s']:.1f} s against {measured_from_created:.1f} s measured "
-              f"(x{measured_from_created / check['published_s']:.2f}: the load from other work on the machine)",
+              f"(measured x{measured_from_created / check['published_s']:.2f} the model, whose CPUs are its own; the machine's "
+          f"load average went {measured['load'][0]} -> {measured['load'][1]} during the job)",
               flush=True)  # fmt: skip
         figures["model_check"] = {"modelled_s": rnd(check["published_s"], 1), "measured_s": rnd(measured_from_created, 1)}
         # The model's CPUs are its own; so is this reference: one ffmpeg's CPU-seconds over this
