@@ -35,13 +35,15 @@ CPU (Unit.cpu_s, video and audio), as bench/quality.py counts them.
 
 Detection, during the first source's encode only: every --launch-every seconds on average (each
 gap drawn between half and one and a half times that, so that the launches meet the sweep's
-cycle at every phase) two instances are launched in the simulated cloud. One boots an unapproved image with no event sent: only the
-periodic sweep (refresh EC2, evaluate, the `ec2-approved-amis` rule's stop) can catch it. The
-other is compliant, but launched by a principal outside SECURITY_LAUNCH_ALLOWLIST, and its
-CloudTrail RunInstances record is POSTed to daphne's /security/events/ec2/ at once: only the
-event path can catch it. A poller outside Reelflow reads EC2 every 0.1 s; the detection time is
-from the launch call's return to EC2 answering "stopping" or "stopped" (the cloud's own event
-delivery delay is not part of it). Reported: every launch, the median and the worst.
+cycle at every phase) two instances are launched in the simulated cloud. One boots an
+unapproved image with no event sent: only the periodic sweep (refresh EC2, evaluate, the
+`ec2-approved-amis` rule's stop) can catch it. The other is compliant, but launched by a
+principal outside SECURITY_LAUNCH_ALLOWLIST, and its CloudTrail RunInstances record is POSTed to
+daphne's /security/events/ec2/ at once: only the event path can catch it. A poller outside
+Reelflow reads EC2 every 0.1 s; the detection time is from the launch call's return to EC2
+answering "stopping" or "stopped" (the cloud's own event delivery delay is not part of it).
+Reported: every launch, the median and the worst; the JSON's detect_sweep_s and detect_event_s
+are the worst, and null when a launch was never stopped.
 
 Model: the measured per-unit costs (CPU-s per pixel-frame by rung, the source decode rate from
 an `ffmpeg -threads 1 -f null` decode of the source, audio per second, QC per frame by rung,
