@@ -189,9 +189,9 @@ def test_pages_show_measuring_while_tasks_wait(publisher, s3, quality_queue, cli
     client.force_login(publisher)
     page = client.get(reverse("studio:asset", args=[job.asset_id])).content.decode()
     assert "Measuring…" in page and "0 of 4 chunk measurements done" in page
-    # Two cells measuring (one queued, one running), two waiting for their rendition.
+    # Two cells measuring (one queued, one running), two waiting for their chunk to be encoded.
     assert page.count('<g class="qc-cell qc-pending"') == 4
-    assert page.count("measuring… (queued)") == 2 and page.count("waiting for the rendition to be ready") == 4
+    assert page.count("measuring… (queued)") == 2 and page.count("waiting for the chunk to be encoded") == 4
     assert 'class="qc-chart"' not in page and "the chart appears once a whole rendition is measured" in page
 
 
