@@ -9,7 +9,7 @@ left.
 
 from rq import get_current_job
 
-from pipeline import events
+from pipeline import events, failures
 from pipeline import reconcile as pipeline_reconcile
 from pipeline.models import Rendition
 from pipeline.services.jobs import job_fail
@@ -30,7 +30,13 @@ def ingest(job_id: int) -> None:
 
 def encode_unit(unit_id: int) -> None:
     worker, rq_id = _current()
-    units.unit_run(unit_id=unit_id, worker=worker, rq_id=rq_id)
+    try:
+        units.unit_run(unit_id=unit_id, worker=worker, rq_id=rq_id)
+    except Exception as exc:  # noqa: BLE001 - classified: only a transient failure is retried
+        failure = failures.classify(exc)
+        if failure.retried:
+            raise
+        unit_fail(unit_id=unit_id, reason=failure.reason, log_tail=failure.detail, permanent=True, rq_id=rq_id)
 
 
 def assemble_rendition(rendition_id: int) -> None:
@@ -61,18 +67,31 @@ def is_final(job) -> bool:
 
 
 def failure_reason(exc_type, value) -> str:
-    return getattr(value, "reason", None) or f"{exc_type.__name__}: {value}"[:500]
+    """The readable reason of a failed attempt (``pipeline.failures``), never a raw exception."""
+    if isinstance(value, BaseException):
+        return failures.classify(value).reason
+    return getattr(value, "reason", None) or exc_type.__name__
+
+
+def _detail(value) -> str:
+    return failures.classify(value).detail if isinstance(value, BaseException) else ""
 
 
 def job_failed(job, connection, exc_type, value, tb) -> None:
     if is_final(job):
-        job_fail(job_id=job.args[0], reason=f"gave up after retries: {failure_reason(exc_type, value)}")
+        job_fail(
+            job_id=job.args[0], reason=f"gave up after retries: {failure_reason(exc_type, value)}",
+            failure_class="transient", detail=_detail(value),
+        )
 
 
 def assemble_failed(job, connection, exc_type, value, tb) -> None:
     if is_final(job):
         job_id = Rendition.objects.values_list("job_id", flat=True).get(pk=job.args[0])
-        job_fail(job_id=job_id, reason=f"assembling gave up after retries: {failure_reason(exc_type, value)}")
+        job_fail(
+            job_id=job_id, reason=f"assembling gave up after retries: {failure_reason(exc_type, value)}",
+            failure_class="transient", detail=_detail(value),
+        )
 
 
 def unit_failed(job, connection, exc_type, value, tb) -> None:

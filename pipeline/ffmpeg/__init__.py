@@ -37,6 +37,8 @@ from pipeline.ffmpeg.commands import (
 )
 from pipeline.ffmpeg.errors import (
     DISK_FULL_REASON,
+    UNDECODABLE_REASON,
+    CommandDefectError,
     MediaCancelledError,
     MediaError,
     PermanentMediaError,
@@ -68,6 +70,7 @@ __all__ = [
     "AudioInfo",
     "AudioRendition",
     "ChunkInput",
+    "CommandDefectError",
     "MediaCancelledError",
     "MediaError",
     "MediaInfo",
@@ -75,6 +78,7 @@ __all__ = [
     "Progress",
     "RunResult",
     "TransientMediaError",
+    "UNDECODABLE_REASON",
     "VideoInfo",
     "VideoRendition",
     "build_audio_command",

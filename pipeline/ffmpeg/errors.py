@@ -28,6 +28,10 @@ class PermanentMediaError(MediaError):
     """The input (or the command) is bad: retrying cannot help, fail at once."""
 
 
+class CommandDefectError(PermanentMediaError):
+    """ffmpeg rejected a command Reelflow built: a defect, not bad input (never retried)."""
+
+
 class TransientMediaError(MediaError):
     """I/O, network, a full disk, a killed process: the same step may well succeed later."""
 
@@ -35,6 +39,11 @@ class TransientMediaError(MediaError):
 class MediaCancelledError(MediaError):
     """ffmpeg was stopped because its cancel event was set; neither retry nor failure."""
 
+
+UNDECODABLE_REASON = (
+    "no frame of the video can be decoded: the file is damaged or incomplete (its index points at missing "
+    "data); export or copy it again and upload the new file"
+)
 
 # (pattern, error class, reason). Checked in order, first match wins. Transient patterns come
 # first: a network drop mid-file makes the demuxer print "Invalid data" too, and a retry is
@@ -72,14 +81,19 @@ _FAILURE_RULES: tuple[tuple[re.Pattern[str], type[MediaError], str], ...] = tupl
         (r"Decoder \(codec .*\) not found|Unsupported codec|Could not find codec parameters|"
          r"Failed to open codec|no decoder", PermanentMediaError,
          "unsupported or undecodable codec"),
+        # Frames never reached the filters: the input opened but nothing in it decodes (an
+        # MP4 whose media data is gone, an index that points at the wrong bytes).
+        (r"Error marking filters as finished|Cannot determine format of input stream .* after EOF",
+         PermanentMediaError, UNDECODABLE_REASON),
         (r"Invalid data found when processing input", PermanentMediaError,
          "not a media file, or its data is corrupt (Invalid data found when processing input)"),
         (r"Unknown encoder|Unrecognized option|Option not found|Error parsing|"
-         r"Invalid argument|Error initializing", PermanentMediaError,
+         r"Invalid argument|Error initializing", CommandDefectError,
          "ffmpeg rejected the command it was given (a bug in the command builder)"),
     )
 )  # fmt: skip
 
+_CRASH_SIGNALS = frozenset({signal.SIGSEGV, signal.SIGBUS, signal.SIGILL, signal.SIGFPE, signal.SIGABRT})
 _NO_SPACE = re.compile(r"No space left on device", re.IGNORECASE)
 DISK_FULL_REASON = "the worker's disk is full (No space left on device)"
 _OUTPUT_NOT_FINISHED = re.compile(r"Error writing trailer|Error closing file|No space left on device", re.IGNORECASE)
@@ -101,7 +115,6 @@ def classify_failure(
     """
     lines = [line for line in stderr_tail.splitlines() if not _IGNORED_FOR_CLASSIFICATION.search(line)]
     text = "\n".join(lines)
-    last = lines[-1].strip() if lines else ""
     kwargs = {"stderr_tail": stderr_tail, "command": command}
 
     if _NO_SPACE.search(text):
@@ -111,6 +124,13 @@ def classify_failure(
             name = signal.Signals(-returncode).name
         except ValueError:
             name = f"signal {-returncode}"
+        if -returncode in _CRASH_SIGNALS:
+            # The program crashed on this input: it will crash the same way on every attempt.
+            return PermanentMediaError(
+                f"{program} crashed ({name}) on this file; the file may be damaged: export it again, or ask "
+                "operations staff to look at it",
+                **kwargs,
+            )
         return TransientMediaError(
             f"{program} was killed by {name} (out of memory, or the worker was stopped)",
             **kwargs,
@@ -120,8 +140,8 @@ def classify_failure(
             return cls(reason, **kwargs)
     if returncode == 255:
         return TransientMediaError(f"{program} was interrupted by a signal", **kwargs)
-    detail = f": {last}" if last else ""
-    return TransientMediaError(f"{program} failed with exit code {returncode}{detail}", **kwargs)
+    # ffmpeg's own last line stays in stderr_tail (for operations), not in the reason.
+    return TransientMediaError(f"{program} failed (exit code {returncode}) for an unrecognised reason", **kwargs)
 
 
 def _decode(data: bytes | str | None) -> str:

@@ -77,8 +77,13 @@ def job_probe_start(*, job_id: int) -> EncodeJob | None:
 
 
 @transaction.atomic
-def job_fail(*, job_id: int, reason: str, actor=None) -> EncodeJob:
-    """Any state -> FAILED with a reason a person can act on. Queued units are dropped."""
+def job_fail(
+    *, job_id: int, reason: str, actor=None, failure_class: str = "permanent", detail: str = ""
+) -> EncodeJob:
+    """Any state -> FAILED with a reason a person can act on. Every unit and rendition that is
+    not finished reaches a final state with it (queued units are dropped, running ones stop at
+    their next progress report). ``failure_class`` is ``pipeline.failures``' class; ``detail``
+    (ffmpeg's last lines, a traceback) goes to an event only operations staff see."""
     job = EncodeJob.objects.select_for_update().select_related("asset").get(pk=job_id)
     if job.is_final:
         return job
@@ -87,10 +92,18 @@ def job_fail(*, job_id: int, reason: str, actor=None) -> EncodeJob:
     job.finished_at = timezone.now()
     job.save(update_fields=["state", "failure_reason", "finished_at"])
     Unit.objects.filter(job=job, state=UnitState.QUEUED).update(state=UnitState.CANCELLED)
+    Unit.objects.filter(job=job, state=UnitState.RUNNING).update(state=UnitState.FAILED, error=reason[:2000])
+    Rendition.objects.filter(job=job, state__in=[RenditionState.ENCODING, RenditionState.ASSEMBLING]).update(
+        state=RenditionState.FAILED
+    )
     if not job.asset.jobs.filter(state=JobState.PUBLISHED).exists():
         asset_state_set(job.asset, AssetState.FAILED, job=job.pk, reason=reason)
-    job_event(job, "job.failed", actor=actor, reason=reason)
+    job_event(job, "job.failed", actor=actor, reason=reason, failure_class=failure_class)
+    if detail:
+        # Owner-less: the publisher sees the reason, not our stack or ffmpeg's stderr.
+        event_record(type="job.failure_detail", subject=job, payload={"class": failure_class, "detail": detail[-4000:]})
     job_state_message(job)
+    transaction.on_commit(lambda: progress.cancel_flag_set(job_id))
     transaction.on_commit(lambda: _drop_queued_units(job_id))
     return job
 

@@ -13,9 +13,8 @@ from botocore.exceptions import ClientError
 from django.conf import settings
 
 from core import s3
-from pipeline import ffmpeg, progress
+from pipeline import failures, ffmpeg, media, progress
 from pipeline.models import Asset, Rendition
-from pipeline.services.jobs import job_fail
 
 logger = logging.getLogger(__name__)
 
@@ -32,7 +31,9 @@ def work_dir() -> str | None:
 
 
 def source_url(asset: Asset) -> str:
-    return s3.presign_get(asset.source_bucket, asset.source_key, expires=SOURCE_URL_SECONDS, public=False)
+    """A presigned read of what the pipeline decodes: the upload, or its rebased copy."""
+    bucket, key = media.source_location(asset)
+    return s3.presign_get(bucket, key, expires=SOURCE_URL_SECONDS, public=False)
 
 
 def media_url(key: str) -> str:
@@ -86,22 +87,25 @@ def alive_while_running(rq_id_for):
     return decorate
 
 
-def fail_on_permanent(step):
-    """A permanent error in a step ends the job with its reason (and ffmpeg's last words)
-    instead of being retried; transient ones propagate to RQ's retry."""
+def failures_classified(step):
+    """Every failure of a step is classified (``pipeline.failures``): a permanent one (bad
+    input) or a defect (our bug) ends the job at once with a readable reason, and only a
+    transient one propagates to RQ's retry."""
 
+    @functools.wraps(step)
     def wrapped(**kwargs):
         try:
             return step(**kwargs)
-        except ffmpeg.PermanentMediaError as exc:
+        except ffmpeg.MediaCancelledError:
+            raise
+        except Exception as exc:  # noqa: BLE001 - classified below; transient ones are re-raised
             job_id = kwargs.get("job_id") or Rendition.objects.values_list("job_id", flat=True).get(
                 pk=kwargs["rendition_id"]
             )
-            logger.error("%s failed: %s\n%s\n%s", step.__name__, exc.reason, exc.command, exc.stderr_tail)
-            detail = exc.stderr_tail.strip().splitlines()[-1:] if exc.stderr_tail else []
-            job_fail(job_id=job_id, reason=" — ".join([exc.reason, *detail]))
+            if failures.step_failed(exc, step=step.__name__, job_id=job_id).retried:
+                raise
+            return None
 
-    wrapped.__name__ = step.__name__
     return wrapped
 
 

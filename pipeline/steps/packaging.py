@@ -27,7 +27,7 @@ from pipeline.steps.common import (
     PACKAGE_TRANSFERS,
     alive_while_running,
     delete_prefix,
-    fail_on_permanent,
+    failures_classified,
     layout_key,
     media_url,
     mib,
@@ -172,7 +172,7 @@ def _lineage(job: EncodeJob, renditions: list[Rendition], pictures: dict, *, pre
 
 
 @alive_while_running(lambda kwargs: f"package-{kwargs['job_id']}")
-@fail_on_permanent
+@failures_classified
 def job_package_run(*, job_id: int) -> None:
     job = EncodeJob.objects.select_related("asset").get(pk=job_id)
     if job.state != JobState.PACKAGING:

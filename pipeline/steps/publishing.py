@@ -12,11 +12,11 @@ from pipeline import ffmpeg, packaging_cmds
 from pipeline.models import Artifact, EncodeJob, JobState
 from pipeline.services.common import artifact_record
 from pipeline.services.publishing import job_publish, published_prefix
-from pipeline.steps.common import PACKAGE_TRANSFERS, alive_while_running, fail_on_permanent, keys_under
+from pipeline.steps.common import PACKAGE_TRANSFERS, alive_while_running, failures_classified, keys_under
 
 
 @alive_while_running(lambda kwargs: f"publish-{kwargs['job_id']}")
-@fail_on_permanent
+@failures_classified
 def job_publish_run(*, job_id: int) -> None:
     job = EncodeJob.objects.select_related("asset").get(pk=job_id)
     if job.state != JobState.PUBLISHING:
