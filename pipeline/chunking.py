@@ -121,8 +121,8 @@ def planning_fps(*, fps: Fraction, avg_fps: Fraction, vfr: bool) -> Fraction:
 
     A constant-rate source keeps its own rate. A variable-rate source is converted to a
     constant rate (the encode units use the ``fps`` filter) so frame counts are known in
-    advance: its average rate, snapped to a standard rate within 3 %, else the average
-    limited to a /1001-style denominator.
+    advance: its average rate, snapped to a standard rate within 3 %, else the whole rate
+    at or above the average (at most 60).
     """
     if not vfr:
         return Fraction(fps)
@@ -132,7 +132,10 @@ def planning_fps(*, fps: Fraction, avg_fps: Fraction, vfr: bool) -> Fraction:
     nearest = min(_STANDARD_RATES, key=lambda rate: abs(rate - avg))
     if abs(nearest - avg) / nearest <= Fraction(3, 100):
         return nearest
-    return avg.limit_denominator(1001)
+    # Far from every standard rate (a phone's 84 frames over 11.35 s): the next whole rate
+    # up, so no source frame is dropped on average and segments are whole milliseconds
+    # (7.40 fps as 7.40088... made 4.055 s segments that timestamps rounded past).
+    return Fraction(min(60, max(1, math.ceil(avg))))
 
 
 def plan_chunks(*, duration_s: float, fps: Fraction, chunk_seconds: int, segment_seconds: int) -> list[Chunk]:

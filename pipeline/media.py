@@ -6,7 +6,21 @@ from their stored rows. A leaf: services, rules, quality and the steps all read 
 from dataclasses import asdict
 from fractions import Fraction
 
+from django.conf import settings
+
 from pipeline import chunking, ffmpeg
+
+# Asset.probe's key naming a copy of the source in the media bucket to read instead of the
+# source (pipeline.steps.probe.decoded_source: a source whose timestamps had to be rebased).
+READ_FROM = "read_from"
+
+
+def source_location(asset) -> tuple[str, str]:
+    """(bucket, key) the pipeline reads the asset's video from."""
+    read_from = (asset.probe or {}).get(READ_FROM)
+    if read_from:
+        return settings.S3_BUCKET_MEDIA, read_from
+    return asset.source_bucket, asset.source_key
 
 
 def _jsonable(value):

@@ -46,10 +46,13 @@ def rendition_package_args(
     ``segment_seconds`` should be the real segment duration (``chunking.segment_duration_s``,
     e.g. 2.002 at 29.97 fps) so the muxer cuts at every keyframe the units placed. Forced to
     MP4 fragments: ``auto`` would write WebM for VP9/Opus, which HLS cannot play."""
+    # Asked for a millisecond less: a keyframe's time rounded down by the container's
+    # timescale (4.0548 s for a 4.0549 s segment) must still start its segment. Keyframes
+    # come only at segment boundaries, so the cuts are the same ones.
     return output_args(
         stream, Path(out_dir) / MANIFEST_NAME,
         format="dash", c="copy", map_metadata="-1", map_chapters="-1",
-        dash_segment_type="mp4", seg_duration=f"{segment_seconds:.6f}",
+        dash_segment_type="mp4", seg_duration=f"{max(0.001, segment_seconds - 0.001):.6f}",
         single_file="1", single_file_name=file_name, global_sidx="1",
         hls_playlist="1", hls_master_name=MASTER_NAME,
     )  # fmt: skip

@@ -27,7 +27,7 @@ from core import s3
 from pipeline import decoded_cache, ffmpeg, progress, scheduling
 from pipeline.chunking import Chunk as ChunkPlan
 from pipeline.chunking import segment_frames
-from pipeline.media import chunk_plan, planned_fps, video_info_from_json
+from pipeline.media import chunk_plan, planned_fps, source_location, video_info_from_json
 from pipeline.models import Artifact, Chunk, QualityTask, Unit
 from pipeline.quality import metrics, selectors
 from pipeline.quality import services as quality_services
@@ -93,7 +93,7 @@ def _chunk_context(task: QualityTask, units: dict[int, Unit]) -> _Chunk:
             total_frames=total, max_step=settings.REELFLOW_QC_FRAME_STEP, min_frames=settings.REELFLOW_QC_MIN_FRAMES,
             gop=segment_frames(fps=fps, segment_seconds=task.job.segment_seconds),
         ),
-        source_url=s3.presign_get(asset.source_bucket, asset.source_key, expires=URL_SECONDS, public=False),
+        source_url=s3.presign_get(*source_location(asset), expires=URL_SECONDS, public=False),
         cached=_cached_source(next(iter(units.values())), video, fps, plan) if units else None,
     )  # fmt: skip
 

@@ -32,7 +32,7 @@ from pipeline.services.packaging import rendition_ready
 from pipeline.services.planning import params_digest
 from pipeline.steps.common import (
     alive_while_running,
-    fail_on_permanent,
+    failures_classified,
     layout_key,
     media_url,
     upload,
@@ -69,7 +69,8 @@ def layout_segments_check(layout: dict, segment_s: float, *, name: str) -> None:
     """No segment of a rendition longer than 1.5 segments (the merged tail is the only one
     allowed past one segment)."""
     for duration, _, _ in layout["segments"]:
-        if duration > segment_s * 1.5 + 0.05:
+        # Compared in whole milliseconds: stored times are rounded to the container's timescale.
+        if round(duration, 3) > round(segment_s * 1.5, 3) + 0.05:
             raise ffmpeg.PermanentMediaError(f"{name}: a {duration:.3f} s segment exceeds 1.5 segments of {segment_s:.3f} s")
 
 
@@ -159,7 +160,7 @@ def _assemble_video(job: EncodeJob, rendition: Rendition, units: list[Unit], *, 
 
 
 @alive_while_running(lambda kwargs: f"assemble-{kwargs['rendition_id']}")
-@fail_on_permanent
+@failures_classified
 def rendition_assemble_run(*, rendition_id: int) -> None:
     started = time.monotonic()
     marks: dict[str, float] = {}

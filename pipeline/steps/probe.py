@@ -10,14 +10,17 @@ reason in the plan's lineage (``EncodeJob.chunk_plan``).
 """
 
 import logging
+import tempfile
 from fractions import Fraction
+from pathlib import Path
 
 from django.conf import settings
 
 from core.s3 import redact_presigned
 from pipeline import chunking, ffmpeg, media, scenes, scheduling
+from pipeline.ffmpeg import timeline
 from pipeline.models import EncodeJob
-from pipeline.steps.common import mib, source_url
+from pipeline.steps.common import media_url, mib, source_url, upload, work_dir
 
 logger = logging.getLogger(__name__)
 
@@ -26,14 +29,18 @@ class StoredInfo:
     """A MediaInfo with ``as_dict()`` for ``services.planning.job_plan`` (which stores it on
     the asset and knows no ffmpeg types)."""
 
-    def __init__(self, info: ffmpeg.MediaInfo) -> None:
+    def __init__(self, info: ffmpeg.MediaInfo, *, read_from: str = "") -> None:
         self._info = info
+        self._read_from = read_from
 
     def __getattr__(self, name):
         return getattr(self._info, name)
 
     def as_dict(self) -> dict:
-        return media.media_info_json(self._info)
+        stored = media.media_info_json(self._info)
+        if self._read_from:
+            stored[media.READ_FROM] = self._read_from
+        return stored
 
 
 def _size_check(size: int | None) -> None:
@@ -51,10 +58,11 @@ def source_probe(job: EncodeJob) -> tuple[StoredInfo, list[chunking.Chunk], dict
     """Probe the job's source and plan its chunks: (probe, chunks, the plan's lineage). Raises
     PermanentMediaError for a source that cannot be encoded, with the reason."""
     _size_check(job.asset.source_size)
-    info = ffmpeg.probe(source_url(job.asset))
-    ffmpeg.validate_source(
-        info, max_duration_s=settings.REELFLOW_MAX_DURATION_SECONDS, max_pixels=settings.REELFLOW_MAX_PIXELS
-    )
+    url = source_url(job.asset)
+    info = ffmpeg.probe(url)
+    _validate(info)
+    info, read_from, timeline_note = decoded_source(job, info, url)
+    url = media_url(read_from) if read_from else url
     fps = media.planned_fps(info.video)
     duration = media.plan_duration(info, fps)
     slots, slots_from = encode_slots()
@@ -67,7 +75,7 @@ def source_probe(job: EncodeJob) -> tuple[StoredInfo, list[chunking.Chunk], dict
         )  # fmt: skip
     except ValueError as exc:
         raise ffmpeg.PermanentMediaError(f"cannot plan this source: {exc}") from exc
-    boundaries, scene = _scene_boundaries(job, info.video, plan, window=window)
+    boundaries, scene = _scene_boundaries(url, job, info.video, plan, window=window)
     cuts = tuple(b.chosen for b in boundaries)
     lineage = {
         "summary": chunking.plan_summary(plan, cuts),
@@ -89,6 +97,7 @@ def source_probe(job: EncodeJob) -> tuple[StoredInfo, list[chunking.Chunk], dict
         "planned_cuts": list(plan.cuts),
         "cuts": list(cuts),
         "scene": scene,
+        "timeline": timeline_note,
         "boundaries": [
             {
                 "planned_s": round(plan.seconds_at(b.planned), 6),
@@ -101,7 +110,50 @@ def source_probe(job: EncodeJob) -> tuple[StoredInfo, list[chunking.Chunk], dict
             for b in boundaries
         ],
     }
-    return StoredInfo(info), plan.chunks(cuts), lineage
+    return StoredInfo(info, read_from=read_from), plan.chunks(cuts), lineage
+
+
+def _validate(info: ffmpeg.MediaInfo) -> None:
+    ffmpeg.validate_source(
+        info, max_duration_s=settings.REELFLOW_MAX_DURATION_SECONDS, max_pixels=settings.REELFLOW_MAX_PIXELS
+    )
+
+
+def decoded_source(job: EncodeJob, info: ffmpeg.MediaInfo, url: str) -> tuple[ffmpeg.MediaInfo, str, dict]:
+    """Plan from what decodes, not from what the header declares: (the probe to plan from, the
+    media-bucket key of a rebased copy to read instead of the source or "", what was found).
+
+    A source none of whose frames decodes is refused here, at once. A container without a
+    full index (TS, Matroska, WebM) or a variable-rate source has its packets counted; if its
+    clock jumps back (recordings joined end to end) the job reads a copy with continuous
+    timestamps, which the units can seek in."""
+    video = info.video
+    if not timeline.first_frame_decodes(url, stream_index=video.index):
+        raise ffmpeg.PermanentMediaError(ffmpeg.UNDECODABLE_REASON)
+    if info.container.startswith("mov,") and not video.vfr:
+        return info, "", {"scanned": False, "reason": "the MP4/MOV index lists every frame"}
+    found = timeline.scan(url, stream_index=video.index)
+    note = {
+        "scanned": True, "packets": found.packets, "declared_s": video.duration_s or info.duration,
+        "decoded_s": round(found.duration_s, 6), "resets": found.resets,
+    }  # fmt: skip
+    if not found.resets:
+        return timeline.with_timeline(info, found), "", note
+    key = f"{job.output_prefix}/source/rebased.mkv"
+    with tempfile.TemporaryDirectory(prefix="reelflow-rebase-", dir=work_dir()) as tmp:
+        copy = Path(tmp) / "rebased.mkv"
+        timeline.rebase_copy(url, copy, stream_index=video.index)
+        rebased = ffmpeg.probe(copy)
+        _validate(rebased)
+        rebased = timeline.with_timeline(rebased, timeline.scan(copy, stream_index=rebased.video.index))
+        upload(copy, key)
+    note.update(
+        read_from=key, decoded_s=rebased.video.duration_s,
+        text=(f"the timestamps jump back {found.resets} time(s) (recordings joined end to end): planned and "
+              f"encoded from a copy with continuous timestamps, {rebased.video.frame_count} frames"),
+    )  # fmt: skip
+    logger.info("job %s: %s", job.pk, note["text"])
+    return rebased, key, note
 
 
 def encode_slots() -> tuple[int, str]:
@@ -119,6 +171,7 @@ def _rate(fps: Fraction) -> str:
 
 
 def _scene_boundaries(
+    url: str,
     job: EncodeJob, video: ffmpeg.VideoInfo, plan: chunking.ChunkPlan, *, window: int
 ) -> tuple[list[chunking.Boundary], dict]:
     """The plan's boundaries after scene analysis, and what the analysis did (its lineage)."""
@@ -142,7 +195,7 @@ def _scene_boundaries(
     seg = plan.segment_frames
     try:
         scan = scenes.scan_boundaries(
-            input_url=source_url(job.asset), source=video, fps=plan.fps,
+            input_url=url, source=video, fps=plan.fps,
             groups=[[k * seg for k in options] for options in movable], total_frames=plan.total_frames,
             timeout_s=settings.REELFLOW_SCENE_TIMEOUT_S,
         )  # fmt: skip

@@ -137,9 +137,16 @@ def test_constant_rate_sources_keep_their_rate():
 def test_variable_rate_sources_snap_to_a_standard_rate():
     assert planning_fps(fps=Fraction(90000), avg_fps=Fraction(2987, 100), vfr=True) == Fraction(30000, 1001)
     assert planning_fps(fps=Fraction(30), avg_fps=Fraction(2496, 100), vfr=True) == Fraction(25)
-    # Far from any standard rate: the average itself, with a small denominator.
+    # Far from any standard rate: the whole rate at or above the average.
     odd = planning_fps(fps=Fraction(25), avg_fps=Fraction(15), vfr=True)
     assert odd == Fraction(15)
+
+
+def test_extreme_variable_rate_gets_a_whole_rate_at_or_above_its_average():
+    # A phone's 84 frames over 11.35 s, declared at 600 fps (issue 22): 7.4 fps on average.
+    assert planning_fps(fps=Fraction(600), avg_fps=Fraction(84) / Fraction("11.35"), vfr=True) == Fraction(8)
+    assert planning_fps(fps=Fraction(600), avg_fps=Fraction(1, 3), vfr=True) == Fraction(1)
+    assert planning_fps(fps=Fraction(1000), avg_fps=Fraction(240), vfr=True) == Fraction(60)
 
 
 # --- Chunks sized to the fleet (plan_for_fleet) -------------------------------------------

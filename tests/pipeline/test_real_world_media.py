@@ -1,0 +1,107 @@
+"""Issue 22, media: what real files did to the pipeline, reproduced with generated inputs on
+real workers, S3 and ffmpeg. Nothing decodable is lost; what cannot decode fails at once,
+readably; a failed job leaves no rendition half-way."""
+
+import time
+
+import pytest
+
+from core.models import Event
+from pipeline.models import EncodeJob, JobState, Rendition, RenditionState, Unit, UnitState
+from pipeline.services.jobs import job_fail
+from tests.conftest import ENCODE_LANE_1
+from tests.factories import EncodeJobFactory, RenditionFactory, UnitFactory
+from tests.pipeline import odd_clips
+from tests.pipeline.test_pipeline_e2e import announce, ffprobe_json, s3_url
+
+pytestmark = [pytest.mark.slow, ENCODE_LANE_1]
+
+
+def _video_frames(job: EncodeJob) -> dict[str, int]:
+    return {r.name: r.frame_count for r in Rendition.objects.filter(job=job, kind="video")}
+
+
+def test_every_frame_that_decodes_is_published(tmp_path, publisher, upload, run_workers, s3, settings):
+    settings.REELFLOW_CHUNK_SECONDS = 2
+    settings.REELFLOW_SEGMENT_SECONDS = 2
+    sources = {
+        # Two 3 s recordings joined: the header says 3 s, 150 frames decode.
+        "reset": (odd_clips.make_ts_with_reset(tmp_path / "joined.ts"), 150),
+        # The header says 2.2 s, 75 frames (3 s) decode.
+        "short-header": (odd_clips.make_short_declared_mkv(tmp_path / "camera.mkv"), 75),
+    }
+    jobs = {name: announce(upload(path, publisher, profile="fast")).job_id for name, (path, _) in sources.items()}
+
+    assert run_workers(2, env={"REELFLOW_CHUNK_SECONDS": "2", "REELFLOW_SEGMENT_SECONDS": "2"}) == [0, 0]
+
+    for name, (_, decoded) in sources.items():
+        job = EncodeJob.objects.get(pk=jobs[name])
+        assert job.state == JobState.PUBLISHED, (name, job.failure_reason)
+        assert sum(job.chunks.values_list("frame_count", flat=True)) == decoded, name
+        frames = _video_frames(job)
+        assert frames and set(frames.values()) == {decoded}, (name, frames)
+        for rendition in Rendition.objects.filter(job=job, kind="video"):
+            assert abs(rendition.duration_s - decoded / 25) < 0.05, (name, rendition.name, rendition.duration_s)
+    reset = EncodeJob.objects.get(pk=jobs["reset"])
+    timeline = reset.chunk_plan["timeline"]
+    assert timeline["resets"] == 1 and timeline["read_from"].endswith("/source/rebased.mkv")
+    assert reset.asset.probe["read_from"] == timeline["read_from"]
+    audio = Rendition.objects.get(job=reset, kind="audio")
+    assert audio.duration_s > 5.5, "the audio of the second recording is kept too"
+    short = EncodeJob.objects.get(pk=jobs["short-header"])
+    assert short.chunk_plan["timeline"]["declared_s"] == pytest.approx(2.2)
+
+
+def test_extreme_variable_rate_publishes_at_a_whole_rate(tmp_path, publisher, upload, run_workers, s3, settings):
+    settings.REELFLOW_SEGMENT_SECONDS = 4
+    clip = odd_clips.make_extreme_vfr(tmp_path / "phone.mp4")  # 84 frames over ~11.4 s
+    job_id = announce(upload(clip, publisher, profile="fast")).job_id
+
+    assert run_workers(2, env={"REELFLOW_SEGMENT_SECONDS": "4"}) == [0, 0]
+
+    job = EncodeJob.objects.get(pk=job_id)
+    assert job.state == JobState.PUBLISHED, job.failure_reason
+    assert job.chunk_plan["inputs"]["fps"] == "8"
+    for rendition in Rendition.objects.filter(job=job, kind="video"):
+        stream = ffprobe_json("-show_streams", "-select_streams", "v:0", s3_url(rendition.output_key))["streams"][0]
+        assert stream["r_frame_rate"] == "8/1", (rendition.name, stream["r_frame_rate"])
+        assert rendition.frame_count == sum(job.chunks.values_list("frame_count", flat=True))
+
+
+def test_a_file_no_frame_of_which_decodes_fails_at_probe_at_once(tmp_path, publisher, upload, run_workers, s3):
+    clip = odd_clips.make_undecodable_mp4(tmp_path / "nomedia.mp4")
+    job_id = announce(upload(clip, publisher, profile="fast")).job_id
+
+    started = time.monotonic()
+    assert run_workers(1) == [0]
+    elapsed = time.monotonic() - started
+
+    job = EncodeJob.objects.get(pk=job_id)
+    assert job.state == JobState.FAILED
+    assert job.failure_reason.startswith("no frame of the video can be decoded"), job.failure_reason
+    for raw in ("Error marking filters", "NAL unit", "ffmpeg", "exit code"):
+        assert raw not in job.failure_reason
+    assert not Unit.objects.filter(job=job).exists(), "refused at probe, before any unit"
+    assert elapsed < 30, f"no retry: {elapsed:.1f} s"
+    failed = Event.objects.get(type="job.failed", subject_id=str(job.pk))
+    assert failed.payload["failure_class"] == "permanent"
+
+
+@pytest.mark.django_db
+def test_a_failed_job_leaves_every_rendition_and_unit_final():
+    job = EncodeJobFactory(state=JobState.ENCODING)
+    encoding = RenditionFactory(job=job, name="h264-240p", state=RenditionState.ENCODING)
+    assembling = RenditionFactory(job=job, name="h264-480p", state=RenditionState.ASSEMBLING)
+    ready = RenditionFactory(job=job, name="aac-128k", state=RenditionState.READY)
+    running = UnitFactory(job=job, rendition=encoding, state=UnitState.RUNNING)
+    queued = UnitFactory(job=job, rendition=encoding, state=UnitState.QUEUED)
+
+    job_fail(job_id=job.pk, reason="the source object is gone", failure_class="permanent", detail="NoSuchKey")
+
+    states = dict(Rendition.objects.filter(job=job).values_list("pk", "state"))
+    assert states == {encoding.pk: RenditionState.FAILED, assembling.pk: RenditionState.FAILED, ready.pk: RenditionState.READY}
+    running.refresh_from_db()
+    queued.refresh_from_db()
+    assert (running.state, queued.state) == (UnitState.FAILED, UnitState.CANCELLED)
+    detail = Event.objects.get(type="job.failure_detail", subject_id=str(job.pk))
+    assert detail.owner is None and detail.payload["detail"] == "NoSuchKey"
