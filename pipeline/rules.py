@@ -74,9 +74,15 @@ def rules_for_job(job: EncodeJob) -> list[Rule]:
     return list(Rule.objects.filter(rule_set__in=sets, enabled=True).select_related("rule_set").order_by("rule_set__name", "id"))
 
 
-def needs_quality(rules: list[Rule]) -> bool:
-    """Whether the job must wait for its quality measurements before it is checked."""
-    return any(rule.kind == RuleKind.QUALITY_MIN for rule in rules)
+def needs_quality(rules: list[Rule], job: EncodeJob) -> bool:
+    """Whether the job must wait for its quality measurements before it is checked: only when
+    a quality rule reads the score of one of its renditions. A rule for 720p and up reads
+    nothing of a job whose rungs are all smaller (a 16x16 source), so that job never waits."""
+    quality_rules = [rule for rule in rules if rule.kind == RuleKind.QUALITY_MIN]
+    if not quality_rules:
+        return False
+    heights = [h or 0 for h in job.renditions.filter(kind=RenditionKind.VIDEO).values_list("height", flat=True)]
+    return any(not rule.min_height or any(h >= rule.min_height for h in heights) for rule in quality_rules)
 
 
 # --- Labels ---------------------------------------------------------------------------------

@@ -31,7 +31,7 @@ def job_rules_decide_early(*, job_id: int) -> str | None:
     if job.state != JobState.PACKAGING:
         return None
     applicable = rules.rules_for_job(job)
-    if rules.needs_quality(applicable) and rules.quality_state(job) == "pending":
+    if rules.needs_quality(applicable, job) and rules.quality_state(job) == "pending":
         return None
     outcomes = rules.evaluate(job, applicable)
     if not all(o.passed for o in outcomes):
@@ -50,7 +50,7 @@ def job_rules_check(job: EncodeJob, *, actor=None) -> RuleEvaluation | None:
     All pass -> PUBLISHING (the promote step copies the package); any fails -> HELD, each
     failing rule named with its measured value."""
     applicable = rules.rules_for_job(job)
-    if rules.needs_quality(applicable) and rules.quality_state(job) == "pending":
+    if rules.needs_quality(applicable, job) and rules.quality_state(job) == "pending":
         job_event(job, "job.waiting_for_quality")
         return None
     outcomes = rules.evaluate(job, applicable)

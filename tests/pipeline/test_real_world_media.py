@@ -7,11 +7,21 @@ import time
 import pytest
 
 from core.models import Event
-from pipeline.models import EncodeJob, JobState, Rendition, RenditionState, Unit, UnitState
+from pipeline.models import (
+    EncodeJob,
+    JobState,
+    QualityTask,
+    QualityTaskState,
+    Rendition,
+    RenditionState,
+    Unit,
+    UnitState,
+)
 from pipeline.services.jobs import job_fail
 from tests.conftest import ENCODE_LANE_1
 from tests.factories import EncodeJobFactory, RenditionFactory, UnitFactory
 from tests.pipeline import odd_clips
+from tests.pipeline.clips import make_clip
 from tests.pipeline.test_pipeline_e2e import announce, ffprobe_json, s3_url
 
 pytestmark = [pytest.mark.slow, ENCODE_LANE_1]
@@ -105,3 +115,25 @@ def test_a_failed_job_leaves_every_rendition_and_unit_final():
     assert (running.state, queued.state) == (UnitState.FAILED, UnitState.CANCELLED)
     detail = Event.objects.get(type="job.failure_detail", subject_id=str(job.pk))
     assert detail.owner is None and detail.payload["detail"] == "NoSuchKey"
+
+
+def test_a_16x16_clip_never_waits_for_a_score_its_rules_do_not_read(
+    tmp_path, publisher, upload, run_workers, s3, settings
+):
+    # "standard" carries the Quality floor (VMAF for rungs of 720p and up): none of this
+    # clip's rungs is that tall, so no rule reads its score.
+    clip = make_clip(tmp_path / "tiny.mp4", duration=2, width=16, height=16)
+    job_id = announce(upload(clip, publisher, profile="standard")).job_id
+
+    started = time.monotonic()
+    assert run_workers(1) == [0]
+    elapsed = time.monotonic() - started
+
+    job = EncodeJob.objects.get(pk=job_id)
+    assert job.state == JobState.PUBLISHED, job.failure_reason
+    assert not Event.objects.filter(type="job.waiting_for_quality", subject_id=str(job.pk)).exists()
+    assert elapsed < 90, f"{elapsed:.1f} s"
+    tasks = QualityTask.objects.filter(job=job)
+    assert tasks and all(t.state == QualityTaskState.DONE and t.attempts <= 1 for t in tasks), [
+        (t.state, t.attempts, t.error) for t in tasks
+    ]
