@@ -21,6 +21,7 @@ from console.forms import (
 from console.selectors import ACTIVE
 from core.health import health_report
 from core.roles import permission_required
+from pipeline import selectors as pipeline_selectors
 from pipeline.models import UnitState
 
 OPS = "access_operations"
@@ -55,6 +56,7 @@ def home(request: HttpRequest) -> HttpResponse:
         "counts": selectors.job_state_counts(selectors.JobFilters()),
         "queues": selectors.queues_now(),
         "failures": selectors.jobs_recent_failures(),
+        "rejections": pipeline_selectors.ingest_rejections(),
     })
 
 

@@ -16,6 +16,7 @@ from django.contrib.auth import get_user_model
 from django.db import IntegrityError, transaction
 
 from core import s3
+from core.services import event_record
 from pipeline.filer_events import parse_filer_event as parse
 from pipeline.models import IngestEvent
 from pipeline.services.jobs import job_create_for_upload
@@ -88,7 +89,10 @@ def publisher_for_key(key: str):
     """`uploads/<username>/...` -> that publisher, or EventRejected."""
     parts = key.split("/")
     if len(parts) < 3 or parts[0] + "/" != UPLOAD_PREFIX or not parts[1] or not parts[-1]:
-        raise EventRejected(f"key {key!r} is not under {UPLOAD_PREFIX}<publisher>/")
+        raise EventRejected(
+            f"key {key!r} is outside {UPLOAD_PREFIX}<publisher>/: only objects under a publisher's folder are "
+            f"encoded; move it to {UPLOAD_PREFIX}<publisher username>/<file name>"
+        )
     user = get_user_model().objects.filter(username=parts[1], is_active=True).first()
     if user is None or not user.has_perm("core.access_studio"):
         raise EventRejected(f"no active publisher named {parts[1]!r}")
@@ -106,7 +110,7 @@ def object_created_receive(*, created: ObjectCreated, source: str) -> IngestEven
     ingest prefix, or one that no longer exists. Raises EventRejected for objects that can never
     be processed (unknown publisher).
     """
-    if created.bucket != settings.S3_BUCKET_INGEST or not created.key.startswith(UPLOAD_PREFIX):
+    if created.bucket != settings.S3_BUCKET_INGEST or created.key.endswith("/"):
         return None
     try:
         head = s3.client().head_object(Bucket=created.bucket, Key=created.key)
@@ -122,18 +126,7 @@ def object_created_receive(*, created: ObjectCreated, source: str) -> IngestEven
     try:
         publisher = publisher_for_key(created.key)
     except EventRejected as exc:
-        # Recorded, so the audit trail shows it and the sweep does not retry it forever.
-        IngestEvent.objects.get_or_create(
-            dedup_key=dedup,
-            defaults={
-                "source": source,
-                "bucket": created.bucket,
-                "key": created.key,
-                "version": version,
-                "size": head.get("ContentLength"),
-                "outcome": f"rejected: {exc}"[:200],
-            },
-        )
+        _rejection_record(created, source=source, dedup=dedup, version=version, size=head.get("ContentLength"), why=exc)
         raise
     try:
         with transaction.atomic():
@@ -162,6 +155,19 @@ def object_created_receive(*, created: ObjectCreated, source: str) -> IngestEven
     return event
 
 
+@transaction.atomic
+def _rejection_record(created: ObjectCreated, *, source: str, dedup: str, version: str, size, why: EventRejected):
+    """Recorded once per object version, so the audit trail and the operations page show it and
+    the sweep does not retry it forever; the event (no owner: operations staff see it) says why."""
+    event, new = IngestEvent.objects.get_or_create(
+        dedup_key=dedup,
+        defaults={"source": source, "bucket": created.bucket, "key": created.key, "version": version, "size": size,
+                  "outcome": f"rejected: {why}"[:200]},
+    )  # fmt: skip
+    if new:
+        event_record(type="ingest.rejected", subject=event, payload={"key": created.key, "size": size, "reason": str(why)})
+
+
 def ingest_sweep(*, page_size: int = 1000) -> int:
     """Start jobs for uploads that no event announced. Returns how many were started.
 
@@ -171,9 +177,9 @@ def ingest_sweep(*, page_size: int = 1000) -> int:
     client = s3.client()
     paginator = client.get_paginator("list_objects_v2")
     started = 0
-    pages = paginator.paginate(
-        Bucket=settings.S3_BUCKET_INGEST, Prefix=UPLOAD_PREFIX, PaginationConfig={"PageSize": page_size}
-    )
+    # The whole bucket, not only uploads/: an object put elsewhere is shown to operations
+    # staff (rejected once, then skipped like any object already announced).
+    pages = paginator.paginate(Bucket=settings.S3_BUCKET_INGEST, PaginationConfig={"PageSize": page_size})
     try:
         for page in pages:
             started += _sweep_page(page)

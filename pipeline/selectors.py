@@ -147,6 +147,12 @@ def job_for_object(*, bucket: str, key: str) -> EncodeJob | None:
 # --- Reads for the operations console (console -> pipeline) ----------------------------------
 
 
+def ingest_rejections(*, limit: int = 8) -> list[IngestEvent]:
+    """Objects in the ingest bucket that started no job and never will (outside
+    uploads/<publisher>/, an unknown publisher), newest first: for operations staff."""
+    return list(IngestEvent.objects.filter(job__isnull=True, outcome__startswith="rejected")[:limit])
+
+
 def job_seqs(*, job_ids: list[int], conn=None) -> dict[int, int]:
     """Each job's current progress sequence number, in one Redis round trip: a page listing
     many jobs is current to these, and drops "jobs" group messages at or below them."""

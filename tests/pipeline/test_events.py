@@ -7,6 +7,7 @@ import pytest
 from django.conf import settings
 from django.urls import reverse
 
+from core.models import Event
 from core.roles import Role
 from pipeline import events
 from pipeline.management.commands.consume_s3_events import handle_message
@@ -125,13 +126,48 @@ def test_event_for_unknown_publisher_is_rejected_and_recorded(client, s3):
     assert EncodeJob.objects.count() == 0
 
 
-def test_objects_outside_the_ingest_prefix_are_ignored(client, s3, alice):
+def test_objects_in_other_buckets_are_ignored(client, s3, alice):
     s3.put_object(Bucket=settings.S3_BUCKET_MEDIA, Key="uploads/alice/a.mp4", Body=b"x")
-    s3.put_object(Bucket=settings.S3_BUCKET_INGEST, Key="elsewhere/a.mp4", Body=b"x")
-    for bucket, key in [(settings.S3_BUCKET_MEDIA, "uploads/alice/a.mp4"), (settings.S3_BUCKET_INGEST, "elsewhere/a.mp4")]:
-        body = json.dumps(filer_body(bucket, key))
-        assert client.post(reverse("events:s3"), body, content_type="application/json", **TOKEN).status_code == 202
-    assert EncodeJob.objects.count() == 0
+    body = json.dumps(filer_body(settings.S3_BUCKET_MEDIA, "uploads/alice/a.mp4"))
+    assert client.post(reverse("events:s3"), body, content_type="application/json", **TOKEN).status_code == 202
+    assert EncodeJob.objects.count() == 0 and IngestEvent.objects.count() == 0
+
+
+def test_an_object_outside_the_uploads_prefix_is_shown_to_operations(client, s3, alice, make_user):
+    key = "elsewhere/a.mp4"
+    s3.put_object(Bucket=settings.S3_BUCKET_INGEST, Key=key, Body=b"x")
+    body = json.dumps(filer_body(settings.S3_BUCKET_INGEST, key))
+    response = client.post(reverse("events:s3"), body, content_type="application/json", **TOKEN)
+    assert response.status_code == 422
+    assert "move it to uploads/<publisher username>/" in response.json()["error"]
+    # A second announcement (or the sweep) records nothing twice.
+    client.post(reverse("events:s3"), body, content_type="application/json", **TOKEN)
+    events.ingest_sweep()
+    assert not EncodeJob.objects.filter(asset__source_key=key).exists()
+    assert IngestEvent.objects.get(key=key).outcome.startswith("rejected: key 'elsewhere/a.mp4' is outside uploads/")
+    logged = Event.objects.get(type="ingest.rejected", payload__key=key)
+    assert logged.owner is None and logged.payload["key"] == key
+
+    page = client_as(client, make_user("ops1", role=Role.OPERATIONS)).get(reverse("console:home"))
+    assert page.status_code == 200
+    assert "Uploads not encoded" in page.content.decode() and "elsewhere/a.mp4" in page.content.decode()
+    publisher_page = client_as(client, alice).get(reverse("console:home"))
+    assert publisher_page.status_code in (302, 403), "publishers do not see the operations page"
+
+
+def test_the_sweep_shows_an_object_no_event_announced_outside_the_prefix(s3, alice, redis_conn):
+    s3.put_object(Bucket=settings.S3_BUCKET_INGEST, Key="loose.mp4", Body=b"x")
+    events.ingest_sweep()
+    assert IngestEvent.objects.get(key="loose.mp4").outcome.startswith("rejected")
+    rejected = Event.objects.filter(type="ingest.rejected", payload__key="loose.mp4")
+    assert rejected.count() == 1
+    events.ingest_sweep()
+    assert rejected.count() == 1
+
+
+def client_as(client, user):
+    client.force_login(user)
+    return client
 
 
 def test_sweep_starts_jobs_that_no_event_announced(s3, alice, redis_conn):
