@@ -9,6 +9,7 @@ from pipeline.models import EncodeJob, JobState
 from pipeline.queues import MEDIA as MEDIA_QUEUES
 from tests.conftest import ENCODE_LANE_2, ROOT, worker_env
 from tests.pipeline.clips import make_clip, make_text
+from tests.pipeline.odd_clips import make_undecodable_mp4
 
 pytestmark = [pytest.mark.slow]
 
@@ -37,6 +38,10 @@ def test_cli_encodes_and_prints_the_master_playlist(tmp_path, publisher, workers
     job = EncodeJob.objects.get(asset__publisher=publisher)
     assert job.state == JobState.PUBLISHED and job.profile.slug == "fast"
     assert job.asset.title == "cli"
+    # Captured output is not a terminal: the board is printed once, when the job has ended.
+    boards = [line for line in result.stdout.splitlines() if line.startswith(f"job {job.pk}: ")]
+    assert boards == [f"job {job.pk}: published"], result.stdout
+    assert "\x1b[" not in result.stdout
 
 
 @ENCODE_LANE_2
@@ -44,6 +49,17 @@ def test_cli_exits_non_zero_with_the_reason(tmp_path, publisher, workers, s3):
     result = encode(str(make_text(tmp_path / "notes.mp4")), "--profile", "fast", "--publisher", publisher.username, "--wait")
     assert result.returncode != 0
     assert "failed" in result.stderr and "not a media file" in result.stderr
+
+
+@ENCODE_LANE_2
+def test_cli_says_why_an_undecodable_file_failed_once_and_without_ffmpeg_text(tmp_path, publisher, workers, s3):
+    clip = make_undecodable_mp4(tmp_path / "nomedia.mp4")
+    result = encode(str(clip), "--profile", "fast", "--publisher", publisher.username, "--wait", timeout=120)
+    assert result.returncode != 0
+    assert "no frame of the video can be decoded" in result.stderr, result.stderr
+    assert "Error marking filters" not in result.stderr + result.stdout
+    job = EncodeJob.objects.get(asset__publisher=publisher)
+    assert [line for line in result.stdout.splitlines() if line.startswith(f"job {job.pk}: ")] == [f"job {job.pk}: failed"]
 
 
 @pytest.mark.parametrize(

@@ -184,21 +184,21 @@ class Command(BaseCommand):
         finally:
             await layer.group_discard(progress.job_group(job_id), channel)
         board.reset(await sync_to_async(job_snapshot)(job_id=job_id))
-        self._draw(board, drawn)
+        self._draw(board, drawn, final=True)
         return board.snapshot["job"]
 
-    def _draw(self, board: ProgressBoard, previous_lines: int) -> int:
+    def _draw(self, board: ProgressBoard, previous_lines: int, *, final: bool = False) -> int:
+        """Redraw the board in place on a terminal. Anywhere else (a pipe, a log, CI) nothing
+        can be redrawn: the board is printed once, when the job has ended."""
         lines = [f"job {board.snapshot['job']['id']}: {board.snapshot['job']['state']}", *board.lines()]
-        if sys.stdout.isatty() and previous_lines:
+        if not sys.stdout.isatty():
+            if final:
+                self.stdout.write("\n".join(lines))
+            return 0
+        if previous_lines:
             self.stdout.write(f"\x1b[{previous_lines}F\x1b[J", ending="")
-        elif not sys.stdout.isatty():
-            return 0 if board.snapshot["job"]["state"] not in WAIT_ENDS else self._print_once(lines)
         self.stdout.write("\n".join(lines))
         return len(lines)
-
-    def _print_once(self, lines: list[str]) -> int:
-        self.stdout.write("\n".join(lines))
-        return 0
 
     @staticmethod
     def _elapsed(job: EncodeJob) -> str:
