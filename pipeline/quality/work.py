@@ -268,9 +268,9 @@ def task_run(*, task_ids: list[int], worker: str = "", rq_id: str = "") -> None:
             if task.pk in failures:
                 exc = failures[task.pk]
                 logger.warning("quality task %s: %s\n%s", task.pk, exc.reason, exc.stderr_tail)
-                detail = exc.stderr_tail.strip().splitlines()[-1:] if exc.stderr_tail else []
+                # The reason is shown on the quality panel; ffmpeg's own lines stay in log_tail.
                 quality_services.task_fail(
-                    task_id=task.pk, reason=" — ".join([exc.reason, *detail]), log_tail=exc.stderr_tail,
+                    task_id=task.pk, reason=exc.reason, log_tail=exc.stderr_tail,
                     permanent=True, rq_id=rq_id,
                 )  # fmt: skip
                 continue

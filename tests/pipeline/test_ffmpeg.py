@@ -302,8 +302,10 @@ class psutil_free_port:  # noqa: N801 - used as a context manager
         ("Connection timed out", ff.TransientMediaError, "timed out"),
         ("av_interleaved_write_frame(): No space left on device", ff.TransientMediaError, "disk is full"),
         ("Server returned 403 Forbidden (access denied)", ff.TransientMediaError, "expired"),
-        ("Unknown encoder 'libfoo'", ff.PermanentMediaError, "rejected the command"),
-        ("something nobody has seen before", ff.TransientMediaError, "exit code 1: something"),
+        ("Unknown encoder 'libfoo'", ff.CommandDefectError, "rejected the command"),
+        ("Cannot determine format of input stream 0:0 after EOF\nError marking filters as finished",
+         ff.PermanentMediaError, "no frame of the video can be decoded"),
+        ("something nobody has seen before", ff.TransientMediaError, "exit code 1) for an unrecognised reason"),
     ],
 )  # fmt: skip
 def test_failures_are_classified_from_stderr(stderr, error, reason):
@@ -324,6 +326,18 @@ def test_a_corrupt_frame_does_not_make_a_network_failure_permanent():
 def test_death_by_signal_is_transient():
     error = ff.classify_failure(returncode=-9, stderr_tail="Invalid data found when processing input")
     assert isinstance(error, ff.TransientMediaError) and "SIGKILL" in error.reason
+
+
+def test_a_crash_on_an_input_is_not_retried():
+    # libvmaf's SIGSEGV on a 16x16 picture was retried 4 times as "out of memory" (issue 22).
+    error = ff.classify_failure(returncode=-11, stderr_tail="")
+    assert type(error) is ff.PermanentMediaError and "crashed (SIGSEGV)" in error.reason
+
+
+def test_an_unknown_failure_keeps_ffmpegs_words_out_of_its_reason():
+    error = ff.classify_failure(returncode=1, stderr_tail="[foo @ 0x1] Error marking nothing at all")
+    assert "foo" not in error.reason and "0x1" not in error.reason
+    assert "Error marking nothing" in error.stderr_tail
 
 
 # --------------------------------------------------------------------------------------
