@@ -27,6 +27,12 @@ from tests.pipeline.test_pipeline_e2e import announce, ffprobe_json, s3_url
 pytestmark = [pytest.mark.slow, ENCODE_LANE_1]
 
 
+def decoded_frames(path) -> int:
+    """Frames ffmpeg decodes from the file's first video stream."""
+    out = ffprobe_json("-count_frames", "-select_streams", "v:0", "-show_entries", "stream=nb_read_frames", str(path))
+    return int(out["streams"][0]["nb_read_frames"])
+
+
 def _video_frames(job: EncodeJob) -> dict[str, int]:
     return {r.name: r.frame_count for r in Rendition.objects.filter(job=job, kind="video")}
 
@@ -39,7 +45,11 @@ def test_every_frame_that_decodes_is_published(tmp_path, publisher, upload, run_
         "reset": (odd_clips.make_ts_with_reset(tmp_path / "joined.ts"), 150),
         # The header says 2.2 s, 75 frames (3 s) decode.
         "short-header": (odd_clips.make_short_declared_mkv(tmp_path / "camera.mkv"), 75),
+        # Came out one frame longer than they decode before the plan counted packets.
+        "late-webm": (make_clip(tmp_path / "late.webm", duration=2, codec="libvpx-vp9", video_delay=0.5, audio=False), None),
+        "mkv": (make_clip(tmp_path / "plain.mkv", duration=2), None),
     }
+    sources = {name: (path, decoded or decoded_frames(path)) for name, (path, decoded) in sources.items()}
     jobs = {name: announce(upload(path, publisher, profile="fast")).job_id for name, (path, _) in sources.items()}
 
     assert run_workers(2, env={"REELFLOW_CHUNK_SECONDS": "2", "REELFLOW_SEGMENT_SECONDS": "2"}) == [0, 0]
