@@ -36,7 +36,10 @@ def encode_unit(unit_id: int) -> None:
         failure = failures.classify(exc)
         if failure.retried:
             raise
-        unit_fail(unit_id=unit_id, reason=failure.reason, log_tail=failure.detail, permanent=True, rq_id=rq_id)
+        unit_fail(
+            unit_id=unit_id, reason=failure.reason, log_tail=failure.detail, permanent=True, rq_id=rq_id,
+            failure_class=failure.kind,
+        )
 
 
 def assemble_rendition(rendition_id: int) -> None:
@@ -101,4 +104,5 @@ def unit_failed(job, connection, exc_type, value, tb) -> None:
         log_tail=getattr(value, "stderr_tail", "") or "",
         permanent=is_final(job),
         rq_id=job.id,
+        failure_class="transient",
     )

@@ -94,8 +94,12 @@ def unit_finish(*, unit_id: int, result: dict) -> Unit:
 
 
 @transaction.atomic
-def unit_fail(*, unit_id: int, reason: str, log_tail: str = "", permanent: bool, rq_id: str | None = None) -> Unit:
-    """Record a unit's failure. A permanent one (bad input) fails the whole job at once.
+def unit_fail(
+    *, unit_id: int, reason: str, log_tail: str = "", permanent: bool, rq_id: str | None = None,
+    failure_class: str = "permanent",
+) -> Unit:
+    """Record a unit's failure. A permanent one (bad input, or a defect: ``failure_class``)
+    fails the whole job at once.
 
     `rq_id` names the attempt that failed; news about an attempt that has since been
     replaced (re-queued by the reconciler) changes nothing.
@@ -117,7 +121,7 @@ def unit_fail(*, unit_id: int, reason: str, log_tail: str = "", permanent: bool,
          "state": unit.state, "error": reason},
     )
     if permanent:
-        job_fail(job_id=unit.job_id, reason=f"{unit.rendition.name}: {reason}")
+        job_fail(job_id=unit.job_id, reason=f"{unit.rendition.name}: {reason}", failure_class=failure_class, detail=log_tail)
     return unit
 
 

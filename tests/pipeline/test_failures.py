@@ -12,8 +12,8 @@ from rq.timeouts import JobTimeoutException
 from core.models import Event
 from pipeline import ffmpeg, jobs
 from pipeline.failures import RETRY_RULES, FailureClass, classify
-from pipeline.models import EncodeJob, JobState
-from tests.factories import EncodeJobFactory
+from pipeline.models import EncodeJob, JobState, UnitState
+from tests.factories import EncodeJobFactory, UnitFactory
 
 
 def _s3_error(code: str, status: int) -> ClientError:
@@ -82,3 +82,15 @@ def test_a_transient_failure_in_a_step_is_left_to_rqs_retry():
     ):
         jobs.package_job(job.pk)
     assert EncodeJob.objects.get(pk=job.pk).state == JobState.PACKAGING
+
+
+@pytest.mark.django_db
+def test_a_defect_in_an_encode_unit_fails_its_job_once_not_after_retries():
+    unit = UnitFactory(state=UnitState.RUNNING, job__state=JobState.ENCODING)
+    with mock.patch("pipeline.steps.units.unit_start", side_effect=TypeError("bad plan row")):
+        jobs.encode_unit(unit.pk)  # returns: nothing for RQ to retry
+    job = EncodeJob.objects.get(pk=unit.job_id)
+    assert job.state == JobState.FAILED and "internal error stopped this job (TypeError)" in job.failure_reason
+    assert Event.objects.get(type="job.failed", subject_id=str(job.pk)).payload["failure_class"] == "defect"
+    unit.refresh_from_db()
+    assert unit.state == UnitState.FAILED
