@@ -60,7 +60,9 @@ def unit_start(*, unit_id: int, worker: str, rq_id: str = "") -> Unit | None:
 def unit_finish(*, unit_id: int, result: dict) -> Unit:
     """RUNNING -> DONE; the last unit of a rendition moves it to ASSEMBLING exactly once."""
     unit = Unit.objects.select_for_update().get(pk=unit_id)
-    if unit.state in (UnitState.DONE, UnitState.CANCELLED):
+    # FAILED: its job failed while it ran (job_fail); a retry runs it again, and finds its
+    # output already valid.
+    if unit.state in (UnitState.DONE, UnitState.CANCELLED, UnitState.FAILED):
         return unit
     for field in ("wall_s", "ffmpeg_s", "cpu_s", "frames", "command", "log_tail"):
         setattr(unit, field, result.get(field))

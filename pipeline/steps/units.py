@@ -21,7 +21,7 @@ from django.conf import settings
 from rq.command import send_shutdown_command
 
 from core import s3
-from pipeline import decoded_cache, ffmpeg, progress, scheduling
+from pipeline import decoded_cache, failures, ffmpeg, progress, scheduling
 from pipeline.media import audio_rendition, chunk_plan, planned_fps, video_info_from_json, video_rendition
 from pipeline.models import Artifact, Asset, RenditionKind, Unit, UnitState
 from pipeline.services.common import artifact_record
@@ -320,7 +320,10 @@ def unit_run(*, unit_id: int, worker: str = "", rq_id: str = "") -> None:
             # read cut short (an S3 5xx or reset mid-range) than bad media: retry before
             # failing the whole job. The last attempt still fails with this reason.
             raise ffmpeg.TransientMediaError(exc.reason, stderr_tail=exc.stderr_tail, command=exc.command) from exc
-        unit_fail(unit_id=unit_id, reason=exc.reason, log_tail=exc.stderr_tail, permanent=True)
+        unit_fail(
+            unit_id=unit_id, reason=exc.reason, log_tail=exc.stderr_tail, permanent=True,
+            failure_class=failures.classify(exc).kind,
+        )
         return
     except ffmpeg.TransientMediaError as exc:
         if exc.reason.startswith(ffmpeg.DISK_FULL_REASON):
