@@ -23,13 +23,16 @@ import logging
 import traceback
 from dataclasses import dataclass
 from enum import StrEnum
+from http.client import HTTPException
 
+from boto3.exceptions import S3TransferFailedError, S3UploadFailedError
 from botocore.exceptions import BotoCoreError, ClientError
 from django.db import InterfaceError, OperationalError
 from redis.exceptions import ConnectionError as RedisConnectionError
 from redis.exceptions import TimeoutError as RedisTimeoutError
 from rq.exceptions import AbandonedJobError, ShutDownImminentException
 from rq.timeouts import JobTimeoutException
+from urllib3.exceptions import HTTPError
 
 from pipeline import ffmpeg
 from pipeline.services.jobs import job_fail
@@ -98,7 +101,9 @@ def classify(exc: BaseException) -> Failure:
         return Failure(FailureClass.TRANSIENT, exc.reason, detail)
     if isinstance(exc, ClientError):
         return _s3_failure(exc)
-    if isinstance(exc, BotoCoreError):  # endpoint unreachable, connection closed, read timeout
+    if isinstance(exc, BotoCoreError | S3TransferFailedError | S3UploadFailedError | HTTPException | HTTPError):
+        # Endpoint unreachable, connection closed or cut short, read timeout, a transfer
+        # manager's upload that failed after its own retries.
         return Failure(FailureClass.TRANSIENT, "the storage service could not be reached; retrying", str(exc))
     if isinstance(exc, OperationalError | InterfaceError | RedisConnectionError | RedisTimeoutError):
         return Failure(FailureClass.TRANSIENT, "the database or Redis could not be reached; retrying", str(exc))

@@ -94,3 +94,12 @@ def test_a_defect_in_an_encode_unit_fails_its_job_once_not_after_retries():
     assert Event.objects.get(type="job.failed", subject_id=str(job.pk)).payload["failure_class"] == "defect"
     unit.refresh_from_db()
     assert unit.state == UnitState.FAILED
+
+
+def test_a_transfer_cut_short_is_transient():
+    from boto3.exceptions import S3UploadFailedError
+    from urllib3.exceptions import ProtocolError
+
+    assert classify(S3UploadFailedError("Failed to upload: SlowDown")).kind == FailureClass.TRANSIENT
+    assert classify(ProtocolError("Connection aborted.")).kind == FailureClass.TRANSIENT
+    assert classify(ConnectionResetError(104, "Connection reset by peer")).kind == FailureClass.TRANSIENT
