@@ -92,6 +92,14 @@ def scan(url_or_path: str | os.PathLike[str], *, stream_index: int, timeout: flo
     )  # fmt: skip
 
 
+def packets_per_frame(timeline: Timeline, fps: Fraction) -> int:
+    """2 when the packets come twice per frame period (interlaced video coded as separate
+    field pictures, as some AVCHD cameras write it), else 1."""
+    if fps <= 0 or not timeline.median_interval_s:
+        return 1
+    return 2 if 1.8 < 1 / (float(fps) * timeline.median_interval_s) < 2.2 else 1
+
+
 def with_timeline(info: MediaInfo, timeline: Timeline) -> MediaInfo:
     """The probe with the video's frame count and duration taken from its packets (what
     decodes), and VFR judged again from them."""
@@ -99,9 +107,10 @@ def with_timeline(info: MediaInfo, timeline: Timeline) -> MediaInfo:
     if video is None or timeline.packets == 0 or timeline.resets:
         return info
     duration = timeline.duration_s
-    vfr = _is_vfr(fps=video.fps, avg_fps=video.avg_fps, frames=timeline.packets, duration=duration)
-    avg = Fraction(timeline.packets) / Fraction(duration).limit_denominator(1_000_000) if duration > 0 else video.avg_fps
-    video = replace(video, frame_count=timeline.packets, duration_s=duration, vfr=vfr, avg_fps=avg if vfr else video.avg_fps)
+    frames = round(timeline.packets / packets_per_frame(timeline, video.fps))
+    vfr = _is_vfr(fps=video.fps, avg_fps=video.avg_fps, frames=frames, duration=duration)
+    avg = Fraction(frames) / Fraction(duration).limit_denominator(1_000_000) if duration > 0 else video.avg_fps
+    video = replace(video, frame_count=frames, duration_s=duration, vfr=vfr, avg_fps=avg if vfr else video.avg_fps)
     return replace(info, video=video, duration=max(info.duration or 0.0, duration))
 
 
