@@ -36,6 +36,11 @@ def source_url(asset: Asset) -> str:
     return s3.presign_get(bucket, key, expires=SOURCE_URL_SECONDS, public=False)
 
 
+def upload_url(asset: Asset) -> str:
+    """A presigned read of the upload itself (the probe always starts from it)."""
+    return s3.presign_get(asset.source_bucket, asset.source_key, expires=SOURCE_URL_SECONDS, public=False)
+
+
 def media_url(key: str) -> str:
     return s3.presign_get(settings.S3_BUCKET_MEDIA, key, expires=SOURCE_URL_SECONDS, public=False)
 

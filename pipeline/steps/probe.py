@@ -20,7 +20,7 @@ from core.s3 import redact_presigned
 from pipeline import chunking, ffmpeg, media, scenes, scheduling
 from pipeline.ffmpeg import timeline
 from pipeline.models import EncodeJob
-from pipeline.steps.common import media_url, mib, source_url, upload, work_dir
+from pipeline.steps.common import media_url, mib, upload, upload_url, work_dir
 
 logger = logging.getLogger(__name__)
 
@@ -58,7 +58,7 @@ def source_probe(job: EncodeJob) -> tuple[StoredInfo, list[chunking.Chunk], dict
     """Probe the job's source and plan its chunks: (probe, chunks, the plan's lineage). Raises
     PermanentMediaError for a source that cannot be encoded, with the reason."""
     _size_check(job.asset.source_size)
-    url = source_url(job.asset)
+    url = upload_url(job.asset)  # never an earlier attempt's rebased copy
     info = ffmpeg.probe(url)
     _validate(info)
     info, read_from, timeline_note = decoded_source(job, info, url)

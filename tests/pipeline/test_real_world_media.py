@@ -147,3 +147,18 @@ def test_a_16x16_clip_never_waits_for_a_score_its_rules_do_not_read(
     assert tasks and all(t.state == QualityTaskState.DONE and t.attempts <= 1 for t in tasks), [
         (t.state, t.attempts, t.error) for t in tasks
     ]
+
+
+def test_a_second_probe_reads_the_upload_not_an_earlier_rebased_copy(tmp_path, publisher, upload, s3):
+    from pipeline.steps.probe import source_probe
+
+    job = announce(upload(odd_clips.make_ts_with_reset(tmp_path / "joined.ts"), publisher)).job
+    # As a probe before this one left it (a job re-planned from its ingest step).
+    job.asset.probe = {"read_from": f"{job.output_prefix}/source/gone.mkv"}
+    job.asset.save(update_fields=["probe"])
+
+    info, chunks, plan = source_probe(EncodeJob.objects.select_related("asset").get(pk=job.pk))
+
+    assert plan["timeline"]["resets"] == 1, "the upload was probed, clock reset and all"
+    assert info.as_dict()["read_from"] == f"{job.output_prefix}/source/rebased.mkv"
+    assert sum(chunk.frame_count for chunk in chunks) == 150
