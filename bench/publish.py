@@ -595,6 +595,7 @@ def simulate(c: Costs, *, title_s: float, workers: int, per_machine: int, budget
 
     from pipeline import chunking, scheduling
     from pipeline.ladders import AUDIO_COST_PER_S, CODEC_COST
+    from pipeline.services.planning import FIRST_FIT_SHARE
 
     plan = chunking.plan_for_fleet(
         duration_s=title_s, fps=c.fps, segment_seconds=c.segment_seconds,
@@ -606,18 +607,25 @@ def simulate(c: Costs, *, title_s: float, workers: int, per_machine: int, budget
     movable = [o for o in chunking.scene_candidates(plan, window=max(0, settings.REELFLOW_SCENE_WINDOW_SEGMENTS)) if len(o) > 1]
     cores = os.cpu_count() or 1
     scene_s = min(settings.REELFLOW_SCENE_TIMEOUT_S, c.scene_cpu_per_cut * len(movable) / cores) if c.scene_cpu_per_cut and movable else 0.0
-    # The units, priced as job_plan prices them, in the order _queue_order gives them.
+    # The units, priced as job_plan prices them, in the order _queue_order gives them: the
+    # first playable set ahead when the cache is off or the whole source fits in its share.
+    total_frames = sum(chunk.frame_count for chunk in chunks)
+    ahead = c.frame_bytes is None or budget <= 0 or total_frames * c.frame_bytes <= budget * FIRST_FIT_SHARE
+    heights = sorted((rung["height"], ri) for ri, rung in enumerate(c.rungs))
+    low = [ri for height, ri in heights if height <= settings.REELFLOW_PREVIEW_HEIGHT]
+    preview_rung = (low[-1] if low else heights[0][1]) if ahead and heights else None
     work, info = [], {}
     for ri, rung in enumerate(c.rungs):
         for chunk in chunks:
             key = len(info)
             info[key] = ("v", ri, chunk)
             work.append(scheduling.Work(key=key, cost=rung["width"] * rung["height"] * CODEC_COST.get(rung["codec"], 1.0) * chunk.frame_count,
-                                        chunk=chunk.index, decode_cost=chunk.frame_count * c.src_w * c.src_h * scheduling.DECODE_SHARE))  # fmt: skip
+                                        chunk=chunk.index, decode_cost=chunk.frame_count * c.src_w * c.src_h * scheduling.DECODE_SHARE,
+                                        first=ri == preview_rung))  # fmt: skip
     for ai, _ in enumerate(c.audio):
         key = len(info)
         info[key] = ("a", ai, None)
-        work.append(scheduling.Work(key=key, cost=title_s * AUDIO_COST_PER_S))
+        work.append(scheduling.Work(key=key, cost=title_s * AUDIO_COST_PER_S, first=ahead))
     shared = c.frame_bytes is not None and budget > 0
     queue = deque(scheduling.queue_order(work, workers=workers, shared_decode=shared))
     renditions = [("v", i) for i in range(len(c.rungs))] + [("a", i) for i in range(len(c.audio))]
