@@ -595,7 +595,6 @@ def simulate(c: Costs, *, title_s: float, workers: int, per_machine: int, budget
 
     from pipeline import chunking, scheduling
     from pipeline.ladders import AUDIO_COST_PER_S, CODEC_COST
-    from pipeline.services.planning import FIRST_FIT_SHARE
 
     plan = chunking.plan_for_fleet(
         duration_s=title_s, fps=c.fps, segment_seconds=c.segment_seconds,
@@ -608,12 +607,11 @@ def simulate(c: Costs, *, title_s: float, workers: int, per_machine: int, budget
     cores = os.cpu_count() or 1
     scene_s = min(settings.REELFLOW_SCENE_TIMEOUT_S, c.scene_cpu_per_cut * len(movable) / cores) if c.scene_cpu_per_cut and movable else 0.0
     # The units, priced as job_plan prices them, in the order _queue_order gives them: the
-    # first playable set ahead when the cache is off or the whole source fits in its share.
-    total_frames = sum(chunk.frame_count for chunk in chunks)
-    ahead = c.frame_bytes is None or budget <= 0 or total_frames * c.frame_bytes <= budget * FIRST_FIT_SHARE
+    # first playable set (the rung nearest REELFLOW_PREVIEW_HEIGHT from below, the audio) ahead.
     heights = sorted((rung["height"], ri) for ri, rung in enumerate(c.rungs))
     low = [ri for height, ri in heights if height <= settings.REELFLOW_PREVIEW_HEIGHT]
-    preview_rung = (low[-1] if low else heights[0][1]) if ahead and heights else None
+    ahead = settings.REELFLOW_PREVIEW_HEIGHT > 0 and bool(heights)
+    preview_rung = (low[-1] if low else heights[0][1]) if ahead else None
     work, info = [], {}
     for ri, rung in enumerate(c.rungs):
         for chunk in chunks:

@@ -158,8 +158,8 @@ REELFLOW_CHUNKS_PER_SLOT = env.int("REELFLOW_CHUNKS_PER_SLOT", default=3)
 REELFLOW_MIN_CHUNK_SEGMENTS = env.int("REELFLOW_MIN_CHUNK_SEGMENTS", default=3)
 REELFLOW_ENCODE_SLOTS = env.int("REELFLOW_ENCODE_SLOTS", default=0)
 # The first preview plays the video rung nearest this height from below (the smallest rung if
-# none is that low) with the audio; its units are queued ahead of the other rungs
-# (pipeline.services.planning.first_playable). 0: the smallest rung.
+# none is that low) with the audio; their units are queued ahead of the other rungs
+# (pipeline.services.planning.first_playable). 0: no rung ahead (longest first throughout).
 REELFLOW_PREVIEW_HEIGHT = env.int("REELFLOW_PREVIEW_HEIGHT", default=360)
 # A planned boundary may move this many segments either way to a scene change (0: never, and
 # no scene analysis); the analysis gives up after REELFLOW_SCENE_TIMEOUT_S and keeps the plan.

@@ -7,7 +7,6 @@ import json
 
 from django.conf import settings
 from django.db import transaction
-from django.db.models import Sum
 
 from pipeline import decoded_cache, scheduling
 from pipeline.ffmpeg import rendition_size
@@ -24,10 +23,6 @@ from pipeline.models import (
 )
 from pipeline.services.common import job_event, job_state_message
 from pipeline.services.units import units_enqueue
-
-# The share of the decoded-chunk cache a whole source may fill for its first playable rung to
-# decode every chunk ahead of the other rungs (the rest is room for other jobs' chunks).
-FIRST_FIT_SHARE = 0.5
 
 
 def params_digest(params: dict) -> str:
@@ -130,12 +125,13 @@ def job_plan(*, job_id: int, info, chunks: list, plan: dict | None = None) -> En
 
 def first_playable(renditions: list[Rendition]) -> set[int]:
     """The renditions the first preview plays: the video rung nearest ``REELFLOW_PREVIEW_HEIGHT``
-    from below (the smallest if none is that low) and every audio rendition.
+    from below (the smallest if none is that low) and every audio rendition; none when the
+    setting is 0 (the plain order).
 
     As video sites do (a standard-definition stream while the HD ones still encode): a 360p
     rung costs about a seventh of a 720p ladder, so it is watchable long before the ladder."""
     video = sorted((r for r in renditions if r.kind == RenditionKind.VIDEO), key=lambda r: (r.height or 0, r.pk))
-    if not video:
+    if not video or settings.REELFLOW_PREVIEW_HEIGHT <= 0:
         return set()
     low = [r for r in video if (r.height or 0) <= settings.REELFLOW_PREVIEW_HEIGHT]
     first = low[-1] if low else video[0]
@@ -143,21 +139,22 @@ def first_playable(renditions: list[Rendition]) -> set[int]:
 
 
 def _queue_order(job: EncodeJob, info) -> list[int]:
-    """Longest first, each chunk's other rungs after the unit that decodes it (pipeline.scheduling),
-    for the encode workers registered, or the slots of a fleet that scales out
-    (``REELFLOW_ENCODE_SLOTS``, which the chunks were planned for too).
+    """The first playable set (:func:`first_playable`) ahead, then longest first, each chunk's
+    other rungs after the unit that decodes it (pipeline.scheduling), for the encode workers
+    registered, or the slots of a fleet that scales out (``REELFLOW_ENCODE_SLOTS``, which the
+    chunks were planned for too).
 
-    The first playable set (:func:`first_playable`) goes ahead when the cache is off, or when the
-    whole source's decoded frames fit in it: its units decode every chunk before the other rungs
-    read them, and a source bigger than the cache would be decoded again by those rungs (about a
-    third more CPU for a four-rung ladder). Such a title keeps the chunk-by-chunk order."""
+    The preview rung's units decode the chunks and keep the frames for the other rungs. Where
+    the whole source does not fit in the decoded-chunk cache, the chunks past it are not kept,
+    and each is decoded once more by its costliest rung, which keeps it for the others: about
+    8 % more CPU for those chunks of a four-rung 720p ladder, for a preview after a quarter of
+    the encode instead of at its end (docs/pipeline.md)."""
     video = info.video
-    size = decoded_cache.frame_bytes(pix_fmt=video.pix_fmt, width=video.width, height=video.height)
-    shared = settings.REELFLOW_DECODED_CACHE_MB > 0 and size is not None
-    rows = list(Unit.objects.filter(job=job).values_list("pk", "cost", "chunk_id", "chunk__frame_count", "rendition_id"))
-    frames = Chunk.objects.filter(job=job).aggregate(total=Sum("frame_count"))["total"] or 0
-    ahead = not shared or frames * size <= decoded_cache.budget_bytes() * FIRST_FIT_SHARE
-    first = first_playable(list(job.renditions.all())) if ahead else set()
+    shared = settings.REELFLOW_DECODED_CACHE_MB > 0 and decoded_cache.frame_bytes(
+        pix_fmt=video.pix_fmt, width=video.width, height=video.height
+    ) is not None
+    rows = Unit.objects.filter(job=job).values_list("pk", "cost", "chunk_id", "chunk__frame_count", "rendition_id")
+    first = first_playable(list(job.renditions.all()))
     work = [
         scheduling.Work(
             key=pk, cost=cost, chunk=chunk_id, first=rendition_id in first,

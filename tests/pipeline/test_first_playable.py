@@ -40,7 +40,7 @@ def test_the_preview_rung_and_the_audio_are_queued_first(tmp_path, publisher, up
     assert not set(queued[ahead:]) & first
 
 
-def test_a_source_bigger_than_the_cache_keeps_the_chunk_by_chunk_order(
+def test_the_preview_rung_leads_whatever_the_cache_and_the_setting_can_turn_it_off(
     tmp_path, publisher, upload, s3, settings
 ):
     clip = make_clip(tmp_path / "big.mp4", duration=6, width=1280, height=720)
@@ -53,10 +53,12 @@ def test_a_source_bigger_than_the_cache_keeps_the_chunk_by_chunk_order(
 
     settings.REELFLOW_ENCODE_SLOTS = 2
     assert name[_queue_order(job, info)[0]] == "h264-360p"
-    settings.REELFLOW_DECODED_CACHE_MB = 1  # 150 frames of 720p do not fit in half of 1 MiB
-    assert name[_queue_order(job, info)[0]] == "h264-720p", "the costliest rung decodes each chunk"
-    settings.REELFLOW_DECODED_CACHE_MB = 0  # no cache: nothing to share, the preview rung first
+    settings.REELFLOW_DECODED_CACHE_MB = 0  # no cache: nothing to share, the preview rung still first
     assert name[_queue_order(job, info)[0]] == "h264-360p"
+    settings.REELFLOW_PREVIEW_HEIGHT = 200  # below every rung: the smallest
+    assert name[_queue_order(job, info)[0]] == "h264-240p"
+    settings.REELFLOW_PREVIEW_HEIGHT = 0  # off: longest first
+    assert name[_queue_order(job, info)[0]] == "h264-720p"
 
 
 def test_a_preview_first_order_costs_nothing_on_two_workers():
