@@ -126,6 +126,7 @@ def main() -> int:
     parser.add_argument("--fleet", type=int, nargs="+", default=[2, 8, 32, 64], help="modelled worker counts")
     parser.add_argument("--per-machine", type=int, default=None, help="modelled workers per machine (default: --workers)")
     parser.add_argument("--timeout", type=float, default=3600, help="give up on a job after this many seconds")
+    parser.add_argument("--keep-work", action="store_true", help="keep the work folder (logs, database) for a look after")
     args = parser.parse_args()
     control_lines = args.control_queues or ["security webhooks default"]
     media_nice = procfile_nice() if args.media_nice is None else args.media_nice
@@ -137,7 +138,10 @@ def main() -> int:
         return bench(args, work=work, cache_dir=cache_dir, control_lines=control_lines, media_nice=media_nice,
                      per_machine=per_machine)  # fmt: skip
     finally:
-        shutil.rmtree(work, ignore_errors=True)
+        if args.keep_work:
+            print(f"work folder kept: {work}", flush=True)
+        else:
+            shutil.rmtree(work, ignore_errors=True)
         shutil.rmtree(cache_dir, ignore_errors=True)
 
 
