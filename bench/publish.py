@@ -66,6 +66,7 @@ import json
 import os
 import re
 import shutil
+import signal
 import subprocess
 import sys
 import tempfile
@@ -132,6 +133,9 @@ def main() -> int:
     media_nice = procfile_nice() if args.media_nice is None else args.media_nice
     per_machine = args.per_machine or args.workers
 
+    # Killed with SIGTERM, it still stops what it started (Platform.__exit__): orphaned workers
+    # on its Redis database would take the next run's jobs.
+    signal.signal(signal.SIGTERM, lambda *_: sys.exit(143))
     work = Path(tempfile.mkdtemp(prefix="reelflow-bench-publish-"))
     cache_dir = Path("/dev/shm" if Path("/dev/shm").is_dir() else tempfile.gettempdir()) / f"reelflow-bench-publish-{os.getpid()}"
     try:
@@ -219,7 +223,13 @@ class Platform:
         args = self.args
         print(f"machine: {os.cpu_count()} CPUs, load average {os.getloadavg()[0]:.1f}; Redis {args.redis_url}; "
               f"work folder {self.work}", flush=True)  # fmt: skip
-        django_rq.get_connection("default").flushdb()
+        connection = django_rq.get_connection("default")
+        db = connection.connection_pool.connection_kwargs.get("db", 0)
+        others = [c for c in connection.client_list() if int(c.get("db", -1)) == db and c.get("cmd") != "client|list"]
+        if others:  # workers of a benchmark that was killed would take this run's jobs
+            raise SystemExit(f"Redis database {db} has {len(others)} other clients (a benchmark still running, or "
+                             f"its orphaned workers?): stop them or pass --redis-url with a free database")  # fmt: skip
+        connection.flushdb()
         call_command("migrate", verbosity=0)
         call_command("collectstatic", "--noinput", verbosity=0)
         s3.buckets_ensure([settings.S3_BUCKET_INGEST, settings.S3_BUCKET_MEDIA, settings.S3_BUCKET_BACKUP],
