@@ -11,18 +11,22 @@ from pipeline import scheduling
 from pipeline.media import video_info_from_json
 from pipeline.models import EncodeJob, Rendition, RenditionKind, Unit
 from pipeline.services.planning import _queue_order, first_playable
+from pipeline.steps.pictures import picture_sources
+from tests.factories import EncodeJobFactory, RenditionFactory
 from tests.pipeline.clips import make_clip
 from tests.pipeline.test_pipeline_e2e import announce
 from tests.pipeline.test_publish_flow import run_queue
 from tests.pipeline.test_scheduling import fifo, ladder
 
-pytestmark = [pytest.mark.slow, pytest.mark.django_db(transaction=True)]
+SLOW, TRANSACTIONAL = pytest.mark.slow, pytest.mark.django_db(transaction=True)
 
 
 def _rungs(job: EncodeJob) -> dict[int, Rendition]:
     return {r.pk: r for r in job.renditions.all()}
 
 
+@SLOW
+@TRANSACTIONAL
 def test_the_preview_rung_and_the_audio_are_queued_first(tmp_path, publisher, upload, s3):
     clip = make_clip(tmp_path / "first.mp4", duration=6, width=1280, height=720)
     job_id = announce(upload(clip, publisher, profile="standard")).job_id
@@ -40,6 +44,8 @@ def test_the_preview_rung_and_the_audio_are_queued_first(tmp_path, publisher, up
     assert not set(queued[ahead:]) & first
 
 
+@SLOW
+@TRANSACTIONAL
 def test_the_preview_rung_leads_whatever_the_cache_and_the_setting_can_turn_it_off(
     tmp_path, publisher, upload, s3, settings
 ):
@@ -74,3 +80,22 @@ def test_a_preview_first_order_costs_nothing_on_two_workers():
     assert makespan <= plain_makespan * 1.02
     ahead = [w.key for w in first if w.first]
     assert set(order[: len(ahead)]) == set(ahead)
+
+
+@pytest.mark.django_db
+@pytest.mark.parametrize(
+    ("rungs", "sprite"),
+    [
+        (["h264-720p", "h264-480p", "h264-360p", "h264-240p"], "h264-480p"),  # the standard ladder
+        (["h264-720p", "h264-360p", "h264-240p"], "h264-720p"),
+        (["h264-360p", "h264-240p"], "h264-240p"),
+        (["h264-480p"], "h264-480p"),
+    ],
+)
+def test_the_sprite_is_cut_off_the_preview_and_the_tail(rungs, sprite):
+    job = EncodeJobFactory()
+    for name in [*rungs, "aac-128k"]:
+        RenditionFactory(job=job, name=name)
+    sources = picture_sources(job)
+    assert sources["poster.jpg"].name == rungs[0]
+    assert sources["sprite.jpg"].name == sprite
