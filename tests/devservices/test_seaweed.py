@@ -24,17 +24,9 @@ import pytest
 import requests
 from botocore.exceptions import ClientError
 
-from devservices import seaweed
-from devservices.seaweed import (
-    PORT_FLAGS,
-    SeaweedServer,
-    build_command,
-    dev_ports,
-    ensure_buckets,
-    free_ports,
-    start_seaweed,
-    wait_ready,
-)
+from devservices import seaweed, weed_command
+from devservices.seaweed import SeaweedServer, ensure_buckets, start_seaweed, wait_ready
+from devservices.weed_command import PORT_FLAGS, build_command, dev_ports, free_ports
 from pipeline.filer_events import parse_filer_event  # noqa: E402
 from tests.conftest import process_running
 
@@ -428,7 +420,7 @@ def test_two_servers_side_by_side(tmp_path, s3, client):
     assert second.process.returncode is not None
     for name, port in second.ports.items():  # weed's hard-coded /tmp gRPC sockets are cleaned up
         if name.endswith("_grpc"):
-            assert not Path(seaweed.GRPC_SOCKET_TEMPLATE.format(service=name[:-5], port=port)).exists()
+            assert not Path(weed_command.GRPC_SOCKET_TEMPLATE.format(service=name[:-5], port=port)).exists()
     assert not (second.data_dir / "run" / "s3.sock").exists()
     with socket.socket() as probe:  # its S3 port is released (TIME_WAIT left aside, as servers do)
         probe.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
@@ -474,10 +466,10 @@ def test_weed_dies_with_the_process_that_started_it(tmp_path):
         assert time.monotonic() < deadline, "weed outlived its parent"
         time.sleep(0.1)
     # Nobody called stop(): clear weed's leftover /tmp sockets like stop() would.
-    leftovers = seaweed._leftover_sockets(tmp_path, json.loads(ports_json))
+    leftovers = weed_command.leftover_sockets(tmp_path, json.loads(ports_json))
     deadline = time.monotonic() + 20  # weed's helpers may take a moment to let go on a busy machine
     while True:
-        seaweed._remove_stale_sockets(leftovers)
+        weed_command.remove_stale_sockets(leftovers)
         remaining = [p for p in leftovers if p.exists()]
         if not remaining or time.monotonic() > deadline:
             break
