@@ -89,6 +89,11 @@ class PolicySource(models.Model):
     endpoint = models.ForeignKey(StorageEndpoint, on_delete=models.PROTECT, related_name="+")
     bucket = models.CharField(max_length=255, help_text='A bucket name or "${S3_BUCKET_...}".')
     prefix = models.CharField(max_length=512, blank=True)
+    write_once_patterns = models.TextField(
+        blank=True,
+        help_text="Keys Reelflow writes once (content-addressed or immutable), one glob per line, e.g. "
+        "assets/*/renditions/*. A changed object matching one is flagged, its previous version kept current.",
+    )
 
     class Meta:
         ordering = ["policy_id", "id"]
@@ -225,6 +230,10 @@ class ObjectVersion(models.Model):
     copied_by = models.ForeignKey("CopyTask", null=True, blank=True, on_delete=models.SET_NULL, related_name="+")
     verified_at = models.DateTimeField(null=True, blank=True)
     source_verified_at = models.DateTimeField(null=True, blank=True)
+    # A new version of a write-once key waits out of the current slot: `overwrites` is the version
+    # it would replace; once copied, the same bytes replace it, other bytes set `tampered_at`.
+    overwrites = models.ForeignKey("self", null=True, blank=True, on_delete=models.SET_NULL, related_name="+")
+    tampered_at = models.DateTimeField(null=True, blank=True)
 
     class Meta:
         ordering = ["key", "-id"]
@@ -303,6 +312,7 @@ class FailureCause(models.TextChoices):
     BACKUP_MISSING = "backup_missing", "Backup copy missing"
     TRANSFER_ERROR = "transfer_error", "Transfer error"
     PERMISSION = "permission", "Permission denied"
+    WRITE_ONCE_CHANGED = "write_once_changed", "Write-once object overwritten"
 
 
 class FailureCheck(models.TextChoices):
@@ -330,6 +340,9 @@ class Failure(models.Model):
     detail = models.CharField(max_length=500)
     # From the failure to its root: [{"step": ..., "finding": ...}, ...], failure first.
     chain = models.JSONField(default=list)
+    # Every ledger version the finding concerns when they share one backup copy:
+    # [{"version": id, "key": ..., "label": ...}, ...] (empty: just `version`).
+    references = models.JSONField(default=list, blank=True)
     action = models.CharField(max_length=300, blank=True)
     repair_task = models.ForeignKey(CopyTask, null=True, blank=True, on_delete=models.SET_NULL, related_name="+")
     alert = models.ForeignKey("core.Alert", null=True, blank=True, on_delete=models.SET_NULL, related_name="+")

@@ -3,8 +3,9 @@ from the backup copies; each written object is read back and checked against the
 SHA-256. A backup copy that does not hash right is never written anywhere.
 
 An asset's objects are found through S3 keys and the shared event log only (backups does not
-import the pipeline): its published media under `assets/<id>/` in the media bucket, and its
-source upload, whose key the pipeline's `asset.created` event records.
+import the pipeline): its media under `assets/<id>/` and its published packages under
+`published/<id>/` in the media bucket, and its source upload, whose key the pipeline's
+`asset.created` event records.
 """
 
 from __future__ import annotations
@@ -39,7 +40,9 @@ from core.services import event_record
 
 logger = logging.getLogger(__name__)
 
-ASSET_MEDIA_PREFIX = "assets/{asset_id}/"
+# An asset's objects in the media bucket: its renditions and working outputs, and its
+# published packages (everything a viewer needs).
+ASSET_MEDIA_PREFIXES = ("assets/{asset_id}/", "published/{asset_id}/")
 RESTORABLE = (VersionState.PROTECTED, VersionState.DAMAGED)
 
 
@@ -59,15 +62,18 @@ def asset_source_key(asset_id: int) -> str | None:
 
 
 def _candidates(*, policy: BackupPolicy, scope: str, selector: str):
-    base = ObjectVersion.objects.filter(source__policy=policy)
+    # A version that overwrote a write-once object is evidence, never what a restore brings back.
+    base = ObjectVersion.objects.filter(source__policy=policy, tampered_at__isnull=True)
     if scope == RestoreScope.PREFIX:
         return key_prefix_filter(base, selector)
     if scope == RestoreScope.ASSET:
-        media_prefix = ASSET_MEDIA_PREFIX.format(asset_id=int(selector))
         sources = list(policy.sources.all())
         media = [s.pk for s in sources if storage.bucket_resolve(s.bucket) == settings.S3_BUCKET_MEDIA]
         ingest = [s.pk for s in sources if storage.bucket_resolve(s.bucket) == settings.S3_BUCKET_INGEST]
-        ids = list(key_prefix_filter(base.filter(source_id__in=media), media_prefix).values_list("pk", flat=True))
+        ids = []
+        for pattern in ASSET_MEDIA_PREFIXES:
+            prefix = pattern.format(asset_id=int(selector))
+            ids += list(key_prefix_filter(base.filter(source_id__in=media), prefix).values_list("pk", flat=True))
         upload = asset_source_key(int(selector))
         if upload:
             ids += list(base.filter(source_id__in=ingest, key=upload).values_list("pk", flat=True))

@@ -25,7 +25,7 @@ class Command(BaseCommand):
         what = parser.add_mutually_exclusive_group(required=True)
         what.add_argument("--key", help="one object")
         what.add_argument("--prefix", help="every object under a prefix")
-        what.add_argument("--asset", type=int, help="an asset's media and source upload")
+        what.add_argument("--asset", type=int, help="an asset's media, published packages and source upload")
         parser.add_argument("--as-of", help="ISO date-time (UTC if no zone): the versions current then")
         parser.add_argument("--to-bucket", default="", help="restore here instead of the original place")
         parser.add_argument("--to-prefix", default="", help="put before each key (with --to-bucket)")
