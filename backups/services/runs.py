@@ -12,6 +12,7 @@ import logging
 from datetime import timedelta
 
 from django.db import IntegrityError, transaction
+from django.db.models import Q
 from django.utils import timezone
 
 from backups import progress, storage
@@ -28,9 +29,9 @@ from backups.models import (
     RunVerify,
     ScanRequest,
 )
-from backups.services.common import alert_for, owner_alive, process_label
-from core.models import AlertSeverity
-from core.services import event_record
+from backups.services.common import ALERT_SOURCE, alert_for, owner_alive, process_label
+from core.models import Alert, AlertSeverity, AlertState
+from core.services import alert_resolve, event_record
 
 logger = logging.getLogger(__name__)
 
@@ -130,8 +131,35 @@ def run_finish(*, run_id: int, error: str = "") -> BackupRun:
         type="backup.run.finished", subject=run, actor_label="backups",
         payload={"policy": run.policy.name, "state": run.state, **{c: getattr(run, c) for c in COUNTERS}},
     )
+    if run.state == RunState.SUCCEEDED:
+        run_alerts_resolve(run=run)
     transaction.on_commit(lambda: progress.Publisher("run", run.pk).maybe(force=True))
     return run
+
+
+# Alerts about the policy's runs as a whole (the store refused a run, transfers or permissions
+# failed): a later run of the same policy that succeeds proves them over. Alerts about one
+# object's bytes (no good copy, a corrupted source, a write-once overwrite) stay for a person.
+RUN_ALERT_DEDUPS = ("run:", "permission", "transfer")
+
+
+def run_alerts_resolve(*, run: BackupRun) -> list[int]:
+    """Resolve the policy's open run-level alerts after `run` succeeded, with an event naming
+    the run that proved them over."""
+    prefix = f"backups:{run.policy.name}:"
+    dedups = Q()
+    for name in RUN_ALERT_DEDUPS:
+        dedups |= Q(dedup_key__startswith=prefix + name)
+    resolved = []
+    for alert in Alert.objects.select_for_update().filter(dedups, source=ALERT_SOURCE).exclude(state=AlertState.RESOLVED):
+        alert_resolve(alert=alert)
+        resolved.append(alert.pk)
+    if resolved:
+        event_record(
+            type="backup.alerts.resolved", subject=run, actor_label="backups",
+            payload={"policy": run.policy.name, "alerts": resolved, "reason": f"run #{run.pk} of the policy succeeded"},
+        )
+    return resolved
 
 
 def _run_fail(*, run: BackupRun, exc: storage.StorageError) -> BackupRun:
