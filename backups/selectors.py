@@ -190,7 +190,7 @@ def failure_export_row(failure: Failure) -> dict:
         "id": failure.pk, "run": failure.run_id, "key": failure.key, "check": failure.failed_check, "cause": failure.cause,
         "resolution": failure.resolution, "detail": failure.detail, "action": failure.action,
         "created_at": failure.created_at.isoformat(), "resolved_at": failure.resolved_at and failure.resolved_at.isoformat(),
-        "chain": failure.chain,
+        "chain": failure.chain, "references": failure.references,
     }
 
 

@@ -159,12 +159,14 @@ def run_failures_csv(request: HttpRequest, run_id: int) -> StreamingHttpResponse
     run = selectors.run_detail(pk=run_id)
     if run is None:
         raise Http404("No such backup run.")
-    fields = ["id", "run", "key", "check", "cause", "resolution", "detail", "action", "created_at", "resolved_at", "chain"]
+    fields = ["id", "run", "key", "check", "cause", "resolution", "detail", "action", "created_at", "resolved_at", "chain",
+              "references"]  # fmt: skip
 
     def rows():
         for failure in selectors.run_failures(run=run):
             row = selectors.failure_export_row(failure)
             row["chain"] = " <- ".join(f"{s['step']}: {s['finding']}" for s in reversed(failure.chain))
+            row["references"] = " ".join(ref["key"] for ref in failure.references)
             yield row
 
     return _csv_response(rows(), fields, f"backup-run-{run.pk}-failures.csv")

@@ -372,26 +372,41 @@ def _repair_origin(version: ObjectVersion, chain: list[dict]) -> _RepairOrigin |
     return origin
 
 
+def sharing_versions(version: ObjectVersion):
+    """Every ledger version whose backup copy is `version`'s (identical bytes are stored once)."""
+    return ObjectVersion.objects.filter(backup_bucket=version.backup_bucket, backup_key=version.backup_key)
+
+
 def backup_damage_handle(
     *, run: BackupRun, version: ObjectVersion, cause: str, detail: str, evidence: dict | None = None
 ) -> Failure:
-    """A backup copy is missing or does not hash to the ledger's SHA-256: trace and repair."""
+    """A backup copy is missing or does not hash to the ledger's SHA-256: trace and repair.
+    One copy shared by several versions is one finding that names them all."""
+    sharing = list(sharing_versions(version).exclude(state=VersionState.LOST).order_by("pk")) or [version]
+    sharing_versions(version).exclude(state=VersionState.LOST).update(state=VersionState.DAMAGED)
     version.state = VersionState.DAMAGED
-    version.save(update_fields=["state"])
     dst = destination_place(run.policy)
     chain = [_step("Backup copy check", detail), ledger_step(version), copy_task_step(version)]
+    if len(sharing) > 1:
+        chain.append(_step("Shared copy", f"{len(sharing)} ledger versions have these bytes and share this one copy"))
     origin = _repair_origin(version, chain)
     damaged = "missing" if cause == FailureCause.BACKUP_MISSING else "corrupted"
     chain.append(_step("Root cause", f"the backup copy was {damaged} after it was written and checked"))
-    dedup = f"{cause}:{version.source_id}:{key_digest(version.key)}"
+    dedup = f"{cause}:blob:{key_digest(version.backup_bucket + '/' + version.backup_key)}"
+    references = [{"version": v.pk, "key": v.key, "label": v.version_label} for v in sharing] if len(sharing) > 1 else []
     if origin is not None:
-        return _damaged_copy_rewrite(
+        failure = _damaged_copy_rewrite(
             run=run, version=version, origin=origin, target=dst, cause=cause, detail=detail, damaged=damaged,
             chain=chain, dedup=dedup, evidence=evidence,
         )
-    return _damaged_copy_lost(
-        run=run, version=version, cause=cause, detail=detail, chain=chain, dedup=dedup, evidence=evidence
-    )
+    else:
+        failure = _damaged_copy_lost(
+            run=run, version=version, cause=cause, detail=detail, chain=chain, dedup=dedup, evidence=evidence
+        )
+    if references:
+        Failure.objects.filter(pk=failure.pk).update(references=references)
+        failure.references = references
+    return failure
 
 
 def _damaged_copy_rewrite(
@@ -444,7 +459,9 @@ def _damaged_copy_lost(
     *, run: BackupRun, version: ObjectVersion, cause: str, detail: str, chain: list[dict], dedup: str,
     evidence: dict | None,
 ) -> Failure:
-    """No origin holds the bytes: the version is LOST; the alert points at the newest older version."""
+    """No origin holds the bytes: the version (and every one sharing its copy) is LOST; the alert
+    points at the newest older version."""
+    sharing_versions(version).update(state=VersionState.LOST)
     ObjectVersion.objects.filter(pk=version.pk).update(state=VersionState.LOST)
     older = _older_good_version(version)
     chain.append(_step(

@@ -24,7 +24,9 @@ from backups import storage
 from backups.models import (
     BackupPolicy,
     BackupRun,
+    Failure,
     FailureCause,
+    FailureCheck,
     ObjectVersion,
     RunVerify,
     VerifyMode,
@@ -179,12 +181,22 @@ def verify_outcomes_record(*, run: BackupRun, outcomes: list[VerifyOutcome]) -> 
     versions = ObjectVersion.objects.in_bulk(
         [o.spec.version_id for o in outcomes if not o.backup_ok or o.source_state == "corrupted"]
     )
+    handled: set[tuple[str, str]] = set()
     for o in outcomes:
         if not o.backup_ok:
             version = versions[o.spec.version_id]
             if o.cause == FailureCause.PERMISSION:
                 logger.warning("verification of %s refused: %s", version.key, o.detail)
                 continue
+            # A copy shared by several versions is one finding (with every version as a
+            # reference), even when its versions were read in different batches of this run.
+            blob = (version.backup_bucket, version.backup_key)
+            if blob in handled or Failure.objects.filter(
+                run=run, failed_check=FailureCheck.VERIFY_BACKUP, version__backup_bucket=blob[0],
+                version__backup_key=blob[1], created_at__gte=run.created_at,
+            ).exists():
+                continue
+            handled.add(blob)
             backtrack.backup_damage_handle(run=run, version=version, cause=o.cause, detail=o.detail, evidence=o.evidence)
         elif o.source_state == "corrupted":
             backtrack.source_corruption_handle(
