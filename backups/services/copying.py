@@ -41,6 +41,7 @@ from backups.models import (
     TaskState,
     VersionState,
 )
+from backups.services import write_once
 from backups.services.common import (
     destination_place,
     destination_prefix,
@@ -329,6 +330,9 @@ def copy_outcomes_record(*, run: BackupRun, outcomes: list[CopyOutcome]) -> None
             objects_repaired=F("objects_repaired") + repaired,
             heartbeat_at=now,
         )
+        if ok:
+            # New bytes of write-once keys: the same content takes over, other content is flagged.
+            write_once.candidates_settle(run=run, version_ids=[o.spec.version_id for o in ok])
         changed = [o for o in ok if o.changed_during_copy]
         if changed:
             versions = ObjectVersion.objects.in_bulk([o.spec.version_id for o in changed])

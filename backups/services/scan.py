@@ -23,6 +23,7 @@ from django.utils import timezone
 
 from backups import storage
 from backups.models import BackupRun, CopyTask, ObjectVersion, PolicySource, TaskState, VersionState
+from backups.services import write_once
 from backups.services.common import rows_insert, source_place
 from core import s3
 
@@ -101,6 +102,14 @@ def scan_page_record(*, run: BackupRun, source: PolicySource, page: list[dict], 
         )
     }
     now = timezone.now()
+    globs = write_once.patterns(source)
+    # Changed keys that are written once: their new bytes wait beside the protected version.
+    guarded = [
+        o["Key"] for o in objects
+        if globs and o["Key"] in current and current[o["Key"]]["state"] == VersionState.PROTECTED
+        and write_once.is_write_once(globs, o["Key"])
+    ]  # fmt: skip
+    known = write_once.candidates_known(source=source, keys=guarded) if guarded else {}
     new_versions: list[dict] = []
     superseded: list[int] = []
     seen: list[int] = []
@@ -116,16 +125,26 @@ def scan_page_record(*, run: BackupRun, source: PolicySource, page: list[dict], 
             if row["state"] == VersionState.PENDING:
                 retry.append(row["id"])  # an earlier copy failed: try again in this run
             continue
+        version = {"source_id": source.pk, "key": obj["Key"], "etag": etag, "size": size,
+                   "source_modified_at": obj.get("LastModified"), "first_seen_run_id": run.pk,
+                   "last_seen_run_id": run.pk, "first_seen_at": now}  # fmt: skip
         if row is None:
             counts["objects_new"] += 1
+        elif obj["Key"] in guarded:
+            seen.append(row["id"])  # still the current version
+            earlier = next((c for c in known.get(obj["Key"], []) if c["etag"] == etag and c["size"] == size), None)
+            if earlier is None:
+                counts["objects_changed"] += 1
+                version.update(is_current=False, overwrites_id=row["id"])
+            elif earlier["state"] == VersionState.PENDING:
+                retry.append(earlier["id"])  # flagged already, or its copy failed: nothing new
+                continue
+            else:
+                continue
         else:
             counts["objects_changed"] += 1
             superseded.append(row["id"])
-        new_versions.append(
-            {"source_id": source.pk, "key": obj["Key"], "etag": etag, "size": size,
-             "source_modified_at": obj.get("LastModified"), "first_seen_run_id": run.pk,
-             "last_seen_run_id": run.pk, "first_seen_at": now}
-        )
+        new_versions.append(version)
     with transaction.atomic():
         if superseded:
             # Before the insert: at most one current version per key.
@@ -135,9 +154,17 @@ def scan_page_record(*, run: BackupRun, source: PolicySource, page: list[dict], 
         if new_versions:
             created = list(
                 ObjectVersion.objects.filter(
-                    source=source, is_current=True, key__in=[v["key"] for v in new_versions]
+                    source=source, is_current=True, key__in=[v["key"] for v in new_versions if v.get("is_current", True)]
                 ).values_list("pk", flat=True)
             )
+            held = [v["key"] for v in new_versions if not v.get("is_current", True)]
+            if held:
+                created += list(
+                    ObjectVersion.objects.filter(
+                        source=source, key__in=held, first_seen_run=run, overwrites__isnull=False,
+                        state=VersionState.PENDING,
+                    ).exclude(tasks__run=run).values_list("pk", flat=True)
+                )
         if seen:
             ObjectVersion.objects.filter(pk__in=seen).update(last_seen_run=run)
         rows_insert(CopyTask, [{"run_id": run.pk, "version_id": pk, "created_at": now} for pk in created + retry])

@@ -14,6 +14,7 @@ from django.core.management import call_command
 from backups.models import BackupPolicy, BackupRun, ObjectVersion, RunState, RunTrigger
 from backups.services import intake, runs
 from core.services import event_record
+from tests.backups.test_policy import default_policy_ensure
 
 pytestmark = pytest.mark.django_db
 
@@ -51,15 +52,6 @@ def _download(s3, prefix: str, folder: Path) -> None:
         )
 
 
-def test_the_default_policy_covers_uploads_renditions_and_published_packages():
-    policy = BackupPolicy.objects.get(name="default")
-    covered = {(s.bucket, s.prefix): s.write_once_patterns for s in policy.sources.all()}
-    assert set(covered) == {
-        ("${S3_BUCKET_INGEST}", "uploads/"), ("${S3_BUCKET_MEDIA}", "assets/"), ("${S3_BUCKET_MEDIA}", "published/"),
-    }
-    assert covered[("${S3_BUCKET_MEDIA}", "published/")] == "published/*"
-
-
 def test_a_published_package_is_backed_up_from_its_event_and_restore_asset_brings_back_one_that_plays(
     s3, tmp_path
 ):
@@ -69,7 +61,7 @@ def test_a_published_package_is_backed_up_from_its_event_and_restore_asset_bring
     for path in sorted((tmp_path / "made").iterdir()):
         s3.put_object(Bucket=settings.S3_BUCKET_MEDIA, Key=prefix + path.name, Body=path.read_bytes())
     expected_frames = _frames(tmp_path / "made" / "master.m3u8")
-    policy = BackupPolicy.objects.get(name="default")
+    policy = default_policy_ensure()
     BackupPolicy.objects.exclude(pk=policy.pk).update(enabled=False)
     event_record(type="job.published", subject=("pipeline.encodejob", job), payload={"asset": asset, "prefix": prefix[:-1]})
 
