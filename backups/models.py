@@ -47,6 +47,11 @@ class VerifyMode(models.TextChoices):
     OFF = "off", "No scheduled verification"
 
 
+class Encryption(models.TextChoices):
+    NONE = "none", "None"
+    CLIENT = "client", "Client-side AES-256-GCM (the store never sees plaintext)"
+
+
 class BackupPolicy(models.Model):
     """What to protect (sources), where to (destination), how often, how to verify, how long
     to keep superseded and deleted versions."""
@@ -71,6 +76,10 @@ class BackupPolicy(models.Model):
     )
     retention_days = models.PositiveIntegerField(
         default=30, help_text="Keep superseded and deleted versions' copies this long."
+    )
+    encryption = models.CharField(
+        max_length=16, choices=Encryption.choices, default=Encryption.NONE,
+        help_text="Client-side: the store never sees plaintext (needs BACKUP_KEK).",
     )
     created_at = models.DateTimeField(default=timezone.now)
 
@@ -234,6 +243,9 @@ class ObjectVersion(models.Model):
     # it would replace; once copied, the same bytes replace it, other bytes set `tampered_at`.
     overwrites = models.ForeignKey("self", null=True, blank=True, on_delete=models.SET_NULL, related_name="+")
     tampered_at = models.DateTimeField(null=True, blank=True)
+    # Client-side encryption: the copy's data key, wrapped by the key-encryption key `kek_id`.
+    kek_id = models.CharField(max_length=64, blank=True, db_index=True)
+    wrapped_key = models.CharField(max_length=80, blank=True)
 
     class Meta:
         ordering = ["key", "-id"]
@@ -313,6 +325,7 @@ class FailureCause(models.TextChoices):
     TRANSFER_ERROR = "transfer_error", "Transfer error"
     PERMISSION = "permission", "Permission denied"
     WRITE_ONCE_CHANGED = "write_once_changed", "Write-once object overwritten"
+    KEYS = "keys", "Encryption key missing or wrong"
 
 
 class FailureCheck(models.TextChoices):
@@ -377,6 +390,18 @@ class ScanRequest(models.Model):
 
     def __str__(self) -> str:
         return f"scan {self.prefix}"
+
+
+class KeyCheck(models.Model):
+    """A key-encryption key the ledger has used, by id, with a check value (an HMAC under the
+    key, not the key): at start, every key that wrapped a data key must be present and match."""
+
+    kek_id = models.CharField(max_length=64, unique=True)
+    check_value = models.CharField(max_length=64)
+    created_at = models.DateTimeField(default=timezone.now)
+
+    def __str__(self) -> str:
+        return f"key {self.kek_id}"
 
 
 class EventCursor(models.Model):

@@ -18,6 +18,7 @@ from botocore.exceptions import BotoCoreError, ClientError
 from botocore.exceptions import ConnectionError as BotoConnectionError
 from django.conf import settings
 
+from backups import crypto
 from core import s3
 
 READ_CHUNK = 1024 * 1024
@@ -163,6 +164,11 @@ def blob_key(prefix: str, sha256: str) -> str:
     return f"{prefix}sha256/{sha256[:2]}/{sha256[2:4]}/{sha256}"
 
 
+def sealed_blob_key(prefix: str, name: str) -> str:
+    """An encrypted copy: named by a keyed hash of its plaintext's SHA-256 (crypto.blob_name)."""
+    return f"{prefix}enc/{name[:2]}/{name[2:4]}/{name}"
+
+
 # --------------------------------------------------------------------------- reading
 
 
@@ -211,9 +217,14 @@ def _get(place: Place, key: str, *, if_match: str | None, source: bool):
 
 
 def stream(
-    place: Place, key: str, *, if_match: str | None = None, source: bool = False, chunk: int = READ_CHUNK
+    place: Place, key: str, *, if_match: str | None = None, source: bool = False, chunk: int = READ_CHUNK,
+    dek: bytes | None = None,
 ) -> Iterator[bytes]:
-    """The object's bytes in chunks (If-Match pins the version we listed)."""
+    """The object's bytes in chunks (If-Match pins the version we listed). With `dek`, the
+    object is an encrypted copy: its plaintext, or ContentMismatch if it fails authentication."""
+    if dek is not None:
+        yield from _decrypted(place, key, dek, stream(place, key, if_match=if_match, source=source, chunk=chunk))
+        return
     body = _get(place, key, if_match=if_match, source=source)["Body"]
     try:
         while True:
@@ -230,21 +241,33 @@ def stream(
         body.close()
 
 
+def _decrypted(place: Place, key: str, dek: bytes, chunks: Iterator[bytes]) -> Iterator[bytes]:
+    try:
+        yield from crypto.decrypt(dek, chunks)
+    except crypto.AuthenticationFailed as exc:
+        raise ContentMismatch(
+            f"{place.bucket}/{key} fails decryption: {exc}", evidence={"authentication": "failed"}
+        ) from None
+
+
 def read_digest(
-    place: Place, key: str, *, if_match: str | None = None, source: bool = False, md5: bool = True
+    place: Place, key: str, *, if_match: str | None = None, source: bool = False, md5: bool = True,
+    dek: bytes | None = None,
 ) -> s3.Digest:
-    """Stream and hash an object. Verification passes md5=False: it compares SHA-256 only,
-    and MD5 would cost a second pass of CPU over every byte."""
+    """Stream and hash an object (its plaintext, with `dek`). Verification passes md5=False: it
+    compares SHA-256 only, and MD5 would cost a second pass of CPU over every byte."""
     hasher = Hasher.new(md5=md5)
-    for chunk in stream(place, key, if_match=if_match, source=source):
+    for chunk in stream(place, key, if_match=if_match, source=source, dek=dek):
         hasher.update(chunk)
     return hasher.digest()
 
 
-def read_all(place: Place, key: str, *, if_match: str | None = None, source: bool = False) -> tuple[bytes, s3.Digest]:
+def read_all(
+    place: Place, key: str, *, if_match: str | None = None, source: bool = False, dek: bytes | None = None
+) -> tuple[bytes, s3.Digest]:
     hasher = Hasher.new()
     parts = []
-    for chunk in stream(place, key, if_match=if_match, source=source):
+    for chunk in stream(place, key, if_match=if_match, source=source, dek=dek):
         hasher.update(chunk)
         parts.append(chunk)
     return b"".join(parts), hasher.digest()
@@ -270,14 +293,16 @@ def check_against_listing(digest: s3.Digest, *, etag: str, size: int, what: str)
 # --------------------------------------------------------------------------- writing
 
 
-def put_once(place: Place, key: str, data: bytes, *, md5: str) -> bool:
+def put_once(place: Place, key: str, data: bytes, *, md5: str, metadata: dict | None = None) -> bool:
     """Write `data` at `key` unless the key exists (If-None-Match: *). True if written.
 
     The ETag the server returns is the MD5 of what it received; a different one means the bytes
     were damaged on the way and the (wrong) object is removed again.
     """
     try:
-        response = place.client.put_object(Bucket=place.bucket, Key=key, Body=data, IfNoneMatch="*")
+        response = place.client.put_object(
+            Bucket=place.bucket, Key=key, Body=data, IfNoneMatch="*", **({"Metadata": metadata} if metadata else {})
+        )
     except ClientError as exc:
         if error_code(exc) in _PRECONDITION_CODES:
             return False
@@ -294,10 +319,12 @@ def put_once(place: Place, key: str, data: bytes, *, md5: str) -> bool:
     return True
 
 
-def put_replace(place: Place, key: str, data: bytes, *, md5: str) -> None:
+def put_replace(place: Place, key: str, data: bytes, *, md5: str, metadata: dict | None = None) -> None:
     """Write `data` at `key` whether or not it exists (restores, repairs of a proven-bad copy)."""
     try:
-        response = place.client.put_object(Bucket=place.bucket, Key=key, Body=data)
+        response = place.client.put_object(
+            Bucket=place.bucket, Key=key, Body=data, **({"Metadata": metadata} if metadata else {})
+        )
     except (ClientError, BotoCoreError, OSError) as exc:
         raise translate(exc, what=f"PUT {place.bucket}/{key}") from exc
     written = s3.etag_clean(response.get("ETag"))
@@ -343,6 +370,7 @@ def stream_upload(
     only_if_absent: bool = False,
     accept: Callable[[s3.Digest], None] | None = None,
     on_progress: Callable[[int], None] | None = None,
+    metadata: dict | None = None,
 ) -> tuple[s3.Digest, bool]:
     """Upload a stream as a multipart object, hashing as the bytes pass.
 
@@ -354,7 +382,9 @@ def stream_upload(
     client = place.client
     hasher = Hasher.new()
     try:
-        upload_id = client.create_multipart_upload(Bucket=place.bucket, Key=key)["UploadId"]
+        upload_id = client.create_multipart_upload(
+            Bucket=place.bucket, Key=key, **({"Metadata": metadata} if metadata else {})
+        )["UploadId"]
     except (ClientError, BotoCoreError, OSError) as exc:
         raise translate(exc, what=f"starting upload {place.bucket}/{key}") from exc
     parts = []
@@ -407,18 +437,23 @@ def stream_upload(
 
 
 def server_copy(
-    src: Place, src_key: str, dst: Place, dst_key: str, *, size: int, if_match: str | None = None
+    src: Place, src_key: str, dst: Place, dst_key: str, *, size: int, if_match: str | None = None,
+    metadata: dict | None = None,
 ) -> str:
-    """Copy inside one server (no bytes through us); returns the new object's ETag."""
+    """Copy inside one server (no bytes through us); returns the new object's ETag. With
+    `metadata`, the copy carries exactly that metadata."""
     source = {"Bucket": src.bucket, "Key": src_key}
     client = dst.client
+    meta = {"Metadata": metadata} if metadata else {}
     try:
         if size <= MAX_SINGLE_COPY:
-            params = {"Bucket": dst.bucket, "Key": dst_key, "CopySource": source}
+            params = {"Bucket": dst.bucket, "Key": dst_key, "CopySource": source, **meta}
+            if metadata:
+                params["MetadataDirective"] = "REPLACE"
             if if_match:
                 params["CopySourceIfMatch"] = f'"{if_match}"'
             return s3.etag_clean(client.copy_object(**params)["CopyObjectResult"]["ETag"])
-        upload_id = client.create_multipart_upload(Bucket=dst.bucket, Key=dst_key)["UploadId"]
+        upload_id = client.create_multipart_upload(Bucket=dst.bucket, Key=dst_key, **meta)["UploadId"]
         part = part_size_for(size)
         parts = []
         try:

@@ -22,6 +22,7 @@ failures are rare and each needs a decision before the next.
 
 from __future__ import annotations
 
+import hashlib
 import logging
 from dataclasses import dataclass
 
@@ -32,7 +33,7 @@ from django.urls import reverse
 from django.utils import timezone
 from django.utils.http import urlencode
 
-from backups import storage
+from backups import crypto, storage
 from backups.models import (
     BackupRun,
     CopyMethod,
@@ -46,6 +47,7 @@ from backups.models import (
     TaskState,
     VersionState,
 )
+from backups.services import keys
 from backups.services.common import alert_for, destination_place, key_digest, source_place
 from core import s3
 from core.models import AlertSeverity
@@ -154,13 +156,30 @@ def _older_good_version(version: ObjectVersion) -> ObjectVersion | None:
 # --------------------------------------------------------------------------- rewriting bytes
 
 
+@dataclass(frozen=True)
+class Sealing:
+    """How to encrypt what is written to an encrypted backup copy: its own data key, wrapped."""
+
+    dek: bytes
+    metadata: dict
+
+
+def sealing_of(version: ObjectVersion) -> Sealing | None:
+    dek = keys.dek_of(version)
+    if dek is None:
+        return None
+    return Sealing(dek, {crypto.META_KEK: version.kek_id, crypto.META_DEK: version.wrapped_key})
+
+
 def blob_rewrite(
     *, origin: storage.Place, origin_key: str, if_match: str | None, expected_sha: str, size: int,
-    target: storage.Place, target_key: str, source: bool = False,
+    target: storage.Place, target_key: str, source: bool = False, origin_dek: bytes | None = None,
+    seal: Sealing | None = None,
 ) -> None:
     """Write `origin_key`'s bytes to `target_key` only if they hash to `expected_sha`, then read
     the written object back and check it. Replaces what is there: use it only on a copy proven
-    bad, or to restore."""
+    bad, or to restore. `origin_dek` decrypts the origin (an encrypted backup copy); `seal`
+    encrypts what is written (repairing an encrypted copy)."""
 
     def accept(digest: s3.Digest) -> None:
         if digest.sha256 != expected_sha:
@@ -170,16 +189,27 @@ def blob_rewrite(
             )
 
     if size <= settings.BACKUP_INLINE_MAX_BYTES:
-        data, digest = storage.read_all(origin, origin_key, if_match=if_match, source=source)
+        data, digest = storage.read_all(origin, origin_key, if_match=if_match, source=source, dek=origin_dek)
         accept(digest)
-        storage.put_replace(target, target_key, data, md5=digest.md5)
+        if seal is not None:
+            data = crypto.seal(seal.dek, data)
+        md5 = hashlib.md5(data, usedforsecurity=False).hexdigest() if seal is not None else digest.md5
+        storage.put_replace(target, target_key, data, md5=md5, metadata=seal.metadata if seal else None)
     else:
         # Multipart: nothing becomes visible unless `accept` passes before completion.
+        plain = storage.Hasher.new()
+
+        def passing():
+            for chunk in storage.stream(origin, origin_key, if_match=if_match, source=source, dek=origin_dek):
+                plain.update(chunk)
+                yield chunk
+
         storage.stream_upload(
-            storage.stream(origin, origin_key, if_match=if_match, source=source),
-            target, target_key, size_hint=size, accept=accept,
+            crypto.encrypt(seal.dek, passing()) if seal else passing(), target, target_key,
+            size_hint=crypto.sealed_size(size) if seal else size, accept=lambda _: accept(plain.digest()),
+            metadata=seal.metadata if seal else None,
         )
-    written = storage.read_digest(target, target_key)
+    written = storage.read_digest(target, target_key, dek=seal.dek if seal else None)
     if written.sha256 != expected_sha:
         raise storage.TransferFailed(
             f"{target.bucket}/{target_key} read back with SHA-256 {_short(written.sha256)}, expected {_short(expected_sha)}",
@@ -303,8 +333,9 @@ def copy_failure_record(*, run: BackupRun, version: ObjectVersion, task: CopyTas
 # --------------------------------------------------------------------------- verification failures
 
 
-def _other_good_copy(version: ObjectVersion) -> tuple[storage.Place, str] | None:
-    """Another backup copy of the same bytes (another policy or destination) that verifies."""
+def _other_good_copy(version: ObjectVersion) -> tuple[storage.Place, str, bytes | None] | None:
+    """Another backup copy of the same bytes (another policy or destination) that verifies:
+    (place, key, its data key when it is encrypted)."""
     others = (
         ObjectVersion.objects.filter(sha256=version.sha256, state=VersionState.PROTECTED)
         .exclude(backup_bucket=version.backup_bucket, backup_key=version.backup_key)
@@ -316,9 +347,10 @@ def _other_good_copy(version: ObjectVersion) -> tuple[storage.Place, str] | None
             place = storage.Place.resolve(
                 target=storage.endpoint_target(other.source.policy.destination_endpoint), bucket=other.backup_bucket
             )
-            if storage.read_digest(place, other.backup_key).sha256 == version.sha256:
-                return place, other.backup_key
-        except storage.StorageError:
+            dek = keys.dek_of(other)
+            if storage.read_digest(place, other.backup_key, dek=dek).sha256 == version.sha256:
+                return place, other.backup_key, dek
+        except (storage.StorageError, keys.KeysUnusable, crypto.KeyError_):
             continue
     return None
 
@@ -333,6 +365,7 @@ class _RepairOrigin:
     source: bool
     method: str
     label: str
+    dek: bytes | None = None
 
 
 def _intact_source(version: ObjectVersion, chain: list[dict]) -> _RepairOrigin | None:
@@ -368,7 +401,9 @@ def _repair_origin(version: ObjectVersion, chain: list[dict]) -> _RepairOrigin |
         other = _other_good_copy(version)
         if other is not None:
             chain.append(_step("Other backups", f"a good copy of the same bytes at {other[0].bucket}/{other[1]}"))
-            origin = _RepairOrigin(other[0], other[1], None, False, CopyMethod.FROM_BACKUP, "another good backup copy")
+            origin = _RepairOrigin(
+                other[0], other[1], None, False, CopyMethod.FROM_BACKUP, "another good backup copy", other[2]
+            )
     return origin
 
 
@@ -419,6 +454,7 @@ def _damaged_copy_rewrite(
         blob_rewrite(
             origin=origin.place, origin_key=origin.key, if_match=origin.if_match, expected_sha=version.sha256,
             size=version.size, target=target, target_key=version.backup_key, source=origin.source,
+            origin_dek=origin.dek, seal=sealing_of(version),
         )
     except storage.StorageError as exc:
         # A good origin exists: this is not a loss. The copy stays DAMAGED, so the next
@@ -499,6 +535,7 @@ def source_corruption_handle(*, run: BackupRun, version: ObjectVersion, detail: 
             blob_rewrite(
                 origin=destination_place(policy), origin_key=version.backup_key, if_match=None,
                 expected_sha=version.sha256, size=version.size, target=source_place(version.source), target_key=version.key,
+                origin_dek=keys.dek_of(version),
             )
         except storage.StorageError as exc:
             chain.append(_step("Restart: heal the source", f"failed: {exc.detail}"))
@@ -553,6 +590,7 @@ def failure_retry(*, failure_id: int) -> Failure:
         version.pk, version.key, version.etag, version.size, version.sha256,
         storage.Place.resolve(target=dst.target, bucket=version.backup_bucket or dst.bucket), version.backup_key,
         source_place(version.source) if failure.failed_check == FailureCheck.VERIFY_SOURCE and version.is_current else None,
+        keys.dek_of(version),
     )
     outcome = verify_one(spec)
     now = timezone.now()

@@ -17,8 +17,10 @@ died between writing and recording finds its content already in place (deduplica
 
 from __future__ import annotations
 
+import hashlib
 import logging
 import time
+from collections.abc import Iterator
 from concurrent.futures import FIRST_COMPLETED, ThreadPoolExecutor, wait
 from dataclasses import dataclass, field
 from datetime import timedelta
@@ -29,11 +31,12 @@ from django.db.models import F
 from django.db.models.functions import Coalesce
 from django.utils import timezone
 
-from backups import storage
+from backups import crypto, storage
 from backups.models import (
     BackupRun,
     CopyMethod,
     CopyTask,
+    Encryption,
     Failure,
     FailureCause,
     ObjectVersion,
@@ -41,7 +44,7 @@ from backups.models import (
     TaskState,
     VersionState,
 )
-from backups.services import write_once
+from backups.services import keys, write_once
 from backups.services.common import (
     destination_place,
     destination_prefix,
@@ -68,6 +71,7 @@ class CopySpec:
     dst_prefix: str
     inline_max: int
     attempts_before: int = 0
+    kek: crypto.Kek | None = None  # set: the policy encrypts its copies client-side
 
 
 @dataclass
@@ -84,6 +88,15 @@ class CopyOutcome:
     # What a HEAD of the source said after the copy or the failure: {"etag", "size"} or {"missing": True}.
     source_now: dict | None = None
     changed_during_copy: bool = False
+    sealed: Sealed | None = None
+
+
+@dataclass(frozen=True)
+class Sealed:
+    """An encrypted copy's wrapped data key, for the ledger."""
+
+    kek_id: str
+    wrapped_key: str
 
 
 def _backoff(tries: int) -> float:
@@ -104,8 +117,71 @@ def _is_same_version(spec: CopySpec, now: dict | None) -> bool:
     return bool(now) and now.get("etag") == spec.etag and now.get("size") == spec.size
 
 
-def _copy_attempt(spec: CopySpec) -> tuple[str, s3.Digest, str]:
-    """One try at copying; returns (method, digest, backup key) or raises a StorageError."""
+def _sealed_found(spec: CopySpec, key: str) -> Sealed:
+    """The wrapped data key of an encrypted copy that is already there (from its metadata)."""
+    found = storage.head(spec.dst, key) or {}
+    meta = {k.lower(): v for k, v in (found.get("Metadata") or {}).items()}
+    if not meta.get(crypto.META_DEK) or not meta.get(crypto.META_KEK):
+        raise storage.TransferFailed(f"encrypted copy {spec.dst.bucket}/{key} carries no wrapped data key")
+    return Sealed(meta[crypto.META_KEK], meta[crypto.META_DEK])
+
+
+def _copy_sealed(spec: CopySpec) -> tuple[str, s3.Digest, str, Sealed]:
+    """Copy through us, encrypted with a new data key: the store only ever gets ciphertext.
+    The plaintext is hashed (SHA-256 for the ledger, MD5 against the listed ETag) as it passes."""
+    what = f"{spec.src.bucket}/{spec.key}"
+    kek = spec.kek
+    dek = crypto.dek_new()
+    sealed = Sealed(kek.id, crypto.dek_wrap(kek, dek))
+    meta = {crypto.META_KEK: sealed.kek_id, crypto.META_DEK: sealed.wrapped_key}
+    if spec.size <= spec.inline_max:
+        data, digest = storage.read_all(spec.src, spec.key, if_match=spec.etag, source=True)
+        storage.check_against_listing(digest, etag=spec.etag, size=spec.size, what=what)
+        key = storage.sealed_blob_key(spec.dst_prefix, crypto.blob_name(kek, digest.sha256))
+        body = crypto.seal(dek, data)
+        if storage.put_once(spec.dst, key, body, md5=hashlib.md5(body, usedforsecurity=False).hexdigest(), metadata=meta):
+            return CopyMethod.INLINE, digest, key, sealed
+        return CopyMethod.DEDUPLICATED, digest, key, _sealed_found(spec, key)
+    plain = storage.Hasher.new()
+
+    def passing() -> Iterator[bytes]:
+        for chunk in storage.stream(spec.src, spec.key, if_match=spec.etag, source=True):
+            plain.update(chunk)
+            yield chunk
+
+    staging = f"{spec.dst_prefix}staging/task-{spec.task_id}"
+    stored, _ = storage.stream_upload(
+        crypto.encrypt(dek, passing()), spec.dst, staging, size_hint=crypto.sealed_size(spec.size), metadata=meta,
+        accept=lambda _: storage.check_against_listing(plain.digest(), etag=spec.etag, size=spec.size, what=what),
+    )
+    digest = plain.digest()
+    try:
+        key = storage.sealed_blob_key(spec.dst_prefix, crypto.blob_name(kek, digest.sha256))
+        if storage.head(spec.dst, key) is not None:
+            return CopyMethod.DEDUPLICATED, digest, key, _sealed_found(spec, key)
+        staged = storage.head(spec.dst, staging) or {}
+        copied = storage.server_copy(spec.dst, staging, spec.dst, key, size=stored.size, metadata=meta)
+        if copied not in (stored.md5, s3.etag_clean(staged.get("ETag"))):
+            storage.delete(spec.dst, key)
+            raise storage.TransferFailed(f"copy of the staged {what} has ETag {copied}", evidence={"copy_etag": copied})
+        return CopyMethod.STREAMED, digest, key, sealed
+    finally:
+        try:
+            storage.delete(spec.dst, staging)
+        except storage.StorageError:
+            logger.warning("could not delete staging object %s", staging)
+
+
+def _copy_attempt(spec: CopySpec) -> tuple[str, s3.Digest, str, Sealed | None]:
+    """One try at copying; returns (method, digest, backup key, wrapped data key or None) or
+    raises a StorageError."""
+    if spec.kek is not None:
+        return _copy_sealed(spec)
+    method, digest, key = _copy_plain(spec)
+    return method, digest, key, None
+
+
+def _copy_plain(spec: CopySpec) -> tuple[str, s3.Digest, str]:
     what = f"{spec.src.bucket}/{spec.key}"
     if spec.size <= spec.inline_max:
         data, digest = storage.read_all(spec.src, spec.key, if_match=spec.etag, source=True)
@@ -189,7 +265,7 @@ def copy_one(spec: CopySpec) -> CopyOutcome:
     while True:
         tries += 1
         try:
-            method, digest, key = _copy_attempt(spec)
+            method, digest, key, sealed = _copy_attempt(spec)
         except storage.StorageError as exc:
             attempts.append(exc.detail)
             verdict = _verdict(spec, exc, tries)
@@ -201,7 +277,9 @@ def copy_one(spec: CopySpec) -> CopyOutcome:
                 spec=spec, ok=False, tries=tries, cause=cause, detail=exc.detail,
                 evidence={**exc.evidence, "attempts": attempts}, source_now=now,
             )
-        outcome = CopyOutcome(spec=spec, ok=True, tries=tries, method=method, digest=digest, backup_key=key)
+        outcome = CopyOutcome(
+            spec=spec, ok=True, tries=tries, method=method, digest=digest, backup_key=key, sealed=sealed
+        )
         if spec.size > spec.inline_max or s3.is_multipart_etag(spec.etag):
             # A long copy, or one whose ETag cannot prove the bytes: did the source change while
             # we read it? The copy still holds the version we listed, so it is kept either way.
@@ -249,6 +327,7 @@ class _Places:
     def __init__(self, run: BackupRun) -> None:
         self.dst = destination_place(run.policy)
         self.prefix = destination_prefix(run.policy)
+        self.kek = keys.current_kek() if run.policy.encryption == Encryption.CLIENT else None
         self._sources: dict[int, storage.Place] = {}
 
     def source(self, source) -> storage.Place:
@@ -279,7 +358,7 @@ def tasks_claim(*, run: BackupRun, owner: str, limit: int, places: _Places) -> l
         CopySpec(
             task_id=t.pk, version_id=t.version_id, key=t.version.key, etag=t.version.etag, size=t.version.size,
             src=places.source(t.version.source), dst=places.dst, dst_prefix=places.prefix,
-            inline_max=settings.BACKUP_INLINE_MAX_BYTES, attempts_before=t.attempts,
+            inline_max=settings.BACKUP_INLINE_MAX_BYTES, attempts_before=t.attempts, kek=places.kek,
         )
         for t in claimed
     ]
@@ -300,10 +379,12 @@ def copy_outcomes_record(*, run: BackupRun, outcomes: list[CopyOutcome]) -> None
         # already there was not read by us, so it waits, never-verified, for the next verification.
         rows_update(
             ObjectVersion,
-            ["sha256", "md5", "state", "backup_bucket", "backup_key", "copied_at", "verified_at", "copied_by"],
+            ["sha256", "md5", "state", "backup_bucket", "backup_key", "copied_at", "verified_at", "copied_by",
+             "kek_id", "wrapped_key"],
             [
                 (o.spec.version_id, o.digest.sha256, o.digest.md5, VersionState.PROTECTED, o.spec.dst.bucket,
-                 o.backup_key, now, None if o.method == CopyMethod.DEDUPLICATED else now, o.spec.task_id)
+                 o.backup_key, now, None if o.method == CopyMethod.DEDUPLICATED else now, o.spec.task_id,
+                 o.sealed.kek_id if o.sealed else "", o.sealed.wrapped_key if o.sealed else "")
                 for o in ok
             ],
         )

@@ -20,7 +20,7 @@ from django.db import transaction
 from django.db.models import F
 from django.utils import timezone
 
-from backups import progress, storage
+from backups import crypto, progress, storage
 from backups.models import (
     BackupPolicy,
     ObjectVersion,
@@ -32,6 +32,7 @@ from backups.models import (
     TaskState,
     VersionState,
 )
+from backups.services import keys
 from backups.services.backtrack import blob_rewrite
 from backups.services.common import destination_place, process_label, source_place
 from backups.services.scan import key_prefix_filter
@@ -176,6 +177,7 @@ class _ItemSpec:
     size: int
     target: storage.Place
     target_key: str
+    dek: bytes | None = None
 
 
 def _restore_one(spec: _ItemSpec) -> tuple[int, str]:
@@ -183,7 +185,7 @@ def _restore_one(spec: _ItemSpec) -> tuple[int, str]:
     try:
         blob_rewrite(
             origin=spec.backup, origin_key=spec.backup_key, if_match=None, expected_sha=spec.sha256,
-            size=spec.size, target=spec.target, target_key=spec.target_key,
+            size=spec.size, target=spec.target, target_key=spec.target_key, origin_dek=spec.dek,
         )
     except storage.ContentMismatch as exc:
         return spec.item_id, f"the backup copy is damaged, nothing was written ({exc.detail}); run a verification to repair it"
@@ -205,6 +207,7 @@ def _item_specs(restore: Restore) -> list[_ItemSpec]:
                 backup=storage.Place.resolve(target=backup.target, bucket=v.backup_bucket or backup.bucket),
                 backup_key=v.backup_key, sha256=v.sha256, size=v.size,
                 target=storage.Place.resolve(target=target, bucket=item.target_bucket), target_key=item.target_key,
+                dek=keys.dek_of(v),
             )
         )
     return specs
@@ -222,10 +225,11 @@ def restore_execute(*, restore_id: int, concurrency: int | None = None) -> Resto
     publisher.maybe(force=True)
     try:
         specs = _item_specs(restore)
-    except storage.StorageError as exc:
-        Restore.objects.filter(pk=restore.pk).update(error=exc.detail[:2000])
+    except (storage.StorageError, keys.KeysUnusable, crypto.KeyError_) as exc:
+        detail = getattr(exc, "detail", str(exc))
+        Restore.objects.filter(pk=restore.pk).update(error=detail[:2000])
         RestoreItem.objects.filter(restore=restore, state=TaskState.PENDING).update(
-            state=TaskState.FAILED, error=exc.detail[:500], finished_at=timezone.now()
+            state=TaskState.FAILED, error=detail[:500], finished_at=timezone.now()
         )
         Restore.objects.filter(pk=restore.pk).update(objects_failed=restore.items.filter(state=TaskState.FAILED).count())
         return restore_finish(restore_id=restore.pk)

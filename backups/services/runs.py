@@ -19,6 +19,7 @@ from backups import progress, storage
 from backups.models import (
     BackupPolicy,
     BackupRun,
+    Encryption,
     Failure,
     FailureCause,
     FailureCheck,
@@ -29,6 +30,7 @@ from backups.models import (
     RunVerify,
     ScanRequest,
 )
+from backups.services import keys
 from backups.services.common import ALERT_SOURCE, alert_for, owner_alive, process_label
 from core.models import Alert, AlertSeverity, AlertState
 from core.services import alert_resolve, event_record
@@ -162,9 +164,14 @@ def run_alerts_resolve(*, run: BackupRun) -> list[int]:
     return resolved
 
 
-def _run_fail(*, run: BackupRun, exc: storage.StorageError) -> BackupRun:
-    """The run cannot go on (a source or destination refuses us): say why, loudly."""
-    cause = FailureCause.PERMISSION if isinstance(exc, storage.AccessDenied) else FailureCause.TRANSFER_ERROR
+def _run_fail(*, run: BackupRun, exc: storage.StorageError | keys.KeysUnusable) -> BackupRun:
+    """The run cannot go on (a source or destination refuses us, or the encryption keys in
+    the environment cannot serve it): say why, loudly."""
+    if isinstance(exc, keys.KeysUnusable):
+        exc = storage.StorageError(str(exc), evidence={"keys": "unusable"})
+        cause = FailureCause.KEYS
+    else:
+        cause = FailureCause.PERMISSION if isinstance(exc, storage.AccessDenied) else FailureCause.TRANSFER_ERROR
     alert = alert_for(
         policy=run.policy, severity=AlertSeverity.CRITICAL, title=f"Backup run of {run.policy.name} failed",
         detail=exc.detail, dedup=f"run:{cause}", evidence={"run": run.pk, **exc.evidence},
@@ -173,8 +180,10 @@ def _run_fail(*, run: BackupRun, exc: storage.StorageError) -> BackupRun:
         run=run, failed_check=FailureCheck.COPY, cause=cause, key="", detail=exc.detail[:500],
         chain=[
             {"step": f"Run #{run.pk}, phase {run.get_phase_display().lower()}", "finding": exc.detail},
-            {"step": "Root cause", "finding": "the store refused the run's credentials or a bucket is missing"
-             if cause == FailureCause.PERMISSION else "the store could not be reached"},
+            {"step": "Root cause", "finding": {
+                FailureCause.PERMISSION: "the store refused the run's credentials or a bucket is missing",
+                FailureCause.KEYS: "the encryption keys in the environment cannot serve this policy's copies",
+            }.get(cause, "the store could not be reached")},
         ],
         resolution=Resolution.ALERTED, action="alert raised; fix the endpoint, then run again", alert=alert,
     )
@@ -199,6 +208,8 @@ def run_execute(
     publisher = progress.Publisher("run", run.pk)
     publisher.maybe(force=True)
     try:
+        if run.policy.encryption == Encryption.CLIENT or run.policy.sources.filter(versions__kek_id__gt="").exists():
+            keys.keys_require()  # a missing or wrong key stops the run before it writes anything
         if run.phase == RunPhase.SCAN:
             run_scan(run=run, on_page=publisher.maybe)
             _phase(run, RunPhase.COPY, publisher)
@@ -215,7 +226,7 @@ def run_execute(
             if not run.scope:  # only a whole-policy run knows what the sources hold
                 run_prune(run=run)
             _phase(run, RunPhase.DONE, publisher)
-    except storage.AccessDenied as exc:
+    except (storage.AccessDenied, keys.KeysUnusable) as exc:
         run_release(run_id=run.pk, owner=owner)
         return _run_fail(run=run, exc=exc)
     except BaseException:

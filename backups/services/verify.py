@@ -32,6 +32,7 @@ from backups.models import (
     VerifyMode,
     VersionState,
 )
+from backups.services import keys
 from backups.services.common import destination_place, source_place
 
 logger = logging.getLogger(__name__)
@@ -49,6 +50,7 @@ class VerifySpec:
     backup: storage.Place
     backup_key: str
     source: storage.Place | None  # set when the source is checked too
+    dek: bytes | None = None  # set when the copy is encrypted: checked after decryption
 
 
 @dataclass
@@ -63,12 +65,14 @@ class VerifyOutcome:
     source_detail: str = ""
 
 
-def _read_with_retries(place: storage.Place, key: str, *, if_match: str | None = None, source: bool = False):
+def _read_with_retries(
+    place: storage.Place, key: str, *, if_match: str | None = None, source: bool = False, dek: bytes | None = None
+):
     tries = 0
     while True:
         tries += 1
         try:
-            return storage.read_digest(place, key, if_match=if_match, source=source, md5=False)
+            return storage.read_digest(place, key, if_match=if_match, source=source, md5=False, dek=dek)
         except storage.TransferFailed:
             if tries >= settings.BACKUP_TASK_ATTEMPTS:
                 raise
@@ -79,7 +83,10 @@ def verify_one(spec: VerifySpec) -> VerifyOutcome:
     """Runs in a worker thread: S3 only."""
     where = f"{spec.backup.bucket}/{spec.backup_key}"
     try:
-        digest = _read_with_retries(spec.backup, spec.backup_key)
+        digest = _read_with_retries(spec.backup, spec.backup_key, dek=spec.dek)
+    except storage.ContentMismatch as exc:
+        # An encrypted copy whose ciphertext does not authenticate: altered or damaged.
+        return VerifyOutcome(spec, False, FailureCause.BACKUP_CORRUPTED, f"backup copy {where}: {exc.detail}", exc.evidence)
     except storage.ObjectMissing:
         return VerifyOutcome(spec, False, FailureCause.BACKUP_MISSING, f"backup copy {where} is missing")
     except storage.AccessDenied as exc:
@@ -158,7 +165,7 @@ def _specs(ids: list[int], *, policy: BackupPolicy, check_source: bool) -> list[
                 sources[v.source_id] = source_place(v.source)
             src = sources[v.source_id]
         place = backup if v.backup_bucket == backup.bucket else storage.Place.resolve(target=backup.target, bucket=v.backup_bucket)
-        specs.append(VerifySpec(v.pk, v.key, v.etag, v.size, v.sha256, place, v.backup_key, src))
+        specs.append(VerifySpec(v.pk, v.key, v.etag, v.size, v.sha256, place, v.backup_key, src, keys.dek_of(v)))
     return specs
 
 
