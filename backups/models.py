@@ -52,6 +52,12 @@ class Encryption(models.TextChoices):
     CLIENT = "client", "Client-side AES-256-GCM (the store never sees plaintext)"
 
 
+class LockMode(models.TextChoices):
+    NONE = "", "No lock"
+    GOVERNANCE = "GOVERNANCE", "Governance (privileged users may remove it)"
+    COMPLIANCE = "COMPLIANCE", "Compliance (nobody can delete before the date)"
+
+
 class BackupPolicy(models.Model):
     """What to protect (sources), where to (destination), how often, how to verify, how long
     to keep superseded and deleted versions."""
@@ -81,6 +87,19 @@ class BackupPolicy(models.Model):
         max_length=16, choices=Encryption.choices, default=Encryption.NONE,
         help_text="Client-side: the store never sees plaintext (needs BACKUP_KEK).",
     )
+    # Retention by schedule, as restic's `forget --keep-*` (per key, over its versions); all 0:
+    # `retention_days` decides instead.
+    keep_last = models.PositiveIntegerField(default=0)
+    keep_hourly = models.PositiveIntegerField(default=0)
+    keep_daily = models.PositiveIntegerField(default=0)
+    keep_weekly = models.PositiveIntegerField(default=0)
+    keep_monthly = models.PositiveIntegerField(default=0)
+    keep_yearly = models.PositiveIntegerField(default=0)
+    lock_mode = models.CharField(
+        max_length=16, choices=LockMode.choices, default=LockMode.NONE, blank=True,
+        help_text="S3 Object Lock on every copy (the destination bucket must have Object Lock enabled).",
+    )
+    lock_days = models.PositiveIntegerField(default=0, help_text="How long each copy is locked after it is written.")
     created_at = models.DateTimeField(default=timezone.now)
 
     class Meta:
@@ -246,6 +265,11 @@ class ObjectVersion(models.Model):
     # Client-side encryption: the copy's data key, wrapped by the key-encryption key `kek_id`.
     kek_id = models.CharField(max_length=64, blank=True, db_index=True)
     wrapped_key = models.CharField(max_length=80, blank=True)
+    # S3 Object Lock of the copy: the store refuses to delete or overwrite it before
+    # `locked_until`, or while the legal hold is on. Retention never forgets it before either.
+    backup_version_id = models.CharField(max_length=255, blank=True)
+    locked_until = models.DateTimeField(null=True, blank=True)
+    legal_hold = models.BooleanField(default=False)
 
     class Meta:
         ordering = ["key", "-id"]
@@ -326,12 +350,14 @@ class FailureCause(models.TextChoices):
     PERMISSION = "permission", "Permission denied"
     WRITE_ONCE_CHANGED = "write_once_changed", "Write-once object overwritten"
     KEYS = "keys", "Encryption key missing or wrong"
+    DELETE_REFUSED = "delete_refused", "Delete refused by the store (locked copy)"
 
 
 class FailureCheck(models.TextChoices):
     COPY = "copy", "Copy"
     VERIFY_BACKUP = "verify_backup", "Backup copy check"
     VERIFY_SOURCE = "verify_source", "Source check"
+    RETENTION = "retention", "Retention"
 
 
 class Resolution(models.TextChoices):

@@ -12,6 +12,7 @@ import os
 import re
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
+from datetime import datetime
 from typing import Any
 
 from botocore.exceptions import BotoCoreError, ClientError
@@ -293,7 +294,14 @@ def check_against_listing(digest: s3.Digest, *, etag: str, size: int, what: str)
 # --------------------------------------------------------------------------- writing
 
 
-def put_once(place: Place, key: str, data: bytes, *, md5: str, metadata: dict | None = None) -> bool:
+def lock_params(lock: tuple[str, datetime] | None) -> dict:
+    """S3 Object Lock parameters of a write: (mode, retain until), or none."""
+    return {"ObjectLockMode": lock[0], "ObjectLockRetainUntilDate": lock[1]} if lock else {}
+
+
+def put_once(
+    place: Place, key: str, data: bytes, *, md5: str, metadata: dict | None = None, lock: tuple | None = None
+) -> bool:
     """Write `data` at `key` unless the key exists (If-None-Match: *). True if written.
 
     The ETag the server returns is the MD5 of what it received; a different one means the bytes
@@ -301,7 +309,8 @@ def put_once(place: Place, key: str, data: bytes, *, md5: str, metadata: dict | 
     """
     try:
         response = place.client.put_object(
-            Bucket=place.bucket, Key=key, Body=data, IfNoneMatch="*", **({"Metadata": metadata} if metadata else {})
+            Bucket=place.bucket, Key=key, Body=data, IfNoneMatch="*", **({"Metadata": metadata} if metadata else {}),
+            **lock_params(lock),
         )
     except ClientError as exc:
         if error_code(exc) in _PRECONDITION_CODES:
@@ -335,11 +344,39 @@ def put_replace(place: Place, key: str, data: bytes, *, md5: str, metadata: dict
         )
 
 
-def delete(place: Place, key: str) -> None:
+def delete(place: Place, key: str, *, versions: bool = False) -> None:
+    """Delete an object; with `versions` (a versioned, Object Lock bucket) every version of it,
+    which the store refuses (AccessDenied) while one is locked or on legal hold."""
     try:
-        place.client.delete_object(Bucket=place.bucket, Key=key)
+        if not versions:
+            place.client.delete_object(Bucket=place.bucket, Key=key)
+            return
+        listing = place.client.list_object_versions(Bucket=place.bucket, Prefix=key)
+        for item in (listing.get("Versions") or []) + (listing.get("DeleteMarkers") or []):
+            if item["Key"] == key:
+                place.client.delete_object(Bucket=place.bucket, Key=key, VersionId=item["VersionId"])
     except (ClientError, BotoCoreError, OSError) as exc:
         raise translate(exc, what=f"DELETE {place.bucket}/{key}") from exc
+
+
+def lock_enabled(place: Place) -> bool:
+    """Whether the bucket has S3 Object Lock enabled (False when the store has no such API)."""
+    try:
+        found = place.client.get_object_lock_configuration(Bucket=place.bucket)
+    except ClientError as exc:
+        if error_code(exc) in _DENIED_CODES - {"NoSuchBucket"}:
+            raise translate(exc, what=f"object lock of {place.bucket}") from exc
+        return False
+    except (BotoCoreError, OSError) as exc:
+        raise translate(exc, what=f"object lock of {place.bucket}") from exc
+    return (found.get("ObjectLockConfiguration") or {}).get("ObjectLockEnabled") == "Enabled"
+
+
+def legal_hold_put(place: Place, key: str, *, on: bool) -> None:
+    try:
+        place.client.put_object_legal_hold(Bucket=place.bucket, Key=key, LegalHold={"Status": "ON" if on else "OFF"})
+    except (ClientError, BotoCoreError, OSError) as exc:
+        raise translate(exc, what=f"legal hold on {place.bucket}/{key}") from exc
 
 
 def part_size_for(size: int) -> int:
@@ -438,13 +475,13 @@ def stream_upload(
 
 def server_copy(
     src: Place, src_key: str, dst: Place, dst_key: str, *, size: int, if_match: str | None = None,
-    metadata: dict | None = None,
+    metadata: dict | None = None, lock: tuple | None = None,
 ) -> str:
     """Copy inside one server (no bytes through us); returns the new object's ETag. With
     `metadata`, the copy carries exactly that metadata."""
     source = {"Bucket": src.bucket, "Key": src_key}
     client = dst.client
-    meta = {"Metadata": metadata} if metadata else {}
+    meta = {**({"Metadata": metadata} if metadata else {}), **lock_params(lock)}
     try:
         if size <= MAX_SINGLE_COPY:
             params = {"Bucket": dst.bucket, "Key": dst_key, "CopySource": source, **meta}

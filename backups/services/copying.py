@@ -72,6 +72,7 @@ class CopySpec:
     inline_max: int
     attempts_before: int = 0
     kek: crypto.Kek | None = None  # set: the policy encrypts its copies client-side
+    lock: tuple | None = None  # (S3 Object Lock mode, retain until) of every copy written
 
 
 @dataclass
@@ -139,7 +140,8 @@ def _copy_sealed(spec: CopySpec) -> tuple[str, s3.Digest, str, Sealed]:
         storage.check_against_listing(digest, etag=spec.etag, size=spec.size, what=what)
         key = storage.sealed_blob_key(spec.dst_prefix, crypto.blob_name(kek, digest.sha256))
         body = crypto.seal(dek, data)
-        if storage.put_once(spec.dst, key, body, md5=hashlib.md5(body, usedforsecurity=False).hexdigest(), metadata=meta):
+        md5 = hashlib.md5(body, usedforsecurity=False).hexdigest()
+        if storage.put_once(spec.dst, key, body, md5=md5, metadata=meta, lock=spec.lock):
             return CopyMethod.INLINE, digest, key, sealed
         return CopyMethod.DEDUPLICATED, digest, key, _sealed_found(spec, key)
     plain = storage.Hasher.new()
@@ -160,7 +162,7 @@ def _copy_sealed(spec: CopySpec) -> tuple[str, s3.Digest, str, Sealed]:
         if storage.head(spec.dst, key) is not None:
             return CopyMethod.DEDUPLICATED, digest, key, _sealed_found(spec, key)
         staged = storage.head(spec.dst, staging) or {}
-        copied = storage.server_copy(spec.dst, staging, spec.dst, key, size=stored.size, metadata=meta)
+        copied = storage.server_copy(spec.dst, staging, spec.dst, key, size=stored.size, metadata=meta, lock=spec.lock)
         if copied not in (stored.md5, s3.etag_clean(staged.get("ETag"))):
             storage.delete(spec.dst, key)
             raise storage.TransferFailed(f"copy of the staged {what} has ETag {copied}", evidence={"copy_etag": copied})
@@ -187,7 +189,7 @@ def _copy_plain(spec: CopySpec) -> tuple[str, s3.Digest, str]:
         data, digest = storage.read_all(spec.src, spec.key, if_match=spec.etag, source=True)
         storage.check_against_listing(digest, etag=spec.etag, size=spec.size, what=what)
         key = storage.blob_key(spec.dst_prefix, digest.sha256)
-        written = storage.put_once(spec.dst, key, data, md5=digest.md5)
+        written = storage.put_once(spec.dst, key, data, md5=digest.md5, lock=spec.lock)
         return (CopyMethod.INLINE if written else CopyMethod.DEDUPLICATED), digest, key
 
     if spec.src.same_server_as(spec.dst) and not s3.is_multipart_etag(spec.etag):
@@ -197,7 +199,7 @@ def _copy_plain(spec: CopySpec) -> tuple[str, s3.Digest, str]:
         if storage.head(spec.dst, key) is not None:
             return CopyMethod.DEDUPLICATED, digest, key
         # If-Match pins the version we hashed; the copy's ETag must be the MD5 of those bytes.
-        copied = storage.server_copy(spec.src, spec.key, spec.dst, key, size=spec.size, if_match=spec.etag)
+        copied = storage.server_copy(spec.src, spec.key, spec.dst, key, size=spec.size, if_match=spec.etag, lock=spec.lock)
         if copied != digest.md5:
             storage.delete(spec.dst, key)
             raise storage.TransferFailed(
@@ -219,7 +221,7 @@ def _copy_plain(spec: CopySpec) -> tuple[str, s3.Digest, str]:
         if storage.head(spec.dst, key) is not None:
             return CopyMethod.DEDUPLICATED, digest, key
         staged = storage.head(spec.dst, staging) or {}
-        copied = storage.server_copy(spec.dst, staging, spec.dst, key, size=spec.size)
+        copied = storage.server_copy(spec.dst, staging, spec.dst, key, size=spec.size, lock=spec.lock)
         # AWS gives a plain copy a fresh MD5 ETag; SeaweedFS keeps the staging object's.
         if copied not in (digest.md5, s3.etag_clean(staged.get("ETag"))):
             storage.delete(spec.dst, key)
@@ -328,6 +330,10 @@ class _Places:
         self.dst = destination_place(run.policy)
         self.prefix = destination_prefix(run.policy)
         self.kek = keys.current_kek() if run.policy.encryption == Encryption.CLIENT else None
+        policy = run.policy
+        self.lock = None
+        if policy.lock_mode and policy.lock_days:
+            self.lock = (policy.lock_mode, timezone.now() + timedelta(days=policy.lock_days))
         self._sources: dict[int, storage.Place] = {}
 
     def source(self, source) -> storage.Place:
@@ -358,7 +364,7 @@ def tasks_claim(*, run: BackupRun, owner: str, limit: int, places: _Places) -> l
         CopySpec(
             task_id=t.pk, version_id=t.version_id, key=t.version.key, etag=t.version.etag, size=t.version.size,
             src=places.source(t.version.source), dst=places.dst, dst_prefix=places.prefix,
-            inline_max=settings.BACKUP_INLINE_MAX_BYTES, attempts_before=t.attempts, kek=places.kek,
+            inline_max=settings.BACKUP_INLINE_MAX_BYTES, attempts_before=t.attempts, kek=places.kek, lock=places.lock,
         )
         for t in claimed
     ]
@@ -388,6 +394,9 @@ def copy_outcomes_record(*, run: BackupRun, outcomes: list[CopyOutcome]) -> None
                 for o in ok
             ],
         )
+        locked = [o for o in ok if o.spec.lock]
+        if locked:
+            _locks_record(locked)
         copied_bytes = {o.spec.task_id: 0 if o.method == CopyMethod.DEDUPLICATED else o.digest.size for o in ok}
         rows_update(
             CopyTask,
@@ -429,6 +438,19 @@ def copy_outcomes_record(*, run: BackupRun, outcomes: list[CopyOutcome]) -> None
             backtrack.copy_failure_record(
                 run=run, version=versions[o.spec.version_id], task=tasks[o.spec.task_id], outcome=o
             )
+
+
+def _locks_record(outcomes: list[CopyOutcome]) -> None:
+    """How long each copy is locked: what we wrote it with, or, for a copy that was already
+    there, what the ledger knows of it (the store keeps the first write's lock)."""
+    for o in outcomes:
+        until = o.spec.lock[1]
+        if o.method == CopyMethod.DEDUPLICATED:
+            until = (
+                ObjectVersion.objects.filter(backup_bucket=o.spec.dst.bucket, backup_key=o.backup_key, locked_until__isnull=False)
+                .order_by("locked_until").values_list("locked_until", flat=True).first()
+            )  # fmt: skip
+        ObjectVersion.objects.filter(pk=o.spec.version_id).update(locked_until=until)
 
 
 def _outstanding(run: BackupRun) -> bool:
