@@ -196,3 +196,18 @@ def failure_export_row(failure: Failure) -> dict:
 
 def run_states() -> list[tuple[str, str]]:
     return list(RunState.choices)
+
+
+def policy_detail(*, pk: int) -> BackupPolicy | None:
+    return BackupPolicy.objects.select_related("destination_endpoint").filter(pk=pk).first()
+
+
+def hold_target(*, policy: BackupPolicy, key: str) -> ObjectVersion | None:
+    """The version whose copy a legal hold on `key` covers: the current one, else the newest
+    with a copy (a deleted object)."""
+    versions = ObjectVersion.objects.filter(source__policy=policy, key=key, tampered_at__isnull=True).exclude(backup_key="")
+    return versions.select_related("source__policy").order_by("-is_current", "-first_seen_at", "-pk").first()
+
+
+def legal_holds(*, policy: BackupPolicy, limit: int = 100) -> list[ObjectVersion]:
+    return list(ObjectVersion.objects.filter(source__policy=policy, legal_hold=True).order_by("key", "-pk")[:limit])

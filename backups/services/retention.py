@@ -104,7 +104,9 @@ def retention_plan(*, policy: BackupPolicy, now: datetime | None = None) -> list
 
 
 def run_prune(*, run: BackupRun, now=None) -> int:
-    """Forget what the plan lets go; returns how many ledger versions were pruned."""
+    """Forget what the plan lets go; returns how many ledger versions were pruned. A copy is
+    deleted once no remaining version refers to its bytes; a copy the store refuses to delete
+    (still locked there) keeps its versions in the ledger, and the refusal is a finding."""
     from backups.services.locks import delete_refused_record
 
     policy = run.policy
@@ -116,22 +118,24 @@ def run_prune(*, run: BackupRun, now=None) -> int:
         batch = list(
             ObjectVersion.objects.filter(pk__in=going[start : start + BATCH]).values_list("pk", "backup_bucket", "backup_key")
         )
-        ids = [pk for pk, _, _ in batch]
+        ids = {pk for pk, _, _ in batch}
         blobs = {(bucket, key) for _, bucket, key in batch if key}
-        with transaction.atomic():
-            Failure.objects.filter(version_id__in=ids).update(version=None)
-            ObjectVersion.objects.filter(pk__in=ids).delete()
         still_used = set(
-            ObjectVersion.objects.filter(backup_key__in=[key for _, key in blobs]).values_list("backup_bucket", "backup_key")
-        )
+            ObjectVersion.objects.filter(backup_key__in=[key for _, key in blobs]).exclude(pk__in=ids)
+            .values_list("backup_bucket", "backup_key")
+        )  # fmt: skip
         for bucket, key in blobs - still_used:
             try:
                 storage.delete(storage.Place.resolve(target=dst.target, bucket=bucket), key, versions=bool(policy.lock_mode))
             except storage.AccessDenied as exc:
                 delete_refused_record(run=run, bucket=bucket, key=key, detail=exc.detail)
+                ids -= {pk for pk, b, k in batch if (b, k) == (bucket, key)}
             except storage.StorageError as exc:
-                # The ledger no longer points at it; a leftover copy costs space, not safety.
+                # Forgotten anyway: a leftover copy costs space, not safety.
                 logger.warning("retention could not delete %s/%s: %s", bucket, key, exc.detail)
+        with transaction.atomic():
+            Failure.objects.filter(version_id__in=ids).update(version=None)
+            ObjectVersion.objects.filter(pk__in=ids).delete()
         pruned += len(ids)
     cutoff = now - timedelta(days=policy.retention_days)
     ScanRequest.objects.filter(policy=policy, taken_by__isnull=False, created_at__lt=cutoff).delete()
