@@ -67,7 +67,7 @@ class EndpointMisconfigured(AccessDenied):
     """A credential environment variable the endpoint names is not set."""
 
 
-_MISSING_CODES = {"404", "NoSuchKey", "NotFound"}
+_MISSING_CODES = {"404", "NoSuchKey", "NotFound", "NoSuchVersion"}
 _DENIED_CODES = {"403", "AccessDenied", "InvalidAccessKeyId", "SignatureDoesNotMatch", "AllAccessDisabled", "NoSuchBucket"}
 _PRECONDITION_CODES = {"412", "PreconditionFailed"}
 
@@ -205,10 +205,12 @@ def head(place: Place, key: str) -> dict | None:
         raise translate(exc, what=f"HEAD {place.bucket}/{key}") from exc
 
 
-def _get(place: Place, key: str, *, if_match: str | None, source: bool):
+def _get(place: Place, key: str, *, if_match: str | None, source: bool, version_id: str | None = None):
     params = {"Bucket": place.bucket, "Key": key}
     if if_match:
         params["IfMatch"] = f'"{if_match}"'
+    if version_id:
+        params["VersionId"] = version_id
     try:
         return place.client.get_object(**params)
     except (ClientError, BotoCoreError, OSError) as exc:
@@ -219,14 +221,17 @@ def _get(place: Place, key: str, *, if_match: str | None, source: bool):
 
 def stream(
     place: Place, key: str, *, if_match: str | None = None, source: bool = False, chunk: int = READ_CHUNK,
-    dek: bytes | None = None,
+    dek: bytes | None = None, version_id: str | None = None,
 ) -> Iterator[bytes]:
-    """The object's bytes in chunks (If-Match pins the version we listed). With `dek`, the
-    object is an encrypted copy: its plaintext, or ContentMismatch if it fails authentication."""
+    """The object's bytes in chunks (If-Match, or a version id on a versioned bucket, pins the
+    version we listed). With `dek`, the object is an encrypted copy: its plaintext, or
+    ContentMismatch if it fails authentication."""
     if dek is not None:
-        yield from _decrypted(place, key, dek, stream(place, key, if_match=if_match, source=source, chunk=chunk))
+        yield from _decrypted(place, key, dek, stream(place, key, if_match=if_match, source=source, chunk=chunk,
+                                                      version_id=version_id))  # fmt: skip
         return
-    body = _get(place, key, if_match=if_match, source=source)["Body"]
+    pinned = {"version_id": version_id} if version_id else {}
+    body = _get(place, key, if_match=if_match, source=source, **pinned)["Body"]
     try:
         while True:
             try:
@@ -264,11 +269,12 @@ def read_digest(
 
 
 def read_all(
-    place: Place, key: str, *, if_match: str | None = None, source: bool = False, dek: bytes | None = None
+    place: Place, key: str, *, if_match: str | None = None, source: bool = False, dek: bytes | None = None,
+    version_id: str | None = None,
 ) -> tuple[bytes, s3.Digest]:
     hasher = Hasher.new()
     parts = []
-    for chunk in stream(place, key, if_match=if_match, source=source, dek=dek):
+    for chunk in stream(place, key, if_match=if_match, source=source, dek=dek, version_id=version_id):
         hasher.update(chunk)
         parts.append(chunk)
     return b"".join(parts), hasher.digest()
@@ -357,26 +363,6 @@ def delete(place: Place, key: str, *, versions: bool = False) -> None:
                 place.client.delete_object(Bucket=place.bucket, Key=key, VersionId=item["VersionId"])
     except (ClientError, BotoCoreError, OSError) as exc:
         raise translate(exc, what=f"DELETE {place.bucket}/{key}") from exc
-
-
-def lock_enabled(place: Place) -> bool:
-    """Whether the bucket has S3 Object Lock enabled (False when the store has no such API)."""
-    try:
-        found = place.client.get_object_lock_configuration(Bucket=place.bucket)
-    except ClientError as exc:
-        if error_code(exc) in _DENIED_CODES - {"NoSuchBucket"}:
-            raise translate(exc, what=f"object lock of {place.bucket}") from exc
-        return False
-    except (BotoCoreError, OSError) as exc:
-        raise translate(exc, what=f"object lock of {place.bucket}") from exc
-    return (found.get("ObjectLockConfiguration") or {}).get("ObjectLockEnabled") == "Enabled"
-
-
-def legal_hold_put(place: Place, key: str, *, on: bool) -> None:
-    try:
-        place.client.put_object_legal_hold(Bucket=place.bucket, Key=key, LegalHold={"Status": "ON" if on else "OFF"})
-    except (ClientError, BotoCoreError, OSError) as exc:
-        raise translate(exc, what=f"legal hold on {place.bucket}/{key}") from exc
 
 
 def part_size_for(size: int) -> int:

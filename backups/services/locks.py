@@ -10,7 +10,7 @@ from __future__ import annotations
 
 from django.db import transaction
 
-from backups import storage
+from backups import s3features, storage
 from backups.models import BackupPolicy, BackupRun, FailureCause, FailureCheck, ObjectVersion, Resolution
 from backups.services.backtrack import _failure_create, _step
 from backups.services.common import alert_for, destination_place, key_digest
@@ -22,7 +22,7 @@ def lock_support(policy: BackupPolicy) -> tuple[bool, str]:
     """(supported, a sentence for the policy page)."""
     try:
         place = destination_place(policy)
-        enabled = storage.lock_enabled(place)
+        enabled = s3features.lock_enabled(place)
     except storage.StorageError as exc:
         return False, f"Could not ask the destination about Object Lock: {exc.detail}"
     if enabled:
@@ -45,7 +45,7 @@ def legal_hold_set(*, version: ObjectVersion, on: bool, actor=None) -> int:
         raise HoldRefused(f"{version.key} version {version.version_label} has no backup copy to hold")
     policy = version.source.policy
     try:
-        storage.legal_hold_put(storage.Place.resolve(target=destination_place(policy).target, bucket=version.backup_bucket),
+        s3features.legal_hold_put(storage.Place.resolve(target=destination_place(policy).target, bucket=version.backup_bucket),
                                version.backup_key, on=on)  # fmt: skip
     except storage.StorageError as exc:
         raise HoldRefused(f"the store refused the legal hold: {exc.detail}") from None

@@ -33,8 +33,8 @@ from backups.models import (
     VersionState,
 )
 from backups.services import keys
-from backups.services.backtrack import blob_rewrite
 from backups.services.common import destination_place, process_label, source_place
+from backups.services.rewrite import blob_rewrite
 from backups.services.scan import key_prefix_filter
 from core.models import Event
 from core.services import event_record
