@@ -459,6 +459,8 @@ class Restore(models.Model):
     scope = models.CharField(max_length=8, choices=RestoreScope.choices)
     selector = models.CharField(max_length=1024, help_text="The key, the prefix or the asset id.")
     as_of = models.DateTimeField(null=True, blank=True)
+    # One object's exact version (its S3 version id, or its ETag): blank for "current at as_of".
+    version_label = models.CharField(max_length=255, blank=True)
     # Blank endpoint/bucket: each object goes back to its original place.
     target_endpoint = models.ForeignKey(
         StorageEndpoint, null=True, blank=True, on_delete=models.PROTECT, related_name="+"

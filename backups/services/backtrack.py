@@ -217,7 +217,13 @@ def copy_failure_record(*, run: BackupRun, version: ObjectVersion, task: CopyTas
     ]
     alert, restart, resolution, action = None, None, Resolution.ALERTED, ""
     dedup = f"{cause}:{version.source_id}:{key_digest(version.key)}"
-    if cause == FailureCause.SOURCE_CHANGED:
+    if cause == FailureCause.SOURCE_CHANGED and version.version_id and not version.is_current:
+        from backups.services.scan_versions import version_missed_record
+
+        alert = version_missed_record(run=run, version=version, detail=outcome.detail)
+        chain.append(_step("Root cause", "this version was deleted from the versioned source before it was copied"))
+        action = "recorded as missed; alert raised (the version cannot be copied any more)"
+    elif cause == FailureCause.SOURCE_CHANGED:
         if version.state == VersionState.PENDING:
             version.state = VersionState.VANISHED
             version.save(update_fields=["state"])

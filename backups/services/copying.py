@@ -72,6 +72,7 @@ class CopySpec:
     attempts_before: int = 0
     kek: crypto.Kek | None = None  # set: the policy encrypts its copies client-side
     lock: tuple | None = None  # (S3 Object Lock mode, retain until) of every copy written
+    s3_version_id: str = ""  # set on versioned sources: the exact version is read
 
 
 @dataclass
@@ -109,6 +110,10 @@ def _is_same_version(spec: CopySpec, now: dict | None) -> bool:
     return bool(now) and now.get("etag") == spec.etag and now.get("size") == spec.size
 
 
+def _pinned(spec: CopySpec) -> dict:
+    return {"version_id": spec.s3_version_id} if spec.s3_version_id else {}
+
+
 def _copy_attempt(spec: CopySpec) -> tuple[str, s3.Digest, str, Sealed | None]:
     """One try at copying; returns (method, digest, backup key, wrapped data key or None) or
     raises a StorageError."""
@@ -121,13 +126,13 @@ def _copy_attempt(spec: CopySpec) -> tuple[str, s3.Digest, str, Sealed | None]:
 def _copy_plain(spec: CopySpec) -> tuple[str, s3.Digest, str]:
     what = f"{spec.src.bucket}/{spec.key}"
     if spec.size <= spec.inline_max:
-        data, digest = storage.read_all(spec.src, spec.key, if_match=spec.etag, source=True)
+        data, digest = storage.read_all(spec.src, spec.key, if_match=spec.etag, source=True, **_pinned(spec))
         storage.check_against_listing(digest, etag=spec.etag, size=spec.size, what=what)
         key = storage.blob_key(spec.dst_prefix, digest.sha256)
         written = storage.put_once(spec.dst, key, data, md5=digest.md5, lock=spec.lock)
         return (CopyMethod.INLINE if written else CopyMethod.DEDUPLICATED), digest, key
 
-    if spec.src.same_server_as(spec.dst) and not s3.is_multipart_etag(spec.etag):
+    if spec.src.same_server_as(spec.dst) and not s3.is_multipart_etag(spec.etag) and not spec.s3_version_id:
         digest = storage.read_digest(spec.src, spec.key, if_match=spec.etag, source=True)
         storage.check_against_listing(digest, etag=spec.etag, size=spec.size, what=what)
         key = storage.blob_key(spec.dst_prefix, digest.sha256)
@@ -145,7 +150,7 @@ def _copy_plain(spec: CopySpec) -> tuple[str, s3.Digest, str]:
 
     staging = f"{spec.dst_prefix}staging/task-{spec.task_id}"
     digest, _ = storage.stream_upload(
-        storage.stream(spec.src, spec.key, if_match=spec.etag, source=True),
+        storage.stream(spec.src, spec.key, if_match=spec.etag, source=True, **_pinned(spec)),
         spec.dst,
         staging,
         size_hint=spec.size,
@@ -217,7 +222,7 @@ def copy_one(spec: CopySpec) -> CopyOutcome:
         outcome = CopyOutcome(
             spec=spec, ok=True, tries=tries, method=method, digest=digest, backup_key=key, sealed=sealed
         )
-        if spec.size > spec.inline_max or s3.is_multipart_etag(spec.etag):
+        if not spec.s3_version_id and (spec.size > spec.inline_max or s3.is_multipart_etag(spec.etag)):
             # A long copy, or one whose ETag cannot prove the bytes: did the source change while
             # we read it? The copy still holds the version we listed, so it is kept either way.
             now = _source_now(spec)
@@ -300,6 +305,7 @@ def tasks_claim(*, run: BackupRun, owner: str, limit: int, places: _Places) -> l
             task_id=t.pk, version_id=t.version_id, key=t.version.key, etag=t.version.etag, size=t.version.size,
             src=places.source(t.version.source), dst=places.dst, dst_prefix=places.prefix,
             inline_max=settings.BACKUP_INLINE_MAX_BYTES, attempts_before=t.attempts, kek=places.kek, lock=places.lock,
+            s3_version_id=t.version.version_id,
         )
         for t in claimed
     ]

@@ -17,7 +17,7 @@ from datetime import datetime
 
 from django.conf import settings
 from django.db import transaction
-from django.db.models import F
+from django.db.models import F, Q
 from django.utils import timezone
 
 from backups import crypto, progress, storage
@@ -83,15 +83,17 @@ def _candidates(*, policy: BackupPolicy, scope: str, selector: str):
 
 
 def versions_for_restore(
-    *, policy: BackupPolicy, scope: str, selector: str, as_of: datetime | None = None
+    *, policy: BackupPolicy, scope: str, selector: str, as_of: datetime | None = None, version_label: str = ""
 ) -> list[ObjectVersion]:
-    """One version per (source, key): the one current at `as_of`, or else the newest
-    (for a deleted object, its last version)."""
+    """One version per (source, key): the one named by `version_label` (S3 version id or
+    ETag), else the one current at `as_of`, or else the newest (for a deleted object, its last
+    version)."""
     chosen: dict[tuple[int, str], ObjectVersion] = {}
     unusable: dict[tuple[int, str], ObjectVersion] = {}
-    qs = _candidates(policy=policy, scope=scope, selector=selector).select_related("source").order_by(
-        "source_id", "key", "-first_seen_at", "-pk"
-    )
+    qs = _candidates(policy=policy, scope=scope, selector=selector)
+    if version_label:
+        qs, as_of = qs.filter(Q(version_id=version_label) | Q(etag=version_label)), None
+    qs = qs.select_related("source").order_by("source_id", "key", "-first_seen_at", "-pk")
     for version in qs.iterator(chunk_size=1000):
         ident = (version.source_id, version.key)
         if ident in chosen:
@@ -108,8 +110,10 @@ def versions_for_restore(
     return list(chosen.values()) + [v for ident, v in unusable.items() if ident not in chosen]
 
 
-def _validate(*, scope: str, selector: str, target_bucket: str, target_prefix: str) -> str:
+def _validate(*, scope: str, selector: str, target_bucket: str, target_prefix: str, version_label: str = "") -> str:
     selector = selector.strip()
+    if version_label and scope != RestoreScope.OBJECT:
+        raise RestoreRejected("A version can only be named when restoring one object.")
     if scope not in RestoreScope.values:
         raise RestoreRejected(f"Unknown scope {scope!r}.")
     if not selector and scope != RestoreScope.PREFIX:
@@ -125,16 +129,23 @@ def _validate(*, scope: str, selector: str, target_bucket: str, target_prefix: s
 def restore_create(
     *, policy: BackupPolicy, scope: str, selector: str, as_of: datetime | None = None,
     target_endpoint: StorageEndpoint | None = None, target_bucket: str = "", target_prefix: str = "",
-    actor=None, enqueue: bool = False,
+    actor=None, enqueue: bool = False, version_label: str = "",
 ) -> Restore:
     """Plan a restore (one item per object). RestoreRejected when nothing matches."""
-    selector = _validate(scope=scope, selector=selector, target_bucket=target_bucket, target_prefix=target_prefix)
-    versions = versions_for_restore(policy=policy, scope=scope, selector=selector, as_of=as_of)
+    version_label = version_label.strip()
+    selector = _validate(
+        scope=scope, selector=selector, target_bucket=target_bucket, target_prefix=target_prefix, version_label=version_label
+    )
+    versions = versions_for_restore(
+        policy=policy, scope=scope, selector=selector, as_of=as_of, version_label=version_label
+    )
     if not versions:
         when = f" as of {as_of:%Y-%m-%d %H:%M} UTC" if as_of else ""
+        when = f" in version {version_label}" if version_label else when
         raise RestoreRejected(f"No backed-up object of policy {policy.name} matches {scope} {selector!r}{when}.")
     restore = Restore.objects.create(
-        policy=policy, scope=scope, selector=selector, as_of=as_of, target_endpoint=target_endpoint,
+        policy=policy, scope=scope, selector=selector, as_of=as_of, version_label=version_label,
+        target_endpoint=target_endpoint,
         target_bucket=target_bucket.strip(), target_prefix=target_prefix.strip(), objects_total=len(versions),
         requested_by=actor if getattr(actor, "is_authenticated", False) else None,
     )

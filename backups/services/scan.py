@@ -21,9 +21,9 @@ from django.db.models import F
 from django.db.models.functions import Left
 from django.utils import timezone
 
-from backups import storage
+from backups import s3features, storage
 from backups.models import BackupRun, CopyTask, ObjectVersion, PolicySource, TaskState, VersionState
-from backups.services import write_once
+from backups.services import scan_versions, write_once
 from backups.services.common import rows_insert, source_place
 from core import s3
 
@@ -193,6 +193,13 @@ def deletions_record(*, run: BackupRun, source: PolicySource, prefix: str) -> in
     return len(ids)
 
 
+def _versioned(place: storage.Place) -> bool:
+    try:
+        return s3features.versioning_enabled(place)
+    except storage.StorageError:
+        return False  # a store without the versioning API: its listing is the current objects
+
+
 def run_scan(*, run: BackupRun, page_size: int = PAGE_SIZE, on_page=None) -> None:
     """Scan every part of the run from its cursor; the cursor moves with each committed page."""
     parts = scan_parts(run)
@@ -203,10 +210,20 @@ def run_scan(*, run: BackupRun, page_size: int = PAGE_SIZE, on_page=None) -> Non
         source, prefix = parts[index]
         after = cursor.get("after", "") if index == first_part else ""
         place = source_place(source)
-        for page in _prefetched(storage.list_pages(place, prefix, start_after=after, page_size=page_size)):
-            scan_page_record(run=run, source=source, page=page, cursor={"part": index, "after": page[-1]["Key"]})
-            if on_page:
-                on_page()
+        if _versioned(place):
+            # Every version written since the last sweep, not only the latest (scan_versions.py).
+            pages = s3features.list_version_pages(place, prefix, after=after, page_size=page_size)
+            for groups in _prefetched(pages):
+                scan_versions.versions_page_record(
+                    run=run, source=source, groups=groups, cursor={"part": index, "after": groups[-1][0]["Key"]}
+                )
+                if on_page:
+                    on_page()
+        else:
+            for page in _prefetched(storage.list_pages(place, prefix, start_after=after, page_size=page_size)):
+                scan_page_record(run=run, source=source, page=page, cursor={"part": index, "after": page[-1]["Key"]})
+                if on_page:
+                    on_page()
         deletions_record(run=run, source=source, prefix=prefix)
         BackupRun.objects.filter(pk=run.pk).update(scan_cursor={"part": index + 1, "after": ""})
     BackupRun.objects.filter(pk=run.pk).update(scan_seconds=F("scan_seconds") + (time.monotonic() - started))

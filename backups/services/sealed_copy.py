@@ -47,7 +47,8 @@ def copy_sealed(spec: CopySpec) -> tuple[str, s3.Digest, str, Sealed]:
     sealed = Sealed(kek.id, crypto.dek_wrap(kek, dek))
     meta = {crypto.META_KEK: sealed.kek_id, crypto.META_DEK: sealed.wrapped_key}
     if spec.size <= spec.inline_max:
-        data, digest = storage.read_all(spec.src, spec.key, if_match=spec.etag, source=True)
+        pinned = {"version_id": spec.s3_version_id} if spec.s3_version_id else {}
+        data, digest = storage.read_all(spec.src, spec.key, if_match=spec.etag, source=True, **pinned)
         storage.check_against_listing(digest, etag=spec.etag, size=spec.size, what=what)
         key = storage.sealed_blob_key(spec.dst_prefix, crypto.blob_name(kek, digest.sha256))
         body = crypto.seal(dek, data)
@@ -58,7 +59,8 @@ def copy_sealed(spec: CopySpec) -> tuple[str, s3.Digest, str, Sealed]:
     plain = storage.Hasher.new()
 
     def passing() -> Iterator[bytes]:
-        for chunk in storage.stream(spec.src, spec.key, if_match=spec.etag, source=True):
+        pinned = {"version_id": spec.s3_version_id} if spec.s3_version_id else {}
+        for chunk in storage.stream(spec.src, spec.key, if_match=spec.etag, source=True, **pinned):
             plain.update(chunk)
             yield chunk
 
