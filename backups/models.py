@@ -508,3 +508,32 @@ class RestoreItem(models.Model):
 
     def __str__(self) -> str:
         return f"restore item {self.key}"
+
+
+class DrillState(models.TextChoices):
+    RUNNING = "running", "Running"
+    SUCCEEDED = "succeeded", "Restored, verified and playable"
+    FAILED = "failed", "Failed"
+
+
+class RestoreDrill(models.Model):
+    """A rehearsal: a sample of assets restored to a scratch prefix, their bytes verified and
+    their published packages played (ffprobe of the master playlist), timed."""
+
+    policy = models.ForeignKey(BackupPolicy, on_delete=models.CASCADE, related_name="drills")
+    state = models.CharField(max_length=16, choices=DrillState.choices, default=DrillState.RUNNING)
+    # Per asset: {"asset", "restore", "objects", "bytes", "seconds", "master", "plays", "frames", "error"}.
+    results = models.JSONField(default=list, blank=True)
+    objects_restored = models.PositiveIntegerField(default=0)
+    bytes_restored = models.PositiveBigIntegerField(default=0)
+    seconds = models.FloatField(default=0, help_text="Time to restore the sample (wall seconds).")
+    error = models.TextField(blank=True)
+    created_at = models.DateTimeField(default=timezone.now)
+    finished_at = models.DateTimeField(null=True, blank=True)
+
+    class Meta:
+        ordering = ["-id"]
+        indexes = [models.Index(fields=["policy", "-id"])]
+
+    def __str__(self) -> str:
+        return f"drill {self.pk} of {self.policy_id}"

@@ -16,6 +16,7 @@ from backups.models import (
     ObjectVersion,
     PolicySource,
     Restore,
+    RestoreDrill,
     RestoreItem,
     RunState,
     TaskState,
@@ -58,7 +59,10 @@ def policies_overview(*, now: datetime | None = None) -> list[BackupPolicy]:
         BackupRun.objects.values("policy").annotate(last=Max("pk")).values_list("last", flat=True)
     )
     last_runs = {r.policy_id: r for r in BackupRun.objects.filter(pk__in=list(last_ids))}
+    drill_ids = RestoreDrill.objects.values("policy").annotate(last=Max("pk")).values_list("last", flat=True)
+    last_drills = {d.policy_id: d for d in RestoreDrill.objects.filter(pk__in=list(drill_ids))}
     for policy in policies:
+        policy.last_drill = last_drills.get(policy.pk)
         row = coverage.get(policy.pk, {})
         policy.objects_protected = row.get("objects", 0)
         policy.bytes_protected = row.get("bytes") or 0

@@ -64,6 +64,7 @@ def policy_detail(request: HttpRequest, policy_id: int) -> HttpResponse:
             "policy": policy, "schedule": retention.schedule_of(policy), "plan": plan[:PLAN_ROWS],
             "plan_total": len(plan), "plan_going": sum(1 for v in plan if not v.keep), "lock_ok": lock_ok,
             "lock_text": lock_text, "holds": selectors.legal_holds(policy=policy), "key_problems": key_problems,
+            "drill": policy.drills.first(), "drill_hours": settings.BACKUP_DRILL_HOURS,
         },
     )
 
