@@ -50,6 +50,7 @@ class VerifyMode(models.TextChoices):
 class Encryption(models.TextChoices):
     NONE = "none", "None"
     CLIENT = "client", "Client-side AES-256-GCM (the store never sees plaintext)"
+    SERVER = "server", "Server-side SSE-S3 only (weaker: the store holds the key and sees plaintext)"
 
 
 class LockMode(models.TextChoices):
@@ -85,7 +86,7 @@ class BackupPolicy(models.Model):
     )
     encryption = models.CharField(
         max_length=16, choices=Encryption.choices, default=Encryption.NONE,
-        help_text="Client-side: the store never sees plaintext (needs BACKUP_KEK).",
+        help_text="Client-side: the store never sees plaintext (needs BACKUP_KEK). Server-side is weaker.",
     )
     # Retention by schedule, as restic's `forget --keep-*` (per key, over its versions); all 0:
     # `retention_days` decides instead.

@@ -300,13 +300,15 @@ def check_against_listing(digest: s3.Digest, *, etag: str, size: int, what: str)
 # --------------------------------------------------------------------------- writing
 
 
-def lock_params(lock: tuple[str, datetime] | None) -> dict:
-    """S3 Object Lock parameters of a write: (mode, retain until), or none."""
-    return {"ObjectLockMode": lock[0], "ObjectLockRetainUntilDate": lock[1]} if lock else {}
+def lock_params(lock: tuple[str, datetime] | None, sse: bool = False) -> dict:
+    """Parameters of a write: S3 Object Lock (mode, retain until), and server-side encryption."""
+    params = {"ObjectLockMode": lock[0], "ObjectLockRetainUntilDate": lock[1]} if lock else {}
+    return {**params, "ServerSideEncryption": "AES256"} if sse else params
 
 
 def put_once(
-    place: Place, key: str, data: bytes, *, md5: str, metadata: dict | None = None, lock: tuple | None = None
+    place: Place, key: str, data: bytes, *, md5: str, metadata: dict | None = None, lock: tuple | None = None,
+    sse: bool = False,
 ) -> bool:
     """Write `data` at `key` unless the key exists (If-None-Match: *). True if written.
 
@@ -316,7 +318,7 @@ def put_once(
     try:
         response = place.client.put_object(
             Bucket=place.bucket, Key=key, Body=data, IfNoneMatch="*", **({"Metadata": metadata} if metadata else {}),
-            **lock_params(lock),
+            **lock_params(lock, sse),
         )
     except ClientError as exc:
         if error_code(exc) in _PRECONDITION_CODES:
@@ -334,11 +336,14 @@ def put_once(
     return True
 
 
-def put_replace(place: Place, key: str, data: bytes, *, md5: str, metadata: dict | None = None) -> None:
+def put_replace(
+    place: Place, key: str, data: bytes, *, md5: str, metadata: dict | None = None, sse: bool = False
+) -> None:
     """Write `data` at `key` whether or not it exists (restores, repairs of a proven-bad copy)."""
     try:
         response = place.client.put_object(
-            Bucket=place.bucket, Key=key, Body=data, **({"Metadata": metadata} if metadata else {})
+            Bucket=place.bucket, Key=key, Body=data, **({"Metadata": metadata} if metadata else {}),
+            **lock_params(None, sse),
         )
     except (ClientError, BotoCoreError, OSError) as exc:
         raise translate(exc, what=f"PUT {place.bucket}/{key}") from exc
@@ -394,6 +399,7 @@ def stream_upload(
     accept: Callable[[s3.Digest], None] | None = None,
     on_progress: Callable[[int], None] | None = None,
     metadata: dict | None = None,
+    sse: bool = False,
 ) -> tuple[s3.Digest, bool]:
     """Upload a stream as a multipart object, hashing as the bytes pass.
 
@@ -406,7 +412,7 @@ def stream_upload(
     hasher = Hasher.new()
     try:
         upload_id = client.create_multipart_upload(
-            Bucket=place.bucket, Key=key, **({"Metadata": metadata} if metadata else {})
+            Bucket=place.bucket, Key=key, **({"Metadata": metadata} if metadata else {}), **lock_params(None, sse)
         )["UploadId"]
     except (ClientError, BotoCoreError, OSError) as exc:
         raise translate(exc, what=f"starting upload {place.bucket}/{key}") from exc
@@ -461,13 +467,13 @@ def stream_upload(
 
 def server_copy(
     src: Place, src_key: str, dst: Place, dst_key: str, *, size: int, if_match: str | None = None,
-    metadata: dict | None = None, lock: tuple | None = None,
+    metadata: dict | None = None, lock: tuple | None = None, sse: bool = False,
 ) -> str:
     """Copy inside one server (no bytes through us); returns the new object's ETag. With
     `metadata`, the copy carries exactly that metadata."""
     source = {"Bucket": src.bucket, "Key": src_key}
     client = dst.client
-    meta = {**({"Metadata": metadata} if metadata else {}), **lock_params(lock)}
+    meta = {**({"Metadata": metadata} if metadata else {}), **lock_params(lock, sse)}
     try:
         if size <= MAX_SINGLE_COPY:
             params = {"Bucket": dst.bucket, "Key": dst_key, "CopySource": source, **meta}

@@ -36,6 +36,7 @@ from backups.models import (
     BackupRun,
     CopyMethod,
     CopyTask,
+    Encryption,
     Failure,
     FailureCause,
     FailureCheck,
@@ -395,7 +396,7 @@ def _damaged_copy_rewrite(
         blob_rewrite(
             origin=origin.place, origin_key=origin.key, if_match=origin.if_match, expected_sha=version.sha256,
             size=version.size, target=target, target_key=version.backup_key, source=origin.source,
-            origin_dek=origin.dek, seal=sealing_of(version),
+            origin_dek=origin.dek, seal=sealing_of(version), sse=run.policy.encryption == Encryption.SERVER,
         )
     except storage.StorageError as exc:
         # A good origin exists: this is not a loss. The copy stays DAMAGED, so the next

@@ -73,6 +73,7 @@ class CopySpec:
     kek: crypto.Kek | None = None  # set: the policy encrypts its copies client-side
     lock: tuple | None = None  # (S3 Object Lock mode, retain until) of every copy written
     s3_version_id: str = ""  # set on versioned sources: the exact version is read
+    sse: bool = False  # ask the store to encrypt what it keeps (SSE-S3)
 
 
 @dataclass
@@ -129,7 +130,7 @@ def _copy_plain(spec: CopySpec) -> tuple[str, s3.Digest, str]:
         data, digest = storage.read_all(spec.src, spec.key, if_match=spec.etag, source=True, **_pinned(spec))
         storage.check_against_listing(digest, etag=spec.etag, size=spec.size, what=what)
         key = storage.blob_key(spec.dst_prefix, digest.sha256)
-        written = storage.put_once(spec.dst, key, data, md5=digest.md5, lock=spec.lock)
+        written = storage.put_once(spec.dst, key, data, md5=digest.md5, lock=spec.lock, sse=spec.sse)
         return (CopyMethod.INLINE if written else CopyMethod.DEDUPLICATED), digest, key
 
     if spec.src.same_server_as(spec.dst) and not s3.is_multipart_etag(spec.etag) and not spec.s3_version_id:
@@ -139,7 +140,9 @@ def _copy_plain(spec: CopySpec) -> tuple[str, s3.Digest, str]:
         if storage.head(spec.dst, key) is not None:
             return CopyMethod.DEDUPLICATED, digest, key
         # If-Match pins the version we hashed; the copy's ETag must be the MD5 of those bytes.
-        copied = storage.server_copy(spec.src, spec.key, spec.dst, key, size=spec.size, if_match=spec.etag, lock=spec.lock)
+        copied = storage.server_copy(
+            spec.src, spec.key, spec.dst, key, size=spec.size, if_match=spec.etag, lock=spec.lock, sse=spec.sse
+        )
         if copied != digest.md5:
             storage.delete(spec.dst, key)
             raise storage.TransferFailed(
@@ -155,13 +158,14 @@ def _copy_plain(spec: CopySpec) -> tuple[str, s3.Digest, str]:
         staging,
         size_hint=spec.size,
         accept=lambda d: storage.check_against_listing(d, etag=spec.etag, size=spec.size, what=what),
+        sse=spec.sse,
     )
     try:
         key = storage.blob_key(spec.dst_prefix, digest.sha256)
         if storage.head(spec.dst, key) is not None:
             return CopyMethod.DEDUPLICATED, digest, key
         staged = storage.head(spec.dst, staging) or {}
-        copied = storage.server_copy(spec.dst, staging, spec.dst, key, size=spec.size, lock=spec.lock)
+        copied = storage.server_copy(spec.dst, staging, spec.dst, key, size=spec.size, lock=spec.lock, sse=spec.sse)
         # AWS gives a plain copy a fresh MD5 ETag; SeaweedFS keeps the staging object's.
         if copied not in (digest.md5, s3.etag_clean(staged.get("ETag"))):
             storage.delete(spec.dst, key)
@@ -271,6 +275,7 @@ class _Places:
         self.prefix = destination_prefix(run.policy)
         self.kek = keys.current_kek() if run.policy.encryption == Encryption.CLIENT else None
         policy = run.policy
+        self.sse = policy.encryption == Encryption.SERVER
         self.lock = None
         if policy.lock_mode and policy.lock_days:
             self.lock = (policy.lock_mode, timezone.now() + timedelta(days=policy.lock_days))
@@ -305,7 +310,7 @@ def tasks_claim(*, run: BackupRun, owner: str, limit: int, places: _Places) -> l
             task_id=t.pk, version_id=t.version_id, key=t.version.key, etag=t.version.etag, size=t.version.size,
             src=places.source(t.version.source), dst=places.dst, dst_prefix=places.prefix,
             inline_max=settings.BACKUP_INLINE_MAX_BYTES, attempts_before=t.attempts, kek=places.kek, lock=places.lock,
-            s3_version_id=t.version.version_id,
+            s3_version_id=t.version.version_id, sse=places.sse,
         )
         for t in claimed
     ]

@@ -38,7 +38,7 @@ def sealing_of(version: ObjectVersion) -> Sealing | None:
 def blob_rewrite(
     *, origin: storage.Place, origin_key: str, if_match: str | None, expected_sha: str, size: int,
     target: storage.Place, target_key: str, source: bool = False, origin_dek: bytes | None = None,
-    seal: Sealing | None = None,
+    seal: Sealing | None = None, sse: bool = False,
 ) -> None:
     """Write `origin_key`'s bytes to `target_key` only if they hash to `expected_sha`, then read
     the written object back and check it. Replaces what is there: use it only on a copy proven
@@ -58,7 +58,7 @@ def blob_rewrite(
         if seal is not None:
             data = crypto.seal(seal.dek, data)
         md5 = hashlib.md5(data, usedforsecurity=False).hexdigest() if seal is not None else digest.md5
-        storage.put_replace(target, target_key, data, md5=md5, metadata=seal.metadata if seal else None)
+        storage.put_replace(target, target_key, data, md5=md5, metadata=seal.metadata if seal else None, sse=sse)
     else:
         # Multipart: nothing becomes visible unless `accept` passes before completion.
         plain = storage.Hasher.new()
@@ -71,7 +71,7 @@ def blob_rewrite(
         storage.stream_upload(
             crypto.encrypt(seal.dek, passing()) if seal else passing(), target, target_key,
             size_hint=crypto.sealed_size(size) if seal else size, accept=lambda _: accept(plain.digest()),
-            metadata=seal.metadata if seal else None,
+            metadata=seal.metadata if seal else None, sse=sse,
         )
     written = storage.read_digest(target, target_key, dek=seal.dek if seal else None)
     if written.sha256 != expected_sha:

@@ -162,3 +162,26 @@ def test_rotation_rewraps_data_keys_without_copying_and_the_old_key_can_go(encry
     assert keys.keys_problems() == []
     run = run_policy(policy, verify="full")
     assert run.state == RunState.SUCCEEDED and run.objects_verified == 2
+
+
+def test_server_side_encryption_is_offered_as_the_weaker_choice(make_policy, put, tag, offsite, make_user):
+    from django.test import Client
+    from django.urls import reverse
+
+    from core.roles import Role
+
+    policy = make_policy(encryption=Encryption.SERVER)
+    data = MARKER + os.urandom(5000)
+    put(f"uploads/t{tag}/sse.bin", data)
+
+    assert run_policy(policy, verify="full").state == RunState.SUCCEEDED
+
+    version = ObjectVersion.objects.get(source__policy=policy)
+    stored = offsite.head_object(Bucket=OFFSITE_BUCKET, Key=version.backup_key)
+    assert stored["ServerSideEncryption"] == "AES256" and version.kek_id == ""
+    # The store decrypts for anyone holding its keys: that is why it is the weaker choice.
+    assert offsite.get_object(Bucket=OFFSITE_BUCKET, Key=version.backup_key)["Body"].read() == data
+    client = Client()
+    client.force_login(make_user("opssse", role=Role.OPERATIONS))
+    page = client.get(reverse("backups:policy_detail", args=[policy.pk])).content.decode()
+    assert "weaker: the store holds the key and sees plaintext" in page
