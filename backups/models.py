@@ -268,7 +268,6 @@ class ObjectVersion(models.Model):
     wrapped_key = models.CharField(max_length=80, blank=True)
     # S3 Object Lock of the copy: the store refuses to delete or overwrite it before
     # `locked_until`, or while the legal hold is on. Retention never forgets it before either.
-    backup_version_id = models.CharField(max_length=255, blank=True)
     locked_until = models.DateTimeField(null=True, blank=True)
     legal_hold = models.BooleanField(default=False)
 

@@ -52,11 +52,6 @@ class Migration(migrations.Migration):
         ),
         migrations.AddField(
             model_name='objectversion',
-            name='backup_version_id',
-            field=models.CharField(blank=True, max_length=255),
-        ),
-        migrations.AddField(
-            model_name='objectversion',
             name='legal_hold',
             field=models.BooleanField(default=False),
         ),

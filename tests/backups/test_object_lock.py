@@ -104,3 +104,19 @@ def test_the_policy_page_says_when_the_destination_cannot_lock(make_policy, make
     other = Client()
     other.force_login(make_user("pubnolock", role=Role.PUBLISHER))
     assert other.get(reverse("backups:policy_detail", args=[policy.pk])).status_code == 403
+
+
+def test_an_overwrite_of_a_locked_copy_leaves_the_locked_version_and_is_a_finding(locked, offsite):
+    policy, _, version = locked
+    original = offsite.get_object(Bucket=LOCKED_BUCKET, Key=version.backup_key)
+    # Someone with the store's keys writes other bytes over the copy: a versioned, locked bucket
+    # takes it as a new version on top; the locked version itself cannot be changed or removed.
+    offsite.put_object(Bucket=LOCKED_BUCKET, Key=version.backup_key, Body=b"ransom note")
+
+    run = run_policy(policy, verify="full")
+
+    finding = run.failures.get()
+    assert finding.cause == FailureCause.BACKUP_CORRUPTED and finding.resolution == Resolution.REPAIRED
+    assert offsite.get_object(Bucket=LOCKED_BUCKET, Key=version.backup_key)["Body"].read() == b"first version " * 100
+    kept = offsite.get_object(Bucket=LOCKED_BUCKET, Key=version.backup_key, VersionId=original["VersionId"])
+    assert kept["Body"].read() == b"first version " * 100 and kept["ObjectLockMode"] == "GOVERNANCE"
