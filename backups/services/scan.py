@@ -91,6 +91,24 @@ def _is_folder_marker(obj: dict) -> bool:
     return obj["Key"].endswith("/") and not obj.get("Size")
 
 
+def _inserted(*, run: BackupRun, source: PolicySource, new_versions: list[dict]) -> list[int]:
+    """Ids of the versions just inserted: new current ones, and write-once candidates held
+    beside the current version (their copy decides, write_once.py)."""
+    created = list(
+        ObjectVersion.objects.filter(
+            source=source, is_current=True, key__in=[v["key"] for v in new_versions if v.get("is_current", True)]
+        ).values_list("pk", flat=True)
+    )
+    held = [v["key"] for v in new_versions if not v.get("is_current", True)]
+    if held:
+        created += list(
+            ObjectVersion.objects.filter(
+                source=source, key__in=held, first_seen_run=run, overwrites__isnull=False, state=VersionState.PENDING
+            ).exclude(tasks__run=run).values_list("pk", flat=True)
+        )
+    return created
+
+
 def scan_page_record(*, run: BackupRun, source: PolicySource, page: list[dict], cursor: dict) -> dict:
     """Record one listing page against the ledger; returns the counts it added."""
     objects = [o for o in page if not _is_folder_marker(o)]
@@ -150,21 +168,7 @@ def scan_page_record(*, run: BackupRun, source: PolicySource, page: list[dict], 
             # Before the insert: at most one current version per key.
             ObjectVersion.objects.filter(pk__in=superseded).update(is_current=False, superseded_at=now)
         rows_insert(ObjectVersion, new_versions)
-        created = []
-        if new_versions:
-            created = list(
-                ObjectVersion.objects.filter(
-                    source=source, is_current=True, key__in=[v["key"] for v in new_versions if v.get("is_current", True)]
-                ).values_list("pk", flat=True)
-            )
-            held = [v["key"] for v in new_versions if not v.get("is_current", True)]
-            if held:
-                created += list(
-                    ObjectVersion.objects.filter(
-                        source=source, key__in=held, first_seen_run=run, overwrites__isnull=False,
-                        state=VersionState.PENDING,
-                    ).exclude(tasks__run=run).values_list("pk", flat=True)
-                )
+        created = _inserted(run=run, source=source, new_versions=new_versions) if new_versions else []
         if seen:
             ObjectVersion.objects.filter(pk__in=seen).update(last_seen_run=run)
         rows_insert(CopyTask, [{"run_id": run.pk, "version_id": pk, "created_at": now} for pk in created + retry])
