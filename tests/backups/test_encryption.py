@@ -185,3 +185,19 @@ def test_server_side_encryption_is_offered_as_the_weaker_choice(make_policy, put
     client.force_login(make_user("opssse", role=Role.OPERATIONS))
     page = client.get(reverse("backups:policy_detail", args=[policy.pk])).content.decode()
     assert "weaker: the store holds the key and sees plaintext" in page
+
+
+@pytest.mark.django_db(transaction=True)
+def test_the_backup_worker_refuses_to_start_without_the_key_and_a_media_worker_only_warns(encrypted):
+    env = worker_env({"BACKUP_KEK": "", "BACKUP_KEKS_RETIRED": ""})
+
+    def start(*queues):
+        return subprocess.run(  # noqa: S603
+            [sys.executable, "manage.py", "rqworker", *queues, "--burst"], cwd=ROOT, env=env, capture_output=True,
+            text=True, timeout=120,
+        )  # fmt: skip
+
+    backup = start("backup")
+    assert backup.returncode != 0 and "backups.E001" in backup.stderr and "key 'k1'" in backup.stderr
+    media = start("encode")
+    assert media.returncode == 0, media.stderr
