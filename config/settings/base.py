@@ -242,6 +242,15 @@ BACKUP_TASK_ATTEMPTS = env.int("BACKUP_TASK_ATTEMPTS", default=3)
 BACKUP_COPY_HELPERS = env.int("BACKUP_COPY_HELPERS", default=0)
 BACKUP_PROGRESS_INTERVAL_MS = env.int("BACKUP_PROGRESS_INTERVAL_MS", default=500)
 BACKUP_TICK_SECONDS = env.int("BACKUP_TICK_SECONDS", default=30)
+# Client-side encryption (docs/backups.md, "Encryption at rest"): the key-encryption key that wraps
+# every backup copy's data key, "<id>:<base64 of 32 bytes>" (`manage.py backup_keys --new ID`
+# prints one); retired keys stay readable until `backup_keys --rotate` re-wraps their data keys.
+BACKUP_KEK = env.str("BACKUP_KEK", default="")
+BACKUP_KEKS_RETIRED = env.str("BACKUP_KEKS_RETIRED", default="")
+# Restore drills: every this many hours (0: never) each policy restores this many assets to a
+# scratch prefix, verifies them and plays their packages (docs/backups.md, "Restore drills").
+BACKUP_DRILL_HOURS = env.int("BACKUP_DRILL_HOURS", default=24)
+BACKUP_DRILL_ASSETS = env.int("BACKUP_DRILL_ASSETS", default=2)
 
 # --- Webhooks (webhooks/, docs/webhooks.md) --------------------------------------------------
 # Refuse endpoints whose host resolves to loopback, private, link-local or other non-public
