@@ -237,3 +237,22 @@ class FleetBaseline(models.Model):
 
     def __str__(self) -> str:
         return f"fleet baseline (version {self.version})"
+
+
+class DeadLetter(models.Model):
+    """An event message that could not be handled (malformed, or failing past its retries): kept
+    here with why, deleted from the queue so it is never retried forever, and alerted."""
+
+    source = models.CharField(max_length=32)  # "sqs"
+    message_id = models.CharField(max_length=128, blank=True)
+    body = models.TextField()
+    error = models.TextField()
+    receive_count = models.PositiveIntegerField(default=1)
+    created_at = models.DateTimeField(default=timezone.now)
+    alert = models.ForeignKey(Alert, null=True, blank=True, on_delete=models.SET_NULL, related_name="+")
+
+    class Meta:
+        ordering = ["-id"]
+
+    def __str__(self) -> str:
+        return f"dead letter {self.source}:{self.message_id}"

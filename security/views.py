@@ -322,7 +322,14 @@ def ec2_events(request: HttpRequest) -> JsonResponse:
         return JsonResponse({"error": "a valid bearer token is required"}, status=401)
     try:
         body = json.loads(request.body)
+    except RecursionError:
+        return JsonResponse({"error": "malformed event: JSON nested too deeply"}, status=400)
+    except ValueError as exc:
+        return JsonResponse({"error": f"malformed event: not JSON: {exc}"}, status=400)
+    try:
         result = ec2_event_receive(body=body, source="webhook")
-    except (ValueError, EventRejected) as exc:
+    except EventRejected as exc:
         return JsonResponse({"error": f"malformed event: {exc}"}, status=400)
+    # Every instance was handled on its own: ids EC2 does not know, launches EC2 contradicts
+    # (alerted, not acted on) and the cloud's errors are listed in the answer.
     return JsonResponse(result.as_dict(), status=200)

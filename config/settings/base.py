@@ -285,7 +285,12 @@ AWS_SECRET_ACCESS_KEY = env.str("AWS_SECRET_ACCESS_KEY", default="")
 SECURITY_POLICY_PATHS = env.list("SECURITY_POLICY_PATHS", default=[str(BASE_DIR / "security" / "policies")])
 SECURITY_EVENTS_TOKEN = env.str("SECURITY_EVENTS_TOKEN", default="")  # bearer for /security/events/ec2/
 SECURITY_SQS_QUEUE_URL = env.str("SECURITY_SQS_QUEUE_URL", default="")
-SECURITY_LAUNCH_ALLOWLIST = env.list("SECURITY_LAUNCH_ALLOWLIST", default=[])  # principal ARN globs
+SECURITY_LAUNCH_ALLOWLIST = env.list("SECURITY_LAUNCH_ALLOWLIST", default=[])  # principal ARNs, globs per part
+# A RunInstances event whose instance EC2 says launched further than this from the event's time
+# is not acted on (alerted instead): it may be forged to stop a long-running instance.
+SECURITY_LAUNCH_EVENT_SKEW_SECONDS = env.int("SECURITY_LAUNCH_EVENT_SKEW_SECONDS", default=300)
+# An SQS message that failed this many receives goes to the dead-letter record (never loops).
+SECURITY_SQS_MAX_RECEIVES = env.int("SECURITY_SQS_MAX_RECEIVES", default=5)
 SECURITY_ALLOW_TERMINATE = env.bool("SECURITY_ALLOW_TERMINATE", default=False)
 SECURITY_ISOLATION_GROUP_NAME = env.str("SECURITY_ISOLATION_GROUP_NAME", default="reelflow-quarantine")
 SECURITY_WORKER_TOKEN = env.str("SECURITY_WORKER_TOKEN", default="")  # empty: derived from SECRET_KEY

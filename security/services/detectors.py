@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import logging
 from datetime import timedelta
-from fnmatch import fnmatchcase
 
 from django.conf import settings
 from django.contrib.auth import get_user_model
@@ -30,6 +29,7 @@ from security.models import (
     ResponseKind,
     ResponseState,
 )
+from security.principals import Principal, principal_allowed
 from security.services.alerts import security_alert_raise
 from security.services.responses import response_as_alert_action, response_record
 
@@ -232,13 +232,29 @@ def access_denied_record(*, user, path: str, status: int) -> ResponseAction | No
     return response
 
 
-def launch_principal_allowed(*, principal: str, issuer: str = "") -> bool | None:
-    """True/False against SECURITY_LAUNCH_ALLOWLIST (ARN globs); None when no allowlist is set."""
+def launch_principal_allowed(*, principal: Principal) -> bool | None:
+    """True/False against SECURITY_LAUNCH_ALLOWLIST (ARNs matched part by part, see
+    security.principals); None when no allowlist is set."""
     patterns = settings.SECURITY_LAUNCH_ALLOWLIST
     if not patterns:
         return None
-    candidates = [p for p in (principal, issuer) if p]
-    return any(fnmatchcase(c, pattern) for pattern in patterns for c in candidates)
+    return principal_allowed(principal=principal, patterns=patterns)
+
+
+def launch_event_distrust(
+    *, event_id: str, region: str, principal: str, reasons: dict[str, str]
+) -> None:
+    """A RunInstances event that EC2 contradicts (an instance launched long before the event, by
+    another account, unknown to EC2, or a session that is not its issuer's) is not acted on: it
+    may be forged to get a running instance stopped. A person looks instead."""
+    security_alert_raise(
+        severity=AlertSeverity.CRITICAL,
+        title=f"RunInstances event {event_id or '(no id)'} does not match EC2: not acted on",
+        detail="; ".join(f"{target}: {why}" for target, why in reasons.items()),
+        subject=("security.launch_event", event_id or "unknown"),
+        dedup_key=f"security:launch-event:{event_id}" if event_id else "",
+        evidence={"event_id": event_id, "region": region, "principal": principal, "reasons": reasons},
+    )
 
 
 def launch_respond(
