@@ -17,6 +17,7 @@ from django.utils import timezone
 from django.views.decorators.csrf import csrf_exempt
 from django.views.decorators.http import require_POST
 
+from core.csv_cells import csv_row
 from core.models import Alert
 from core.roles import permission_required
 from security import selectors
@@ -95,7 +96,8 @@ def violation_export_csv(request: HttpRequest) -> HttpResponse:
     writer = None
     for violation in qs.iterator(chunk_size=500):
         row = selectors.violation_export_row(violation)
-        row["checks"] = json.dumps(row["checks"])
+        # Names and tags are whoever launched the instance's text: no formula reaches a sheet.
+        row = csv_row({**row, "checks": json.dumps(row["checks"])})
         if writer is None:
             writer = csv.DictWriter(response, fieldnames=list(row))
             writer.writeheader()
