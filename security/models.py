@@ -179,6 +179,9 @@ class AccessEvent(models.Model):
     address = models.GenericIPAddressField(null=True, blank=True)
     path = models.CharField(max_length=500, blank=True)
     status = models.PositiveSmallIntegerField(null=True, blank=True)
+    # A failed login from a browser that had signed in to the account (its device cookie's id):
+    # counted for that device only.
+    device = models.CharField(max_length=64, blank=True)
     created_at = models.DateTimeField(default=timezone.now)
 
     class Meta:
@@ -186,6 +189,7 @@ class AccessEvent(models.Model):
             models.Index(fields=["kind", "username", "created_at"]),
             models.Index(fields=["kind", "address", "created_at"]),
             models.Index(fields=["kind", "user", "created_at"]),
+            models.Index(fields=["kind", "device", "created_at"]),
         ]
 
     def __str__(self) -> str:

@@ -297,14 +297,27 @@ SECURITY_WORKER_TOKEN = env.str("SECURITY_WORKER_TOKEN", default="")  # empty: d
 SECURITY_FLEET_VERSION = env.str("SECURITY_FLEET_VERSION", default="")  # empty: the code's; set at migrate
 # 10 s: an instance launched outside the event path is caught within 15 s (bench/lanes.py).
 SECURITY_SWEEP_SECONDS = env.int("SECURITY_SWEEP_SECONDS", default=10)
+# Lock an account from one address (or one device) after this many failures there.
 SECURITY_LOGIN_FAILURES_PER_USER = env.int("SECURITY_LOGIN_FAILURES_PER_USER", default=5)
+# Alert when one address has failed this many logins (any accounts); it is slowed down long before.
 SECURITY_LOGIN_FAILURES_PER_ADDRESS = env.int("SECURITY_LOGIN_FAILURES_PER_ADDRESS", default=20)
 SECURITY_LOGIN_WINDOW_SECONDS = env.int("SECURITY_LOGIN_WINDOW_SECONDS", default=900)
 SECURITY_LOGIN_LOCK_SECONDS = env.int("SECURITY_LOGIN_LOCK_SECONDS", default=3600)  # 0: until lifted
-SECURITY_PROBE_THRESHOLD = env.int("SECURITY_PROBE_THRESHOLD", default=20)  # distinct denied paths
+# Past this many failures from an address, each attempt waits 1, 2, 4 ... s (at most the max).
+SECURITY_LOGIN_SLOWDOWN_AFTER = env.int("SECURITY_LOGIN_SLOWDOWN_AFTER", default=5)
+SECURITY_LOGIN_SLOWDOWN_MAX_SECONDS = env.int("SECURITY_LOGIN_SLOWDOWN_MAX_SECONDS", default=60)
+# A browser that signed in to an account keeps a signed device cookie this long (its way in).
+SECURITY_DEVICE_COOKIE_DAYS = env.int("SECURITY_DEVICE_COOKIE_DAYS", default=180)
+SECURITY_PROBE_THRESHOLD = env.int("SECURITY_PROBE_THRESHOLD", default=20)  # distinct ids of one route
 SECURITY_PROBE_WINDOW_SECONDS = env.int("SECURITY_PROBE_WINDOW_SECONDS", default=300)
 AUTHENTICATION_BACKENDS = ["security.backends.LockoutModelBackend"]
-MIDDLEWARE += ["security.middleware.AccessDeniedMiddleware"]
+MIDDLEWARE += [
+    "security.middleware.DeviceCookieMiddleware",
+    "security.middleware.AccessDeniedMiddleware",
+    "security.middleware.ContentSecurityPolicyMiddleware",
+]
+# Origins pages may also load media, images and connections from (a CDN in front of S3, say).
+SECURITY_CSP_EXTRA_SOURCES = env.list("SECURITY_CSP_EXTRA_SOURCES", default=[])
 
 LANGUAGE_CODE = "en-us"
 TIME_ZONE = "UTC"
