@@ -121,6 +121,7 @@ class ResponseKind(models.TextChoices):
     LOCK_ACCOUNT = "lock-account", "Lock account"
     BLOCK_ADDRESS = "block-address", "Block address"
     SUSPEND_USER = "suspend-user", "Suspend user"
+    CUSTODIAN = "custodian", "Custodian action"
 
 
 class ResponseState(models.TextChoices):

@@ -291,6 +291,8 @@ SECURITY_LAUNCH_ALLOWLIST = env.list("SECURITY_LAUNCH_ALLOWLIST", default=[])  #
 SECURITY_LAUNCH_EVENT_SKEW_SECONDS = env.int("SECURITY_LAUNCH_EVENT_SKEW_SECONDS", default=300)
 # An SQS message that failed this many receives goes to the dead-letter record (never loops).
 SECURITY_SQS_MAX_RECEIVES = env.int("SECURITY_SQS_MAX_RECEIVES", default=5)
+# The account c7n is told it runs in (its ARNs and some filters use it); empty is fine for EC2.
+SECURITY_AWS_ACCOUNT_ID = env.str("SECURITY_AWS_ACCOUNT_ID", default="")
 SECURITY_ALLOW_TERMINATE = env.bool("SECURITY_ALLOW_TERMINATE", default=False)
 SECURITY_ISOLATION_GROUP_NAME = env.str("SECURITY_ISOLATION_GROUP_NAME", default="reelflow-quarantine")
 SECURITY_WORKER_TOKEN = env.str("SECURITY_WORKER_TOKEN", default="")  # empty: derived from SECRET_KEY
