@@ -79,6 +79,7 @@ def stack_env(*, start_local: bool) -> tuple[dict[str, str], list[str]]:
         moto_url = f"http://127.0.0.1:{moto_port}"
         endpoints |= {
             "REELFLOW_MOTO_PORT": moto_port, "AWS_ENDPOINT_URL_EC2": moto_url, "AWS_ENDPOINT_URL_SQS": moto_url,
+            "AWS_ENDPOINT_URL": moto_url,
             "AWS_REGIONS": "us-east-1", "AWS_ACCESS_KEY_ID": "simulated", "AWS_SECRET_ACCESS_KEY": "simulated",
             "SECURITY_LAUNCH_ALLOWLIST": "arn:aws:iam::123456789012:role/reelflow-*",
         }

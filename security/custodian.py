@@ -10,8 +10,10 @@ taken out before c7n sees a policy; everything else is c7n's to accept or refuse
 from __future__ import annotations
 
 import copy
+import re
 import tempfile
 import threading
+from datetime import datetime
 from functools import cache
 from typing import Any
 
@@ -86,7 +88,9 @@ class _Session(boto3.session.Session):
     clients from a session and knows no endpoint)."""
 
     def client(self, service_name, *args, **kwargs):
-        endpoint = {"ec2": settings.AWS_ENDPOINT_URL_EC2, "sqs": settings.AWS_ENDPOINT_URL_SQS}.get(service_name)
+        endpoint = {"ec2": settings.AWS_ENDPOINT_URL_EC2, "sqs": settings.AWS_ENDPOINT_URL_SQS}.get(
+            service_name, settings.AWS_ENDPOINT_URL
+        )
         if endpoint:
             kwargs.setdefault("endpoint_url", endpoint)
         return super().client(service_name, *args, **kwargs)
@@ -151,8 +155,11 @@ def custodian_policy(data: dict, *, region: str, dryrun: bool = True):
     from c7n.policy import Policy
 
     custodian_load()
-    policy = Policy(copy.deepcopy(data), _config(region, dryrun=dryrun), session_factory=session_factory(region))
+    policy = Policy(
+        copy.deepcopy(data), _config(region, dryrun=dryrun), session_factory=session_factory(region)
+    )
     policy.validate()
+    policy.ctx.initialize()  # some filters (offhour) write parse errors where the run would log
     return policy
 
 
@@ -177,6 +184,7 @@ def custodian_errors(raw: dict) -> list[tuple[tuple, str]]:
         if (path, message) not in seen:
             seen.add((path, message))
             errors.append((path, message[:500]))
+    errors += _regex_values(data.get("filters"), ("filters",))
     if errors:
         return errors
     try:
@@ -184,6 +192,27 @@ def custodian_errors(raw: dict) -> list[tuple[tuple, str]]:
     except (CustodianInvalid, ValueError, TypeError, KeyError) as exc:
         errors.append(((), f"Custodian: {exc}".replace("\n", " ")[:500]))
     return errors
+
+
+def _regex_values(filters: Any, path: tuple) -> list[tuple[tuple, str]]:
+    """c7n compiles a regex value when it validates and fails on a list with a bare TypeError
+    ("unhashable type"); say which key instead."""
+    found = []
+    for index, node in enumerate(filters if isinstance(filters, list) else []):
+        if not isinstance(node, dict):
+            continue
+        for block in ("and", "or", "not"):
+            if block in node:
+                found += _regex_values(node[block], (*path, index, block))
+        if node.get("op") in ("regex", "regex-case") and not isinstance(node.get("value"), str):
+            where = "".join(f"[{p}]" if isinstance(p, int) else f".{p}" for p in (*path, index, "value"))
+            found.append(
+                (
+                    (*path, index, "value"),
+                    f"Custodian: {where.lstrip('.')}: op {node['op']} needs one regular expression (a string), not {type(node.get('value')).__name__}",
+                )
+            )
+    return found
 
 
 def _narrowed(error):
@@ -205,6 +234,21 @@ def _narrowed(error):
         return error
     found.path.extendleft(reversed(path))  # absolute_path follows .path on a root error
     return found
+
+
+_ISO_TIME = re.compile(r"^\d{4}-\d{2}-\d{2}T\d{2}:\d{2}:\d{2}(\.\d+)?(\+00:00|Z)$")
+
+
+def revived(value: Any) -> Any:
+    """A copy of an inventory document with its times as datetimes again, as boto3 gives them to
+    c7n (the inventory keeps JSON: ISO strings)."""
+    if isinstance(value, dict):
+        return {k: revived(v) for k, v in value.items()}
+    if isinstance(value, list):
+        return [revived(v) for v in value]
+    if isinstance(value, str) and _ISO_TIME.match(value):
+        return datetime.fromisoformat(value.replace("Z", "+00:00"))
+    return value
 
 
 class CustodianSelector:
@@ -229,9 +273,11 @@ class CustodianSelector:
             return []
         manager = self._policy(region).resource_manager
         try:
-            return manager.filter_resources(copy.deepcopy(documents))
+            return manager.filter_resources([revived(d) for d in documents])
         except ClientError as exc:
-            raise CloudError(f"Custodian's filters: {exc}", code=exc.response.get("Error", {}).get("Code", "")) from exc
+            raise CloudError(
+                f"Custodian's filters: {exc}", code=exc.response.get("Error", {}).get("Code", "")
+            ) from exc
         except BotoCoreError as exc:
             raise CloudError(f"Custodian's filters: {exc}", transient=True) from exc
 
@@ -243,7 +289,7 @@ def custodian_action_run(*, action: dict, region: str, document: dict) -> None:
     (runner,) = policy.resource_manager.actions
     try:
         with policy.ctx:
-            runner.process([copy.deepcopy(document)])
+            runner.process([revived(document)])
     except ClientError as exc:
         raise CloudError(f"Custodian's {action.get('type')}: {exc}") from exc
     except BotoCoreError as exc:

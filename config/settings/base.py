@@ -279,6 +279,9 @@ SECURE_REFERRER_POLICY = "same-origin"
 # boto3's own names, so they never redirect the S3 client; empty means real AWS.
 AWS_REGIONS = env.list("AWS_REGIONS", default=[])
 AWS_ENDPOINT_URL_EC2 = env.str("AWS_ENDPOINT_URL_EC2", default="")
+# Every other AWS service c7n's filters and actions call (CloudWatch, IAM, SSM...): the simulated
+# cloud under `make run`; empty: AWS.
+AWS_ENDPOINT_URL = env.str("AWS_ENDPOINT_URL", default="")
 AWS_ENDPOINT_URL_SQS = env.str("AWS_ENDPOINT_URL_SQS", default="")
 AWS_ACCESS_KEY_ID = env.str("AWS_ACCESS_KEY_ID", default="")  # empty: boto3's default chain
 AWS_SECRET_ACCESS_KEY = env.str("AWS_SECRET_ACCESS_KEY", default="")

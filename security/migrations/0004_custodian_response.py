@@ -4,15 +4,27 @@ from django.db import migrations, models
 
 
 class Migration(migrations.Migration):
-
     dependencies = [
-        ('security', '0003_login_device'),
+        ("security", "0003_login_device"),
     ]
 
     operations = [
         migrations.AlterField(
-            model_name='responseaction',
-            name='kind',
-            field=models.CharField(choices=[('stop', 'Stop instance'), ('quarantine', 'Quarantine instance'), ('tag', 'Tag instance'), ('terminate', 'Terminate instance'), ('shutdown-worker', 'Shut down worker'), ('lock-account', 'Lock account'), ('block-address', 'Block address'), ('suspend-user', 'Suspend user'), ('custodian', 'Custodian action')], max_length=32),
+            model_name="responseaction",
+            name="kind",
+            field=models.CharField(
+                choices=[
+                    ("stop", "Stop instance"),
+                    ("quarantine", "Quarantine instance"),
+                    ("tag", "Tag instance"),
+                    ("terminate", "Terminate instance"),
+                    ("shutdown-worker", "Shut down worker"),
+                    ("lock-account", "Lock account"),
+                    ("block-address", "Block address"),
+                    ("suspend-user", "Suspend user"),
+                    ("custodian", "Custodian action"),
+                ],
+                max_length=32,
+            ),
         ),
     ]

@@ -99,6 +99,7 @@ SPECIAL_VALUES = {"absent", "present", "empty", "not-null"}
 # value_types the compiled evaluator runs itself (as Custodian does); others run on c7n.
 VALUE_TYPES = {"normalize", "integer", "float", "size"}
 FILTER_KEYS = {"type", "key", "op", "value", "value_type"}
+_TIME_KEY = re.compile(r"(Time|Date)\b")
 
 SEVERITIES = {
     "info": AlertSeverity.INFO, "low": AlertSeverity.INFO,
@@ -230,6 +231,10 @@ def _check_value_filter(spec: dict, node: Any, line: int, errors: _Errors, conte
                 _line(node, "key", line), f"key {key!r} is not valid JMESPath: {exc}".replace("\n", " ")
             )
             return None
+    if _TIME_KEY.search(key):
+        # boto3 gives c7n datetimes, the inventory keeps ISO strings: Custodian compares these.
+        errors.add(_line(node, "key", line), f"key {key!r} is a time: it runs on Custodian's engine only")
+        return None
     value = _interpolate(spec.get("value"), context)
     op_name = spec.get("op")
     if op_name is None:

@@ -40,6 +40,7 @@ def cloud(moto_server, settings):
     settings.AWS_REGIONS = ["us-east-1"]
     settings.AWS_ENDPOINT_URL_EC2 = moto_server
     settings.AWS_ENDPOINT_URL_SQS = moto_server
+    settings.AWS_ENDPOINT_URL = moto_server  # what else c7n calls (CloudWatch for `singleton`...)
     settings.AWS_ACCESS_KEY_ID = simcloud.SIMULATED_KEY
     settings.AWS_SECRET_ACCESS_KEY = simcloud.SIMULATED_KEY
     settings.SECURITY_EVENTS_TOKEN = EVENTS_TOKEN
