@@ -310,6 +310,21 @@ class Policy:
         return f"<Policy {self.name} ({self.resource})>"
 
 
+_STARTS = ("pending", "running")
+
+
+def listens(spec: PolicySpec, event: str) -> bool:
+    """Whether an on-start policy runs on `event`: a state from `ec2-instance-state`'s events, a
+    launch ("RunInstances") for `cloudtrail` and for state modes that listen for a start, and
+    any start ("" or pending/running) for Reelflow's `on-start`."""
+    events = set(spec.events)
+    if not events:  # Reelflow's on-start
+        return event in ("", "RunInstances", *_STARTS)
+    if event == "RunInstances":
+        return "RunInstances" in events or bool(events & set(_STARTS))
+    return event in events or (event == "" and bool(events & set(_STARTS)))
+
+
 class PolicySet:
     def __init__(self, specs: Iterable[PolicySpec]):
         from security.policy.c7n_engine import CustodianPolicy
@@ -326,14 +341,15 @@ class PolicySet:
     def get(self, name: str) -> Policy | None:
         return next((p for p in self.policies if p.name == name), None)
 
-    def applicable(self, kind: str, trigger: str) -> list[Policy]:
-        """Start events run the on-start policies; the sweep and manual runs run all of them."""
-        cache_key = (kind, trigger)
+    def applicable(self, kind: str, trigger: str, event: str = "") -> list[Policy]:
+        """Start events run the on-start policies whose mode listens for this event (an EC2 state
+        such as "stopped", or "RunInstances"); the sweep and manual runs run all of them."""
+        cache_key = (kind, trigger, event)
         found = self._by_kind.get(cache_key)
         if found is None:
             found = [
                 p for p in self.policies
-                if p.resource == kind and (trigger != Trigger.START or p.mode == MODE_ON_START)
+                if p.resource == kind and (trigger != Trigger.START or (p.mode == MODE_ON_START and listens(p.spec, event)))
             ]  # fmt: skip
             self._by_kind[cache_key] = found
         return found

@@ -16,7 +16,7 @@ from core.services import event_record
 from security import aws
 from security.event_parsing import Ec2Event, EventRejected, ec2_events_parse
 from security.models import Instance, InstanceState, ResourceKind
-from security.policy import Trigger
+from security.policy import Trigger, policy_set_current
 from security.principals import principal_inconsistency
 from security.services.detectors import launch_event_distrust, launch_principal_allowed, launch_respond
 from security.services.evaluation import instance_evaluate
@@ -26,8 +26,6 @@ from security.services.violations import violations_close_for_instance
 logger = logging.getLogger(__name__)
 
 __all__ = ["EventRejected", "IntakeResult", "ec2_event_receive", "ec2_events_parse"]
-
-_STARTING = ("pending", "running")
 
 
 @dataclass
@@ -75,13 +73,18 @@ def _record(instance: Instance, event: Ec2Event, source: str) -> None:
 
 
 def _evaluate(instance: Instance, event: Ec2Event, result: IntakeResult) -> None:
+    """Run the policies whose mode listens for this event: `ec2-instance-state` with its states
+    (a `stopped` event runs the policies that listen for stopped, and only those), `cloudtrail`
+    on RunInstances, Reelflow's `on-start` on any start."""
     if instance.state == InstanceState.TERMINATED:
         violations_close_for_instance(instance=instance, reason="the instance was terminated")
-    elif event.kind == "launch" or event.state in _STARTING:
-        report = instance_evaluate(instance_id=instance.pk, trigger=Trigger.START)
-        result.opened += len(report.opened)
-    else:
+        return
+    name = "RunInstances" if event.kind == "launch" else event.state
+    if not policy_set_current().applicable(instance.kind, Trigger.START, name):
         result.ignored += 1
+        return
+    report = instance_evaluate(instance_id=instance.pk, trigger=Trigger.START, event=name)
+    result.opened += len(report.opened)
 
 
 def _refresh(event: Ec2Event, ids: list[str], result: IntakeResult) -> list[Instance]:
