@@ -98,3 +98,12 @@ def test_a_state_mode_runs_on_its_states_only(client, cloud, redis_conn, custodi
     assert Violation.objects.get(policy="watch-stopped").instance.external_id == instance_id
     tags = {t["Key"]: t["Value"] for t in cloud.describe(instance_id)["Tags"]}
     assert tags["seen-stopped"] == "yes"
+
+
+def test_the_rules_page_names_each_policys_engine_and_custodians_actions(
+    client, reviewer, custodian_policies
+):
+    client.force_login(reviewer)
+    page = client.get(reverse("security:policies")).content.decode()
+    assert "engine: c7n" in page and "engine: reelflow" in page
+    assert "set-metadata-access (c7n)" in page and "stop (c7n)" in page
