@@ -1,9 +1,9 @@
-"""Read policy files in Cloud Custodian's syntax (the subset in docs/security.md), with line numbers.
+"""Read policy files in Cloud Custodian's syntax, with line numbers (docs/security.md).
 
-Validation collects every error with the line it is on instead of stopping at the first, so
-`manage.py policy validate` shows an author everything to fix at once. A real Custodian EC2
-policy inside the subset loads unchanged; keys Custodian uses only to deploy (a mode's `role`,
-`schedule`, `memory`...) are accepted and ignored, anything else is reported.
+EC2 policies are validated by c7n's own schema and validation (security.custodian), each error
+on the line of its key; what they say runs on the compiled evaluator when it is made of value
+filters, on c7n's filters otherwise. Worker policies are checked here, every error with its
+line, so `manage.py policy validate` shows an author everything to fix at once.
 """
 
 from __future__ import annotations
@@ -14,67 +14,14 @@ from pathlib import Path
 from typing import Any
 
 import jmespath
-import yaml
 from jmespath.exceptions import JMESPathError
 
 from core.models import AlertSeverity
 from security.models import ResourceKind
+from security.policy.yaml_lines import PolicyError, PolicyValidationError, document_load
+from security.policy.yaml_lines import line_of as _line
 
-
-class LineDict(dict):
-    line: int = 0
-    key_lines: dict
-
-
-class LineList(list):
-    line: int = 0
-    item_lines: list
-
-
-class _Loader(yaml.SafeLoader):
-    """SafeLoader whose mappings and sequences remember the line they start on."""
-
-
-def _construct_mapping(loader: _Loader, node: yaml.MappingNode) -> LineDict:
-    result = LineDict()
-    result.line = node.start_mark.line + 1
-    result.key_lines = {}
-    for key_node, value_node in node.value:
-        key = loader.construct_object(key_node, deep=True)
-        if key in result:
-            # YAML keeps the last duplicate silently; in a policy that hides a mistake.
-            raise PolicyError(key_node.start_mark.line + 1, f"duplicate key {key!r}")
-        result[key] = loader.construct_object(value_node, deep=True)
-        result.key_lines[key] = key_node.start_mark.line + 1
-    return result
-
-
-def _construct_sequence(loader: _Loader, node: yaml.SequenceNode) -> LineList:
-    result = LineList(loader.construct_object(child, deep=True) for child in node.value)
-    result.line = node.start_mark.line + 1
-    result.item_lines = [child.start_mark.line + 1 for child in node.value]
-    return result
-
-
-_Loader.add_constructor(yaml.resolver.BaseResolver.DEFAULT_MAPPING_TAG, _construct_mapping)
-_Loader.add_constructor(yaml.resolver.BaseResolver.DEFAULT_SEQUENCE_TAG, _construct_sequence)
-
-
-@dataclass
-class PolicyError(Exception):
-    line: int
-    message: str
-    source: str = ""
-
-    def __str__(self) -> str:
-        return f"{self.source or '<policy>'}:{self.line}: {self.message}"
-
-
-class PolicyValidationError(Exception):
-    def __init__(self, errors: list[PolicyError]):
-        self.errors = sorted(errors, key=lambda e: (e.source, e.line, e.message))
-        super().__init__("\n".join(str(e) for e in self.errors))
-
+__all__ = ["PolicyError", "PolicySpec", "PolicyValidationError", "policies_parse", "policy_files"]
 
 # --- the subset ---------------------------------------------------------------------------------
 
@@ -161,16 +108,6 @@ class _Errors:
 
     def add(self, line: int, message: str) -> None:
         self.items.append(PolicyError(line, message, self.source))
-
-
-def _line(container: Any, key: Any = None, default: int = 0) -> int:
-    if isinstance(container, LineDict):
-        return container.key_lines.get(key, container.line) if key is not None else container.line
-    if isinstance(container, LineList):
-        if isinstance(key, int) and key < len(container.item_lines):
-            return container.item_lines[key]
-        return container.line
-    return default
 
 
 def _interpolate(value: Any, context: dict[str, str]) -> Any:
@@ -319,7 +256,7 @@ def policies_parse(
     """Parse and validate a policy document; raise PolicyValidationError with every error found."""
     context = context or {}
     errors = _Errors(source)
-    doc = _document_load(text, source)
+    doc = document_load(text, source)
     for extra in sorted(set(doc) - {"policies", "vars"}, key=str):
         errors.add(_line(doc, extra), f"unknown top-level key {extra!r}")
     specs, seen = [], {}
@@ -333,25 +270,6 @@ def policies_parse(
     if errors.items:
         raise PolicyValidationError(errors.items)
     return specs
-
-
-def _document_load(text: str, source: str) -> dict:
-    """The YAML document, a mapping with a `policies:` list; anything else fails at once."""
-    try:
-        doc = yaml.load(text, Loader=_Loader)  # noqa: S506 - _Loader is a SafeLoader subclass
-    except PolicyError as exc:
-        raise PolicyValidationError([PolicyError(exc.line, exc.message, source)]) from None
-    except yaml.YAMLError as exc:
-        mark = getattr(exc, "problem_mark", None)
-        problem = getattr(exc, "problem", None) or str(exc)
-        raise PolicyValidationError(
-            [PolicyError(mark.line + 1 if mark else 1, f"YAML: {problem}", source)]
-        ) from None
-    if not isinstance(doc, dict) or not isinstance(doc.get("policies"), list):
-        raise PolicyValidationError(
-            [PolicyError(_line(doc, default=1) or 1, "the file needs a top-level `policies:` list", source)]
-        )
-    return doc
 
 
 def _check_policy(
