@@ -20,6 +20,7 @@ from backups import charts, selectors
 from backups.forms import RestoreForm, RunStartForm
 from backups.models import Encryption, RunTrigger
 from backups.services import intake, keys, locks, restore, retention, runs
+from core.csv_cells import csv_row
 from core.roles import permission_required
 from core.selectors import alerts_open
 
@@ -160,7 +161,7 @@ def _csv_response(rows, fields, filename: str) -> StreamingHttpResponse:
     def lines():
         yield writer.writeheader()
         for row in rows:
-            yield writer.writerow(row)
+            yield writer.writerow(csv_row(row))  # object keys are anyone's text
 
     response = StreamingHttpResponse(lines(), content_type="text/csv; charset=utf-8")
     response["Content-Disposition"] = f'attachment; filename="{filename}"'
