@@ -39,3 +39,10 @@ def test_the_web_row_gives_the_procfiles_daphne_settings():
     threads = re.search(r"ASGI_THREADS:-(\d+)", command)[1]
     row = readme_processes()["web"]
     assert f"--websocket_connect_timeout {timeout}" in row and f"ASGI_THREADS={threads}" in row
+
+
+def test_each_row_names_the_management_commands_its_process_runs():
+    rows = readme_processes()
+    for name, command in stack.procfile_commands().items():
+        for managed in re.findall(r"manage\.py (\w+)", command):
+            assert f"manage.py {managed}" in rows[name], (name, managed)

@@ -3,7 +3,8 @@
 Two ways in, neither importing the pipeline:
 - the shared event log (core.Event), followed with a cursor: the pipeline's intake records
   `asset.created` (payload "key": the upload in the ingest bucket) and `job.published`
-  (payload "asset": its media under `assets/<id>/`); any app may record an event whose payload
+  (payload "asset" and "prefix": its media under `assets/<id>/` and its package under
+  `published/<id>/<job>/`); any app may record an event whose payload
   names a "bucket" with a "key" or "prefix";
 - S3 event notification documents (ObjectCreated:*, ObjectRemoved:*) posted to
   /backups/events/s3/ with the storage-events bearer token (e.g. from an AWS SNS/SQS relay).
@@ -67,7 +68,9 @@ def _event_targets(event: dict) -> list[tuple[str, str]]:
     if event["type"] == "asset.created" and payload.get("key"):
         return [(settings.S3_BUCKET_INGEST, str(payload["key"]))]
     if event["type"] == "job.published" and payload.get("asset"):
-        return [(settings.S3_BUCKET_MEDIA, f"assets/{payload['asset']}/")]
+        # Its renditions and the published package (playlists, manifest, segments, sprites).
+        published = str(payload.get("prefix") or f"published/{payload['asset']}").rstrip("/") + "/"
+        return [(settings.S3_BUCKET_MEDIA, f"assets/{payload['asset']}/"), (settings.S3_BUCKET_MEDIA, published)]
     if payload.get("bucket") and (payload.get("key") or payload.get("prefix")):
         return [(str(payload["bucket"]), str(payload.get("key") or payload.get("prefix")))]
     return []
