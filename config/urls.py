@@ -3,6 +3,7 @@ from django.urls import include, path
 
 urlpatterns = [
     path("", include("core.urls")),
+    path("", include(("ops.urls", "ops"))),
     path("events/", include(("pipeline.urls", "events"))),
     path("studio/webhooks/", include(("webhooks.urls", "webhooks"))),
     path("studio/", include(("studio.urls", "studio"))),

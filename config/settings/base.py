@@ -39,6 +39,7 @@ INSTALLED_APPS = [
     "backups",
     "security",
     "webhooks",
+    "ops",
 ]
 
 MIDDLEWARE = [
@@ -257,6 +258,11 @@ WEBHOOKS_AUTO_DISABLE_SECONDS = env.int("WEBHOOKS_AUTO_DISABLE_SECONDS", default
 WEBHOOKS_MAX_ENDPOINTS = env.int("WEBHOOKS_MAX_ENDPOINTS", default=20)  # per publisher
 WEBHOOKS_RETENTION_DAYS = env.int("WEBHOOKS_RETENTION_DAYS", default=30)  # finished deliveries kept
 WEBHOOKS_DELIVERIES_PER_PAGE = env.int("WEBHOOKS_DELIVERIES_PER_PAGE", default=50)
+
+# --- Operations telemetry (ops/, docs/operations.md) ----------------------------------------
+# Bearer token a Prometheus scraper presents at /metrics (operations users' sessions work too).
+# Empty: only sessions.
+METRICS_TOKEN = env.str("METRICS_TOKEN", default="")
 
 # --- Auth -------------------------------------------------------------------------------------
 LOGIN_URL = "login"
