@@ -10,7 +10,6 @@ from core.s3 import S3Target, client
 from pipeline.models import EncodeJob, JobState, QualityTask
 from tests.conftest import ENCODE_LANE_1, wait_until
 from tests.pipeline.clips import make_clip
-from tests.pipeline.conftest import ladders, publisher, upload  # noqa: F401 - fixtures
 from tests.pipeline.test_faults import start_worker, stop
 from tests.pipeline.test_pipeline_e2e import announce
 
@@ -78,7 +77,7 @@ def test_scrape_during_a_real_encode_shows_the_work_moving(
     publisher,
     upload,
     s3,
-    redis_conn,  # noqa: F811
+    redis_conn,
     client,
     make_user,
     settings,
