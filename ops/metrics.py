@@ -120,13 +120,16 @@ def _pipeline_families() -> list:
         "Encode units of unfinished jobs by state and profile (finished ones: reelflow_units_finished_total).",
         labels=["state", "profile"],
     )
-    for state, profile_id, n in (
-        Unit.objects.exclude(job__state__in=JOB_FINAL_STATES)
-        .order_by()
-        .values_list("state", "job__profile_id")
-        .annotate(n=Count("id"))
+    # Unfinished jobs are few; their units are found through the unit's job index (a join
+    # filtered on the job's state scanned every unit: 0.8 s at 380,000 units on SQLite).
+    active = dict(EncodeJob.objects.exclude(state__in=JOB_FINAL_STATES).values_list("pk", "profile_id"))
+    by_state: dict[tuple[str, str], int] = defaultdict(int)
+    for job_id, state, n in (
+        Unit.objects.filter(job_id__in=list(active)).order_by().values_list("job_id", "state").annotate(n=Count("id"))
     ):
-        units.add_metric([state, profiles.get(profile_id, "?")], n)
+        by_state[(state, profiles.get(active[job_id], "?"))] += n
+    for (state, profile), n in sorted(by_state.items()):
+        units.add_metric([state, profile], n)
     return [jobs, units]
 
 
