@@ -38,7 +38,10 @@ def _observations(n: int) -> None:
     metrics.reset()
     rng = random.Random(7)
     for _ in range(n):
-        labels = {"codec": rng.choice(["libx264", "libx265", "libvpx-vp9"]), "height": rng.choice(["240", "480", "720", "1080"])}
+        labels = {
+            "codec": rng.choice(["libx264", "libx265", "libvpx-vp9"]),
+            "height": rng.choice(["240", "480", "720", "1080"]),
+        }
         metrics.observe("reelflow_unit_duration_seconds", rng.uniform(1, 300), **labels)
         metrics.observe("reelflow_unit_cpu_seconds", rng.uniform(1, 600), **labels)
         metrics.observe("reelflow_encode_speed_fps", rng.uniform(5, 800), **labels)
@@ -95,18 +98,33 @@ def run(args) -> int:
     measured = _measure({"metrics": (scraper, "/metrics"), "overview": (ops, "/ops/")}, args.requests)
     print(f"\n{'page':12} {'p50 ms':>8} {'p95 ms':>8} {'cpu p50':>8} {'cpu p95':>8} {'queries':>8}")
     for name, fig in measured.items():
-        print(f"{name:12} {fig['p50']:8.1f} {fig['p95']:8.1f} {fig['cpu_p50']:8.1f} {fig['cpu_p95']:8.1f} {fig['queries']:8}")
+        print(
+            f"{name:12} {fig['p50']:8.1f} {fig['p95']:8.1f} {fig['cpu_p50']:8.1f} {fig['cpu_p95']:8.1f} {fig['queries']:8}"
+        )
     ratio = round(measured["metrics"]["p50"] / measured["overview"]["p50"], 2)
     load = os.getloadavg()[0]
     print(f"\n/metrics p50 / overview p50: {ratio} ({size} bytes a scrape)")
-    print(f"/metrics p95: {measured['metrics']['p95']} ms (target 100 ms; load average {load:.1f} on {os.cpu_count()} CPUs)")
-    print(json.dumps({
-        "db": connection.vendor, "jobs": report.jobs, "units": units, "seed_s": round(seed_s, 1),
-        "requests": args.requests, "scrape_bytes": size,
-        "metrics": measured["metrics"], "overview": measured["overview"], "ratio_p50": ratio,
-        "metrics_p95_ms": measured["metrics"]["p95"], "metrics_cpu_p95_ms": measured["metrics"]["cpu_p95"],
-        "load_avg": round(load, 2),
-    }))
+    print(
+        f"/metrics p95: {measured['metrics']['p95']} ms (target 100 ms; load average {load:.1f} on {os.cpu_count()} CPUs)"
+    )
+    print(
+        json.dumps(
+            {
+                "db": connection.vendor,
+                "jobs": report.jobs,
+                "units": units,
+                "seed_s": round(seed_s, 1),
+                "requests": args.requests,
+                "scrape_bytes": size,
+                "metrics": measured["metrics"],
+                "overview": measured["overview"],
+                "ratio_p50": ratio,
+                "metrics_p95_ms": measured["metrics"]["p95"],
+                "metrics_cpu_p95_ms": measured["metrics"]["cpu_p95"],
+                "load_avg": round(load, 2),
+            }
+        )
+    )
     return 0
 
 

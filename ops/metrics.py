@@ -125,7 +125,10 @@ def _pipeline_families() -> list:
     active = dict(EncodeJob.objects.exclude(state__in=JOB_FINAL_STATES).values_list("pk", "profile_id"))
     by_state: dict[tuple[str, str], int] = defaultdict(int)
     for job_id, state, n in (
-        Unit.objects.filter(job_id__in=list(active)).order_by().values_list("job_id", "state").annotate(n=Count("id"))
+        Unit.objects.filter(job_id__in=list(active))
+        .order_by()
+        .values_list("job_id", "state")
+        .annotate(n=Count("id"))
     ):
         by_state[(state, profiles.get(active[job_id], "?"))] += n
     for (state, profile), n in sorted(by_state.items()):
