@@ -9,6 +9,8 @@ from pathlib import Path
 import environ
 from django.core.exceptions import ImproperlyConfigured
 
+from core.logs import logging_config
+
 BASE_DIR = Path(__file__).resolve().parent.parent.parent
 VAR_DIR = Path(environ.Env().str("REELFLOW_VAR_DIR", default=str(BASE_DIR / "var")))
 
@@ -43,6 +45,7 @@ INSTALLED_APPS = [
 ]
 
 MIDDLEWARE = [
+    "core.middleware.RequestContextMiddleware",
     "django.middleware.security.SecurityMiddleware",
     "whitenoise.middleware.WhiteNoiseMiddleware",
     "django.contrib.sessions.middleware.SessionMiddleware",
@@ -104,7 +107,7 @@ RQ_QUEUES = {
 # Jobs are enqueued only once the transaction that made them true has committed.
 # The worker class every `rqworker` runs (security registration; no fork per job).
 RQ_WORKER_CLASS = env.str("REELFLOW_WORKER_CLASS", default="security.worker.RegisteringWorker")
-RQ = {"COMMIT_MODE": "on_db_commit", "WORKER_CLASS": RQ_WORKER_CLASS}
+RQ = {"COMMIT_MODE": "on_db_commit", "WORKER_CLASS": RQ_WORKER_CLASS, "JOB_CLASS": "ops.rqjob.TracedJob"}
 RQ_SHOW_ADMIN_LINK = True
 
 CHANNEL_LAYERS = {
@@ -320,11 +323,8 @@ STORAGES = {
     "staticfiles": {"BACKEND": "whitenoise.storage.CompressedManifestStaticFilesStorage"},
 }
 
-LOGGING = {
-    "version": 1,
-    "disable_existing_loggers": False,
-    "formatters": {"plain": {"format": "%(asctime)s %(levelname)s %(name)s: %(message)s"}},
-    "handlers": {"console": {"class": "logging.StreamHandler", "formatter": "plain"}},
-    "root": {"handlers": ["console"], "level": env.str("LOG_LEVEL", default="INFO")},
-    "loggers": {"django.channels.server": {"level": "WARNING"}},
-}
+# LOG_FORMAT: "plain" readable lines (make run), "json" one object a line (production's default);
+# both carry the request, user, trace, job, unit and RQ ids (core/logs.py).
+LOG_FORMAT = env.str("LOG_FORMAT", default="plain")
+LOG_LEVEL = env.str("LOG_LEVEL", default="INFO")
+LOGGING = logging_config(fmt=LOG_FORMAT, level=LOG_LEVEL)
