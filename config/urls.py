@@ -7,6 +7,7 @@ urlpatterns = [
     path("events/", include(("pipeline.urls", "events"))),
     path("studio/webhooks/", include(("webhooks.urls", "webhooks"))),
     path("studio/", include(("studio.urls", "studio"))),
+    path("ops/notifications/", include(("notifications.urls", "notifications"))),
     path("ops/webhooks/", include(("webhooks.urls_ops", "webhooks_ops"))),
     path("ops/", include(("console.urls", "console"))),
     path("backups/", include(("backups.urls", "backups"))),

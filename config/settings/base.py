@@ -42,6 +42,7 @@ INSTALLED_APPS = [
     "security",
     "webhooks",
     "ops",
+    "notifications",
 ]
 
 MIDDLEWARE = [
@@ -266,6 +267,26 @@ WEBHOOKS_DELIVERIES_PER_PAGE = env.int("WEBHOOKS_DELIVERIES_PER_PAGE", default=5
 # Bearer token a Prometheus scraper presents at /metrics (operations users' sessions work too).
 # Empty: only sessions.
 METRICS_TOKEN = env.str("METRICS_TOKEN", default="")
+
+# --- Notifications (notifications/, docs/operations.md) -------------------------------------
+NOTIFICATIONS_QUEUE = "webhooks"  # the control lane's delivery queue
+# A burst of alerts within this many seconds becomes one message per channel.
+NOTIFICATIONS_GROUP_SECONDS = env.int("NOTIFICATIONS_GROUP_SECONDS", default=30)
+# An alert still open (not acknowledged) is reminded this often.
+NOTIFICATIONS_REMINDER_SECONDS = env.int("NOTIFICATIONS_REMINDER_SECONDS", default=4 * 3600)
+NOTIFICATIONS_MAX_ATTEMPTS = env.int("NOTIFICATIONS_MAX_ATTEMPTS", default=4)
+NOTIFICATIONS_RETRY_SECONDS = [int(s) for s in env.list("NOTIFICATIONS_RETRY_SECONDS", default=["15", "60", "300"])]
+NOTIFICATIONS_TIMEOUT = env.float("NOTIFICATIONS_TIMEOUT", default=10.0)
+NOTIFICATIONS_EMAIL_FROM = env.str("NOTIFICATIONS_EMAIL_FROM", default="reelflow@localhost")
+NOTIFICATIONS_SNS_REGION = env.str("NOTIFICATIONS_SNS_REGION", default="us-east-1")
+AWS_ENDPOINT_URL_SNS = env.str("AWS_ENDPOINT_URL_SNS", default="")  # empty: real AWS
+# Django's mail (email channels): an SMTP server.
+EMAIL_HOST = env.str("EMAIL_HOST", default="127.0.0.1")
+EMAIL_PORT = env.int("EMAIL_PORT", default=25)
+EMAIL_HOST_USER = env.str("EMAIL_HOST_USER", default="")
+EMAIL_HOST_PASSWORD = env.str("EMAIL_HOST_PASSWORD", default="")
+EMAIL_USE_TLS = env.bool("EMAIL_USE_TLS", default=False)
+EMAIL_TIMEOUT = 10
 
 # --- Auth -------------------------------------------------------------------------------------
 LOGIN_URL = "login"
