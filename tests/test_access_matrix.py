@@ -97,6 +97,15 @@ EXPECTED: dict[str, tuple] = {
     "webhooks_ops:deliveries": (LOGIN, 403, 200, 403, 200),
     "webhooks_ops:delivery": (LOGIN, 403, 200, 403, 200),
     "webhooks_ops:delivery_redeliver": (LOGIN, 403, 405, 403, 405),
+    # Prometheus scrapes with a bearer token: 401 (with the scheme) rather than a login page.
+    "ops:metrics": (401, 403, 200, 403, 200),
+    "notifications:home": (LOGIN, 403, 200, 403, 200),
+    # Channel and route changes take CSRF-protected POSTs only (ids 0: no such row).
+    "notifications:channel_add": (LOGIN, 403, 405, 403, 405),
+    "notifications:channel_test": (LOGIN, 403, 405, 403, 405),
+    "notifications:channel_delete": (LOGIN, 403, 405, 403, 405),
+    "notifications:route_add": (LOGIN, 403, 405, 403, 405),
+    "notifications:route_delete": (LOGIN, 403, 405, 403, 405),
     "admin:index": (302, 302, 302, 302, 200),
     "django_rq:home": (302, 302, 302, 302, 200),
 }
@@ -201,7 +210,8 @@ def sample_kwargs(clients, s3):
     Rule.objects.create(rule_set=rule_set, kind=RuleKind.RENDITIONS_VALID)
     return {"asset_id": asset.pk, "job_id": job.pk, "session_id": uuid.uuid4(), "path": "master.m3u8", "what": "source",
             "artifact_id": artifact.pk, "rule_set_id": rule_set.pk, "rule_id": rule_set.rules.first().pk, "user_id": publisher.pk,
-            "violation_id": 0, "alert_id": 0, "response_id": 0, "run_id": 0, "failure_id": 0, "restore_id": 0}
+            "violation_id": 0, "alert_id": 0, "response_id": 0, "run_id": 0, "failure_id": 0, "restore_id": 0,
+            "channel_id": 0, "route_id": 0}
 
 
 @pytest.mark.django_db
