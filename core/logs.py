@@ -15,6 +15,8 @@ import traceback
 from collections.abc import Iterator
 from datetime import UTC, datetime
 
+from django.core.exceptions import ImproperlyConfigured
+
 FIELDS = ("request_id", "user", "trace_id", "job_id", "unit_id", "rq_id")
 
 _context: contextvars.ContextVar[dict | None] = contextvars.ContextVar("reelflow_log_context", default=None)
@@ -97,7 +99,7 @@ class PlainFormatter(logging.Formatter):
 def logging_config(*, fmt: str, level: str) -> dict:
     """The LOGGING setting for LOG_FORMAT `fmt` ("json" or "plain")."""
     if fmt not in ("json", "plain"):
-        raise ValueError(f"LOG_FORMAT must be 'json' or 'plain', not {fmt!r}")
+        raise ImproperlyConfigured(f"LOG_FORMAT must be 'json' or 'plain', not {fmt!r}")
     formatter = (
         {"()": "core.logs.JsonFormatter"}
         if fmt == "json"

@@ -10,6 +10,7 @@ import sys
 
 import pytest
 from django.conf import settings
+from django.core.exceptions import ImproperlyConfigured
 
 from core import logs
 from tests.conftest import ROOT
@@ -67,12 +68,13 @@ def test_plain_lines_name_the_context_after_the_message():
 
 
 def test_an_unknown_log_format_is_refused_with_the_choices():
-    with pytest.raises(ValueError, match="'json' or 'plain'"):
+    with pytest.raises(ImproperlyConfigured, match="'json' or 'plain'"):
         logs.logging_config(fmt="xml", level="INFO")
 
 
-def _settings_logging(module: str, **env) -> str:
-    """The formatter class a settings module configures, read in a fresh interpreter."""
+def _settings_logging(module: str, *, ok: bool = True, **env) -> str:
+    """The formatter class a settings module configures, read in a fresh interpreter (or, with
+    ok=False, what the interpreter said when it refused to start)."""
     base = {k: v for k, v in os.environ.items() if not k.startswith(("DJANGO_", "LOG_"))}
     code = "import django; django.setup(); from django.conf import settings; print(settings.LOGGING['formatters']['main']['()'])"
     result = subprocess.run(
@@ -80,6 +82,9 @@ def _settings_logging(module: str, **env) -> str:
         env={**base, "DJANGO_SETTINGS_MODULE": module, "DJANGO_SECRET_KEY": secrets.token_urlsafe(50),
              "DJANGO_ALLOWED_HOSTS": "media.example.com", **env},
     )  # fmt: skip
+    if not ok:
+        assert result.returncode != 0
+        return result.stderr
     assert result.returncode == 0, result.stderr
     return result.stdout.strip()
 
@@ -88,6 +93,8 @@ def test_production_logs_json_by_default_and_make_run_plain():
     assert _settings_logging("config.settings.production") == "core.logs.JsonFormatter"
     assert _settings_logging("config.settings.production", LOG_FORMAT="plain") == "core.logs.PlainFormatter"
     assert _settings_logging("config.settings.local") == "core.logs.PlainFormatter"
+    refused = _settings_logging("config.settings.production", ok=False, LOG_FORMAT="xml")
+    assert "LOG_FORMAT must be 'json' or 'plain', not 'xml'" in refused
 
 
 def test_a_request_has_an_id_and_its_user_on_every_line(json_lines, studio_api, tmp_path):  # noqa: F811
