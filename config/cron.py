@@ -40,5 +40,5 @@ cron.register(webhook_jobs.deliveries_sweep, settings.WEBHOOKS_QUEUE, interval=1
 cron.register(webhook_jobs.deliveries_prune, settings.WEBHOOKS_QUEUE, interval=3600, job_timeout=600, name="webhooks-prune")
 # Operations: raise (and resolve) the alerts of failed jobs, silent workers and unhealthy dependencies.
 cron.register(ops_jobs.watch, "default", interval=60, job_timeout=60, name="ops-watch")
-# Notifications: remind channels of alerts still open.
-cron.register(notification_jobs.reminders_sweep, settings.NOTIFICATIONS_QUEUE, interval=60, job_timeout=60, name="notifications-reminders")
+# Notifications: remind channels of alerts still open; redo flushes and deliveries a lost RQ job dropped.
+cron.register(notification_jobs.sweep, settings.NOTIFICATIONS_QUEUE, interval=60, job_timeout=60, name="notifications-sweep")

@@ -11,5 +11,5 @@ def message_deliver(message_id: int) -> None:
     services.message_deliver(message_id=message_id)
 
 
-def reminders_sweep() -> None:
-    services.reminders_due()
+def sweep() -> None:
+    services.sweep()

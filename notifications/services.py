@@ -18,6 +18,7 @@ import django_rq
 from django.conf import settings
 from django.db import transaction
 from django.utils import timezone
+from redis.exceptions import RedisError
 from rq.exceptions import NoSuchJobError
 from rq.job import Job, JobStatus
 
@@ -86,7 +87,15 @@ def notify(*, alert: Alert, teams: list[str] | None = None, channels: list[str] 
 
 def flush_schedule(*, channel_id: int) -> None:
     """Queue the channel's flush once, NOTIFICATIONS_GROUP_SECONDS from now; a flush already
-    waiting takes the new items too (one message per burst)."""
+    waiting takes the new items too (one message per burst). Runs after commit: with Redis
+    down the items stay due and the minute's sweep schedules the flush."""
+    try:
+        _flush_schedule(channel_id)
+    except (RedisError, OSError) as exc:
+        logger.warning("notification flush of channel %s not scheduled (the sweep will): %s", channel_id, exc)
+
+
+def _flush_schedule(channel_id: int) -> None:
     queue = django_rq.get_queue(settings.NOTIFICATIONS_QUEUE)
     rq_id = f"notify-flush-{channel_id}"
     try:
@@ -178,6 +187,30 @@ def reminders_due(*, now=None) -> int:
     return len(rows)
 
 
+def sweep(*, now=None) -> dict:
+    """Once a minute: reminders, plus what a lost RQ job left behind (a flush never scheduled,
+    a delivery never queued, a worker killed mid-attempt): due items older than the group
+    window get their flush, and messages still sending with no RQ job get their next attempt."""
+    now = now or timezone.now()
+    reminded = reminders_due(now=now)
+    window = timedelta(seconds=settings.NOTIFICATIONS_GROUP_SECONDS * 2 + 60)
+    due_channels = set(Pending.objects.filter(due=True).values_list("channel_id", flat=True))
+    for channel_id in due_channels:
+        flush_schedule(channel_id=channel_id)
+    queue = django_rq.get_queue(settings.NOTIFICATIONS_QUEUE)
+    requeued = 0
+    for message_id, attempts in Message.objects.filter(
+        state=MessageState.PENDING, created_at__lt=now - window
+    ).values_list("pk", "attempts"):
+        if not any(
+            Job.exists(f"notify-{message_id}-{n}", connection=queue.connection)
+            for n in (attempts, attempts + 1)
+        ):
+            deliver_enqueue(message_id=message_id, attempt=attempts + 1)
+            requeued += 1
+    return {"reminded": reminded, "flushes": len(due_channels), "requeued": requeued}
+
+
 def channel_test(*, channel: Channel, actor) -> Message:
     """The test button: one message, delivered at once through the same queue and retries."""
     message = Message.objects.create(
@@ -190,7 +223,13 @@ def channel_test(*, channel: Channel, actor) -> Message:
 
 
 def _deliver_on_commit(message_id: int, *, attempt: int) -> None:
-    transaction.on_commit(lambda: deliver_enqueue(message_id=message_id, attempt=attempt))
+    def enqueue() -> None:
+        try:
+            deliver_enqueue(message_id=message_id, attempt=attempt)
+        except (RedisError, OSError) as exc:
+            logger.warning("notification %s not queued (the sweep will): %s", message_id, exc)
+
+    transaction.on_commit(enqueue)
 
 
 def deliver_enqueue(*, message_id: int, attempt: int) -> None:

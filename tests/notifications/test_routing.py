@@ -166,3 +166,23 @@ def test_custodian_notify_reaches_named_teams_beyond_routes(chat, chat_receiver)
     assert services.notify(alert=alert, channels=["nobody/none"]) == 0
     flush_and_deliver(chat)
     assert "c7n: worker-not-debug" in chat_receiver.bodies[0]["text"]
+
+
+def test_the_sweep_redoes_what_a_lost_rq_job_dropped(chat, redis_conn, settings):
+    import django_rq
+    from django.utils import timezone
+    from rq.job import Job
+
+    raise_("Lost in Redis")  # its flush would be scheduled after commit; the test never commits
+    stuck = Message.objects.create(
+        channel=chat, subject="s", body="b", created_at=timezone.now() - timezone.timedelta(hours=1)
+    )
+    result = services.sweep()
+    assert result["flushes"] == 1 and result["requeued"] == 1
+    queue = django_rq.get_queue(settings.NOTIFICATIONS_QUEUE)
+    assert f"notify-flush-{chat.pk}" in queue.scheduled_job_registry.get_job_ids()
+    assert (
+        Job.fetch(f"notify-{stuck.pk}-1", connection=redis_conn).func_name
+        == "notifications.jobs.message_deliver"
+    )
+    assert services.sweep()["requeued"] == 0, "queued once"

@@ -36,7 +36,9 @@ def test_one_message_per_burst_then_a_resolve_through_the_worker(control_worker,
         alert_resolve(alert=alert)
     wait_until(lambda: len(chat_receiver.bodies) == 2, timeout=30, message="the resolve message")
     assert "2 resolved" in chat_receiver.bodies[1]["text"]
-    assert set(Message.objects.values_list("state", flat=True)) == {MessageState.SENT}
+    # The receiver answers before the worker records the attempt.
+    wait_until(lambda: set(Message.objects.values_list("state", flat=True)) == {MessageState.SENT}, timeout=10,
+               message="both messages recorded as sent")  # fmt: skip
 
 
 def test_the_test_button_sends_through_the_worker(control_worker, chat_receiver, client, make_user):
