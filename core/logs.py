@@ -2,7 +2,7 @@
 
 Context lives in a contextvar, so each request (a thread or a task under daphne) and each RQ
 job sees only its own: request id and user (core.middleware), rq id, job id, unit id (the
-worker's job class, ops/rqjob.py) and one trace id per uploaded object, the same from the
+worker class, ops/rqworker.py) and one trace id per uploaded object, the same from the
 upload's first request through every worker step to publication (`trace_id_for`).
 """
 

@@ -107,8 +107,9 @@ RQ_QUEUES = {
 }
 # Jobs are enqueued only once the transaction that made them true has committed.
 # The worker class every `rqworker` runs (security registration; no fork per job).
-RQ_WORKER_CLASS = env.str("REELFLOW_WORKER_CLASS", default="security.worker.RegisteringWorker")
-RQ = {"COMMIT_MODE": "on_db_commit", "WORKER_CLASS": RQ_WORKER_CLASS, "JOB_CLASS": "ops.rqjob.TracedJob"}
+# ops' TracedWorker is security's RegisteringWorker with each job's log context (ops/rqworker.py).
+RQ_WORKER_CLASS = env.str("REELFLOW_WORKER_CLASS", default="ops.rqworker.TracedWorker")
+RQ = {"COMMIT_MODE": "on_db_commit", "WORKER_CLASS": RQ_WORKER_CLASS}
 RQ_SHOW_ADMIN_LINK = True
 
 CHANNEL_LAYERS = {

@@ -27,7 +27,7 @@ DATABASES["default"].setdefault("TEST", {})  # noqa: F405
 if DATABASES["default"]["ENGINE"].endswith("sqlite3"):  # noqa: F405
     # pytest-django adds "_gwN" under xdist; the base number keeps concurrent runs apart.
     DATABASES["default"]["TEST"]["NAME"] = str(VAR_DIR / f"test-db-r{TEST_REDIS_BASE_DB}.sqlite3")  # noqa: F405
-RQ = {"COMMIT_MODE": "auto", "WORKER_CLASS": RQ_WORKER_CLASS, "JOB_CLASS": RQ["JOB_CLASS"]}  # noqa: F405  # tests run in transactions that never commit
+RQ = {"COMMIT_MODE": "auto", "WORKER_CLASS": RQ_WORKER_CLASS}  # noqa: F405  # tests run in transactions that never commit
 CHANNEL_LAYERS["default"]["CONFIG"]["hosts"] = [{"address": REDIS_URL, "socket_timeout": None}]  # noqa: F405
 CHANNEL_LAYERS["default"]["CONFIG"]["prefix"] = "reelflow-test"  # noqa: F405
 CACHES["default"]["LOCATION"] = REDIS_URL  # noqa: F405

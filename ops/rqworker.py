@@ -1,11 +1,18 @@
-"""The RQ job class every worker runs (settings.RQ["JOB_CLASS"]): each job's lines carry its
-RQ id, the encode job and unit it works on, and the trace id of the upload it serves."""
+"""The RQ worker class every `rqworker` runs by default (settings.RQ["WORKER_CLASS"]): security's
+registering worker, with a log context around each job: its lines (RQ's own about the job
+included) carry its RQ id, the encode job and unit it works on, and the trace id of the upload
+it serves.
+
+A worker subclass rather than RQ's JOB_CLASS setting: with a job class of our own, RQ's queues
+and registries stop recognising the plain `Job` objects that `Job.fetch` returns (they check
+`isinstance(job, queue.job_class)`) and take them for ids."""
 
 import logging
 
-from rq.job import Job
+from django.db import close_old_connections
 
 from core import logs
+from security.worker import RegisteringWorker
 
 logger = logging.getLogger(__name__)
 
@@ -46,13 +53,14 @@ def _trace_fields(func_name: str, args: tuple) -> dict:
     return fields
 
 
-class TracedJob(Job):
-    def perform(self):
-        with logs.scope(rq_id=self.id):
+class TracedWorker(RegisteringWorker):
+    def perform_job(self, job, queue) -> bool:
+        with logs.scope(rq_id=job.id):
             try:
-                fields = _trace_fields(self.func_name, self.args)
+                close_old_connections()  # what the parent does first; our query comes before it
+                fields = _trace_fields(job.func_name, job.args)
             except Exception as exc:  # noqa: BLE001 - a log context never stops the job itself
-                logger.warning("no trace context for %s: %s", self.id, exc)
+                logger.warning("no trace context for %s: %s", job.id, exc)
                 fields = {}
             with logs.scope(**fields):
-                return super().perform()
+                return super().perform_job(job, queue)
