@@ -39,11 +39,12 @@ def bind(**fields) -> None:
 
 
 @contextlib.contextmanager
-def scope(**fields) -> Iterator[None]:
-    """Fields for the lines logged inside the block; the previous context comes back after it."""
-    token = _context.set(
-        {**(_context.get() or {}), **{k: v for k, v in fields.items() if v not in (None, "")}}
-    )
+def scope(*, fresh: bool = False, **fields) -> Iterator[None]:
+    """Fields for the lines logged inside the block; the previous context comes back after it.
+    `fresh`: start from nothing instead of the surrounding context (a request, an RQ job: what
+    an earlier unit of work bound must not leak into it)."""
+    base = {} if fresh else (_context.get() or {})
+    token = _context.set({**base, **{k: v for k, v in fields.items() if v not in (None, "")}})
     try:
         yield
     finally:

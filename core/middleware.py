@@ -34,14 +34,14 @@ class RequestContextMiddleware:
         if self.is_async:
             return self._acall(request)
         request_id = _request_id(request)
-        with logs.scope(request_id=request_id, user=_LazyUser(request)):
+        with logs.scope(fresh=True, request_id=request_id, user=_LazyUser(request)):
             response = self.get_response(request)
         response["X-Request-ID"] = request_id
         return response
 
     async def _acall(self, request):
         request_id = _request_id(request)
-        with logs.scope(request_id=request_id, user=_LazyUser(request)):
+        with logs.scope(fresh=True, request_id=request_id, user=_LazyUser(request)):
             response = await self.get_response(request)
         response["X-Request-ID"] = request_id
         return response

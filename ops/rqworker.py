@@ -55,7 +55,7 @@ def _trace_fields(func_name: str, args: tuple) -> dict:
 
 class TracedWorker(RegisteringWorker):
     def perform_job(self, job, queue) -> bool:
-        with logs.scope(rq_id=job.id):
+        with logs.scope(fresh=True, rq_id=job.id):
             try:
                 close_old_connections()  # what the parent does first; our query comes before it
                 fields = _trace_fields(job.func_name, job.args)

@@ -37,15 +37,18 @@ def json_lines():
 
 def test_json_lines_carry_the_context_set_around_them(json_lines):
     log = logging.getLogger("reelflow.test")
-    with logs.scope(job_id=7, rq_id="unit-9-abc"):
+    logs.bind(trace_id="left-by-earlier-work")
+    with logs.scope(fresh=True, job_id=7, rq_id="unit-9-abc"):
         with logs.scope(unit_id=9):
             log.info("encoding %s", "240p")
         log.warning("after the unit")
-    log.info("outside")
+    with logs.scope(fresh=True):
+        log.info("outside")
     inner, after, outside = json_lines()
     assert inner["msg"] == "encoding 240p" and inner["level"] == "INFO" and inner["logger"] == "reelflow.test"
     assert (inner["job_id"], inner["unit_id"], inner["rq_id"]) == (7, 9, "unit-9-abc")
     assert after["job_id"] == 7 and "unit_id" not in after
+    assert "trace_id" not in inner, "a fresh scope inherits nothing"
     assert not set(logs.FIELDS) & set(outside)
     assert inner["ts"].endswith("+00:00")
 
