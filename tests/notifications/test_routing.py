@@ -6,6 +6,7 @@ import urllib.request
 import boto3
 import pytest
 from django.urls import reverse
+from django.utils import timezone
 
 from core.models import Alert, AlertSeverity, AlertState
 from core.roles import Role
@@ -186,3 +187,28 @@ def test_the_sweep_redoes_what_a_lost_rq_job_dropped(chat, redis_conn, settings)
         == "notifications.jobs.message_deliver"
     )
     assert services.sweep()["requeued"] == 0, "queued once"
+
+
+def test_every_alert_source_reaches_the_routed_channel(chat, redis_conn):
+    """Security's, the backups' and the ops watchers' own raise functions all route here."""
+    from backups.services.common import alert_for
+    from ops import watch
+    from pipeline.models import JobState
+    from security.services.alerts import security_alert_raise
+    from tests.backups.factories import BackupPolicyFactory
+    from tests.factories import EncodeJobFactory
+
+    security_alert_raise(severity=AlertSeverity.CRITICAL, title="Port 22 open", dedup_key="sec-1")
+    policy = BackupPolicyFactory()
+    alert_for(
+        policy=policy,
+        severity=AlertSeverity.WARNING,
+        title="Backup damaged",
+        detail="",
+        dedup="d1",
+        evidence={},
+    )
+    EncodeJobFactory(state=JobState.FAILED, failure_reason="bad input", finished_at=timezone.now())
+    watch.failed_jobs_watch()
+    sources = set(Pending.objects.filter(channel=chat, due=True).values_list("alert__source", flat=True))
+    assert sources == {"security", "backups", "pipeline"}
