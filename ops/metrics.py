@@ -143,7 +143,8 @@ def _backup_families(now: datetime) -> list:
     copied = CounterMetricFamily(
         "reelflow_backup_copied_bytes", "Bytes copied by backup runs, by policy.", labels=["policy"]
     )
-    names = dict(BackupPolicy.objects.values_list("pk", "name"))
+    policies = list(BackupPolicy.objects.values_list("pk", "name", "verify_within_days"))
+    names = {pk: name for pk, name, _ in policies}
     copied_by: dict[str, float] = defaultdict(float)
     for policy_id, state, n, copied_bytes in (
         BackupRun.objects.order_by()
@@ -159,14 +160,22 @@ def _backup_families(now: datetime) -> list:
         "Share of current backed-up objects verified within their policy's window.",
         labels=["policy"],
     )
-    windows = dict(BackupPolicy.objects.values_list("pk", "verify_within_days"))
-    with_copy = ObjectVersion.objects.filter(
-        is_current=True, state__in=[VersionState.PROTECTED, VersionState.DAMAGED]
-    )
+    # One grouped query for every policy: "fresh" is verified within its own policy's window.
+    windows = {pk: days for pk, _, days in policies}
+    fresh = Q(pk__in=[])
     for policy_id, days in windows.items():
-        row = with_copy.filter(source__policy=policy_id).aggregate(
-            total=Count("pk"), fresh=Count("pk", filter=Q(verified_at__gte=now - timedelta(days=days)))
+        fresh |= Q(source__policy=policy_id, verified_at__gte=now - timedelta(days=days))
+    rows = {
+        row["source__policy"]: row
+        for row in ObjectVersion.objects.filter(
+            is_current=True, state__in=[VersionState.PROTECTED, VersionState.DAMAGED]
         )
+        .values("source__policy")
+        .annotate(total=Count("pk"), fresh=Count("pk", filter=fresh))
+        .order_by()
+    }
+    for policy_id in windows:
+        row = rows.get(policy_id, {"total": 0, "fresh": 0})
         coverage.add_metric([names[policy_id]], row["fresh"] / row["total"] if row["total"] else 1.0)
     findings = GaugeMetricFamily(
         "reelflow_backup_findings",

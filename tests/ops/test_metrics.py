@@ -55,6 +55,24 @@ def test_metrics_answer_the_token_and_operations_sessions_only(client, make_user
 
 
 @pytest.mark.django_db
+def test_a_scrape_makes_a_bounded_number_of_queries(
+    client, make_user, redis_conn, django_assert_max_num_queries
+):
+    from tests.backups.factories import BackupPolicyFactory
+    from tests.console.factories import job_with_units
+
+    publisher = make_user("pat", role=Role.PUBLISHER)
+    for _ in range(3):
+        job_with_units(publisher, unit_states={"h264-240p": ["done", "running"]})
+    BackupPolicyFactory()
+    BackupPolicyFactory()
+    client.force_login(make_user("olga", role=Role.OPERATIONS))
+    with django_assert_max_num_queries(15):  # session, user and its permissions; 11 grouped reads
+        families = scrape(client)
+    assert value(families, "reelflow_units", state="running") == 3
+
+
+@pytest.mark.django_db
 def test_an_empty_token_setting_lets_no_bearer_in(client, settings, redis_conn):
     settings.METRICS_TOKEN = ""
     assert client.get(reverse("ops:metrics"), HTTP_AUTHORIZATION="Bearer ").status_code == 401
@@ -138,3 +156,24 @@ def test_scrape_during_a_real_encode_shows_the_work_moving(
     assert value(after, "reelflow_time_to_published_seconds_count") == 1
     assert value(after, "reelflow_qc_duration_seconds_count") >= 1
     assert value(after, "reelflow_queue_depth", queue="encode") == 0
+
+
+@pytest.mark.django_db
+def test_verify_coverage_counts_each_policys_own_window(client, make_user, redis_conn):
+    from datetime import timedelta
+
+    from django.utils import timezone
+
+    from tests.backups.factories import BackupPolicyFactory, ObjectVersionFactory, PolicySourceFactory
+
+    weekly = PolicySourceFactory(policy=BackupPolicyFactory(name="weekly", verify_within_days=7))
+    daily = PolicySourceFactory(policy=BackupPolicyFactory(name="daily", verify_within_days=1))
+    three_days_ago = timezone.now() - timedelta(days=3)
+    for source in (weekly, daily):
+        ObjectVersionFactory(source=source, protected=True)  # verified now
+        ObjectVersionFactory(source=source, protected=True, verified_at=three_days_ago)
+    ObjectVersionFactory(source=daily)  # not copied yet: not counted
+    client.force_login(make_user("olga", role=Role.OPERATIONS))
+    families = scrape(client)
+    assert value(families, "reelflow_backup_verify_coverage_ratio", policy="weekly") == 1.0
+    assert value(families, "reelflow_backup_verify_coverage_ratio", policy="daily") == 0.5
