@@ -11,6 +11,8 @@ from rq import cron
 
 from backups import jobs as backup_jobs
 from console import jobs as console_jobs
+from notifications import jobs as notification_jobs
+from ops import jobs as ops_jobs
 from pipeline import jobs as pipeline_jobs
 from pipeline.quality import jobs as quality_jobs
 from security import jobs as security_jobs
@@ -36,3 +38,7 @@ cron.register(studio_jobs.upload_sessions_expire, "default", interval=600, job_t
 cron.register(webhook_jobs.deliveries_sweep, settings.WEBHOOKS_QUEUE, interval=10, job_timeout=60, name="webhooks-sweep")
 # Webhooks: forget finished deliveries past their retention.
 cron.register(webhook_jobs.deliveries_prune, settings.WEBHOOKS_QUEUE, interval=3600, job_timeout=600, name="webhooks-prune")
+# Operations: raise (and resolve) the alerts of failed jobs, silent workers and unhealthy dependencies.
+cron.register(ops_jobs.watch, "default", interval=60, job_timeout=60, name="ops-watch")
+# Notifications: remind channels of alerts still open; redo flushes and deliveries a lost RQ job dropped.
+cron.register(notification_jobs.sweep, settings.NOTIFICATIONS_QUEUE, interval=60, job_timeout=60, name="notifications-sweep")

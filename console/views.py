@@ -6,10 +6,11 @@ from django.contrib import messages
 from django.http import HttpRequest, HttpResponse, HttpResponseRedirect
 from django.shortcuts import redirect, render
 from django.urls import reverse
+from django.utils import timezone
 from django.utils.http import url_has_allowed_host_and_scheme
 from django.views.decorators.http import require_GET, require_POST
 
-from console import charts, selectors, services
+from console import charts, gantt, selectors, services
 from console.forms import (
     BulkActionForm,
     ChartWindowForm,
@@ -120,6 +121,7 @@ def job(request: HttpRequest, job_id: int) -> HttpResponse:
         "renditions": renditions,
         "chunks": chunks,
         "grid": selectors.unit_grid(renditions=renditions, chunks=chunks, units=units),
+        "timeline": gantt.job_timeline(job_started=job.started_at, units=units, now=timezone.now()),
         "units": [u for u in units if u["state"] == unit_state] if unit_state else units,
         "unit_state": unit_state,
         "unit_tabs": [(value, label, unit_counts[value]) for value, label in UnitState.choices],

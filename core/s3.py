@@ -16,6 +16,8 @@ import boto3
 from botocore.config import Config
 from django.conf import settings
 
+from core import metrics
+
 # A multipart upload's ETag is md5-of-md5s plus "-<parts>": never the object's MD5.
 _MULTIPART_ETAG = re.compile(r'^"?[0-9a-f]{32}-\d+"?$')
 
@@ -79,7 +81,24 @@ def client(target: S3Target | None = None, *, public: bool = False):
                     response_checksum_validation="when_required",
                 ),
             )
+            found.meta.events.register("after-call.s3", _count_error_response)
+            found.meta.events.register("after-call-error.s3", _count_exception)
     return found
+
+
+# Answers that are part of normal use, not errors: "not there" (existence checks, conditional
+# writes), "not modified", and ranges past the end.
+_EXPECTED_STATUS = {304, 404, 412, 416}
+
+
+def _count_error_response(http_response=None, model=None, **_kwargs) -> None:
+    status = getattr(http_response, "status_code", 200)
+    if status >= 400 and status not in _EXPECTED_STATUS:
+        metrics.inc("reelflow_s3_errors", operation=model.name if model else "?", code=str(status))
+
+
+def _count_exception(exception=None, model=None, **_kwargs) -> None:
+    metrics.inc("reelflow_s3_errors", operation=model.name if model else "?", code=type(exception).__name__)
 
 
 def clients_reset() -> None:

@@ -32,6 +32,22 @@ def event_sink_register(sink: Callable[[Event], None]) -> None:
         _event_sinks.append(sink)
 
 
+# Functions called with (alert, change) for every alert raised ("raised"), raised again while
+# open ("repeated") or resolved ("resolved"), inside the transaction that changed it: the
+# notifications app routes every alert source through here (registered in its AppConfig.ready).
+_alert_sinks: list[Callable[[Alert, str], None]] = []
+
+
+def alert_sink_register(sink: Callable[[Alert, str], None]) -> None:
+    if sink not in _alert_sinks:
+        _alert_sinks.append(sink)
+
+
+def _alert_changed(alert: Alert, change: str) -> None:
+    for sink in _alert_sinks:
+        sink(alert, change)
+
+
 def event_record(
     *,
     type: str,  # noqa: A002 - the event's type is its natural name
@@ -94,6 +110,7 @@ def alert_raise(
             if actions:
                 existing.actions = [*existing.actions, *actions]
             existing.save(update_fields=["occurrences", "last_seen_at", "detail", "evidence", "actions"])
+            _alert_changed(existing, "repeated")
             return existing
     alert = Alert.objects.create(
         source=source,
@@ -113,6 +130,7 @@ def alert_raise(
         subject=alert,
         payload={"source": source, "severity": severity, "title": title},
     )
+    _alert_changed(alert, "raised")
     return alert
 
 
@@ -147,6 +165,7 @@ def alert_resolve(*, alert: Alert, actor=None) -> Alert:
     alert.resolved_at = timezone.now()
     alert.save(update_fields=["state", "resolved_at"])
     event_record(type="alert.resolved", subject=alert, actor=actor)
+    _alert_changed(alert, "resolved")
     return alert
 
 

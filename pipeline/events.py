@@ -15,7 +15,7 @@ from django.conf import settings
 from django.contrib.auth import get_user_model
 from django.db import IntegrityError, transaction
 
-from core import s3
+from core import logs, s3
 from core.services import event_record
 from pipeline.filer_events import parse_filer_event as parse
 from pipeline.models import IngestEvent
@@ -112,6 +112,7 @@ def object_created_receive(*, created: ObjectCreated, source: str) -> IngestEven
     """
     if created.bucket != settings.S3_BUCKET_INGEST or created.key.endswith("/"):
         return None
+    logs.bind(trace_id=logs.trace_id_for(created.bucket, created.key))
     try:
         head = s3.client().head_object(Bucket=created.bucket, Key=created.key)
     except ClientError as exc:

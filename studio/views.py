@@ -4,6 +4,7 @@ calls one service or selector, and renders."""
 import base64
 import binascii
 import json
+import logging
 import re
 from pathlib import PurePosixPath
 
@@ -15,7 +16,7 @@ from django.urls import reverse
 from django.utils.text import slugify
 from django.views.decorators.http import require_GET, require_POST
 
-from core import s3
+from core import logs, s3
 from core.roles import permission_required
 from pipeline import selectors as pipeline_selectors
 from pipeline.models import Artifact, AssetState, JobState, RenditionKind, RenditionState
@@ -23,6 +24,8 @@ from studio import playback, selectors, services, sniff
 from studio.access import asset_viewer_required
 from studio.models import UploadSession
 from studio.services import Refusal, UploadRefused
+
+logger = logging.getLogger(__name__)
 
 REFUSAL_STATUS = {
     Refusal.INVALID: 400,
@@ -147,6 +150,7 @@ def _own_session(request: HttpRequest, session_id) -> UploadSession:
     session = selectors.upload_session_for(publisher=request.user, session_id=session_id)
     if session is None:
         raise Http404("No such upload.")
+    logs.bind(trace_id=logs.trace_id_for(session.bucket, session.key))
     return session
 
 
@@ -178,6 +182,8 @@ def upload_start(request: HttpRequest) -> JsonResponse:
         )
     except UploadRefused as exc:
         return _refused(exc)
+    logs.bind(trace_id=logs.trace_id_for(started.session.bucket, started.session.key))
+    logger.info("upload %s started for %s", started.session.pk, started.session.key)
     parts = [{"number": n, "size": size} for n, size in sorted(started.parts_stored.items())]
     return JsonResponse(
         _session_json(

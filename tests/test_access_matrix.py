@@ -99,6 +99,15 @@ EXPECTED: dict[str, tuple] = {
     "webhooks_ops:deliveries": (LOGIN, 403, 200, 403, 200),
     "webhooks_ops:delivery": (LOGIN, 403, 200, 403, 200),
     "webhooks_ops:delivery_redeliver": (LOGIN, 403, 405, 403, 405),
+    # Prometheus scrapes with a bearer token: 401 (with the scheme) rather than a login page.
+    "ops:metrics": (401, 403, 200, 403, 200),
+    "notifications:home": (LOGIN, 403, 200, 403, 200),
+    # Channel and route changes take CSRF-protected POSTs only (ids 0: no such row).
+    "notifications:channel_add": (LOGIN, 403, 405, 403, 405),
+    "notifications:channel_test": (LOGIN, 403, 405, 403, 405),
+    "notifications:channel_delete": (LOGIN, 403, 405, 403, 405),
+    "notifications:route_add": (LOGIN, 403, 405, 403, 405),
+    "notifications:route_delete": (LOGIN, 403, 405, 403, 405),
     "admin:index": (302, 302, 302, 302, 200),
     "django_rq:home": (302, 302, 302, 302, 200),
 }
@@ -210,7 +219,7 @@ def sample_kwargs(clients, s3):
 @pytest.mark.django_db
 @pytest.mark.parametrize("url_name", sorted(EXPECTED))
 def test_route_answers_each_role_as_expected(url_name, clients, sample_kwargs, webhook_kwargs, s3, redis_conn):
-    arguments = {**sample_kwargs, **webhook_kwargs}
+    arguments = {**sample_kwargs, **webhook_kwargs, "channel_id": 0, "route_id": 0}  # notifications: no such row
     url = reverse(url_name, kwargs={param: arguments[param] for param in route_params(url_name)})
     for role, expected in zip(ROLES, EXPECTED[url_name], strict=True):
         response = clients[role].get(url)

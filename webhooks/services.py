@@ -20,6 +20,7 @@ from django.db import transaction
 from django.db.models import Q
 from django.utils import timezone
 
+from core import metrics
 from core.models import AlertSeverity, Event
 from core.services import alert_raise, event_record
 from webhooks import event_types, payloads, sender, signing, targets
@@ -256,6 +257,11 @@ def delivery_attempt_finish(*, attempt_id: int, outcome: sender.Outcome) -> Deli
     attempt.save(
         update_fields=["finished_at", "duration_ms", "status_code", "response_excerpt", "error", "succeeded"]
     )
+    if outcome.duration_ms is not None:
+        metrics.observe_on_commit("reelflow_webhook_delivery_seconds", outcome.duration_ms / 1000)
+    if not outcome.ok:
+        reason = f"http_{outcome.status_code}" if outcome.status_code else "connection"
+        metrics.inc_on_commit("reelflow_webhook_delivery_failures", reason=reason)
 
     delivery.last_attempt_at = attempt.started_at
     delivery.last_status_code = outcome.status_code

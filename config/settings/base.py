@@ -9,6 +9,8 @@ from pathlib import Path
 import environ
 from django.core.exceptions import ImproperlyConfigured
 
+from core.logs import logging_config
+
 BASE_DIR = Path(__file__).resolve().parent.parent.parent
 VAR_DIR = Path(environ.Env().str("REELFLOW_VAR_DIR", default=str(BASE_DIR / "var")))
 
@@ -39,9 +41,12 @@ INSTALLED_APPS = [
     "backups",
     "security",
     "webhooks",
+    "ops",
+    "notifications",
 ]
 
 MIDDLEWARE = [
+    "core.middleware.RequestContextMiddleware",
     "django.middleware.security.SecurityMiddleware",
     "whitenoise.middleware.WhiteNoiseMiddleware",
     "django.contrib.sessions.middleware.SessionMiddleware",
@@ -102,7 +107,8 @@ RQ_QUEUES = {
 }
 # Jobs are enqueued only once the transaction that made them true has committed.
 # The worker class every `rqworker` runs (security registration; no fork per job).
-RQ_WORKER_CLASS = env.str("REELFLOW_WORKER_CLASS", default="security.worker.RegisteringWorker")
+# ops' TracedWorker is security's RegisteringWorker with each job's log context (ops/rqworker.py).
+RQ_WORKER_CLASS = env.str("REELFLOW_WORKER_CLASS", default="ops.rqworker.TracedWorker")
 RQ = {"COMMIT_MODE": "on_db_commit", "WORKER_CLASS": RQ_WORKER_CLASS}
 RQ_SHOW_ADMIN_LINK = True
 
@@ -271,6 +277,31 @@ WEBHOOKS_MAX_ENDPOINTS = env.int("WEBHOOKS_MAX_ENDPOINTS", default=20)  # per pu
 WEBHOOKS_RETENTION_DAYS = env.int("WEBHOOKS_RETENTION_DAYS", default=30)  # finished deliveries kept
 WEBHOOKS_DELIVERIES_PER_PAGE = env.int("WEBHOOKS_DELIVERIES_PER_PAGE", default=50)
 
+# --- Operations telemetry (ops/, docs/operations.md) ----------------------------------------
+# Bearer token a Prometheus scraper presents at /metrics (operations users' sessions work too).
+# Empty: only sessions.
+METRICS_TOKEN = env.str("METRICS_TOKEN", default="")
+
+# --- Notifications (notifications/, docs/operations.md) -------------------------------------
+NOTIFICATIONS_QUEUE = "webhooks"  # the control lane's delivery queue
+# A burst of alerts within this many seconds becomes one message per channel.
+NOTIFICATIONS_GROUP_SECONDS = env.int("NOTIFICATIONS_GROUP_SECONDS", default=30)
+# An alert still open (not acknowledged) is reminded this often.
+NOTIFICATIONS_REMINDER_SECONDS = env.int("NOTIFICATIONS_REMINDER_SECONDS", default=4 * 3600)
+NOTIFICATIONS_MAX_ATTEMPTS = env.int("NOTIFICATIONS_MAX_ATTEMPTS", default=4)
+NOTIFICATIONS_RETRY_SECONDS = [int(s) for s in env.list("NOTIFICATIONS_RETRY_SECONDS", default=["15", "60", "300"])]
+NOTIFICATIONS_TIMEOUT = env.float("NOTIFICATIONS_TIMEOUT", default=10.0)
+NOTIFICATIONS_EMAIL_FROM = env.str("NOTIFICATIONS_EMAIL_FROM", default="reelflow@localhost")
+NOTIFICATIONS_SNS_REGION = env.str("NOTIFICATIONS_SNS_REGION", default="us-east-1")
+AWS_ENDPOINT_URL_SNS = env.str("AWS_ENDPOINT_URL_SNS", default="")  # empty: real AWS
+# Django's mail (email channels): an SMTP server.
+EMAIL_HOST = env.str("EMAIL_HOST", default="127.0.0.1")
+EMAIL_PORT = env.int("EMAIL_PORT", default=25)
+EMAIL_HOST_USER = env.str("EMAIL_HOST_USER", default="")
+EMAIL_HOST_PASSWORD = env.str("EMAIL_HOST_PASSWORD", default="")
+EMAIL_USE_TLS = env.bool("EMAIL_USE_TLS", default=False)
+EMAIL_TIMEOUT = 10
+
 # --- Auth -------------------------------------------------------------------------------------
 LOGIN_URL = "login"
 LOGIN_REDIRECT_URL = "home"
@@ -350,11 +381,8 @@ STORAGES = {
     "staticfiles": {"BACKEND": "whitenoise.storage.CompressedManifestStaticFilesStorage"},
 }
 
-LOGGING = {
-    "version": 1,
-    "disable_existing_loggers": False,
-    "formatters": {"plain": {"format": "%(asctime)s %(levelname)s %(name)s: %(message)s"}},
-    "handlers": {"console": {"class": "logging.StreamHandler", "formatter": "plain"}},
-    "root": {"handlers": ["console"], "level": env.str("LOG_LEVEL", default="INFO")},
-    "loggers": {"django.channels.server": {"level": "WARNING"}},
-}
+# LOG_FORMAT: "plain" readable lines (make run), "json" one object a line (production's default);
+# both carry the request, user, trace, job, unit and RQ ids (core/logs.py).
+LOG_FORMAT = env.str("LOG_FORMAT", default="plain")
+LOG_LEVEL = env.str("LOG_LEVEL", default="INFO")
+LOGGING = logging_config(fmt=LOG_FORMAT, level=LOG_LEVEL)

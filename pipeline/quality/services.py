@@ -34,6 +34,7 @@ from django.db import transaction
 from django.db.models import Count, Exists, OuterRef
 from django.utils import timezone
 
+from core import metrics as telemetry
 from core.services import event_record
 from pipeline import progress, queues
 from pipeline.models import (
@@ -305,6 +306,8 @@ def task_finish(*, task_id: int, result: dict, rq_id: str | None = None) -> Qual
     task.finished_at = timezone.now()
     task.log_tail = ""
     task.save(update_fields=[*_RESULT_FIELDS, "state", "finished_at", "log_tail"])
+    if task.wall_s is not None:
+        telemetry.observe_on_commit("reelflow_qc_duration_seconds", task.wall_s)
     _rendition_fan_in(job, task.rendition_id)
     _job_fan_in(job)
     _panel_changed(job)
