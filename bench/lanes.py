@@ -40,6 +40,7 @@ import tempfile
 import time
 import urllib.request
 import uuid
+from datetime import UTC, datetime
 from pathlib import Path
 from threading import Thread
 
@@ -137,6 +138,8 @@ def run_instances_event(instance_id: str, *, event_id: str) -> bytes:
                 "eventSource": "ec2.amazonaws.com", "eventName": "RunInstances", "awsRegion": "us-east-1",
                 "responseElements": {"instancesSet": {"items": [{"instanceId": instance_id}]}},
                 "eventID": event_id, "eventType": "AwsApiCall",
+                # The intake checks the launch against EC2 (LaunchTime near this) before acting.
+                "eventTime": datetime.now(UTC).strftime("%Y-%m-%dT%H:%M:%SZ"),
             },
         }
     ).encode()  # fmt: skip

@@ -7,6 +7,7 @@ from __future__ import annotations
 import threading
 import time
 from dataclasses import dataclass
+from datetime import UTC, datetime
 
 from media_bench import med, rnd
 
@@ -69,7 +70,7 @@ class Detection:
         import requests
 
         from security import simcloud
-        from security.services.ec2_events import CLOUDTRAIL_CALL
+        from security.event_parsing import CLOUDTRAIL_CALL
 
         ec2 = simcloud.ec2_client(self.endpoint)
         http = requests.Session()
@@ -98,6 +99,7 @@ class Detection:
                     "detail": {"eventVersion": "1.08", "eventSource": "ec2.amazonaws.com", "eventName": "RunInstances",
                                "userIdentity": {"type": "IAMUser", "arn": INTRUDER, "accountId": "123456789012"},
                                "awsRegion": "us-east-1", "eventID": f"bench-{n}-{instance}", "eventType": "AwsApiCall",
+                               "eventTime": datetime.now(UTC).strftime("%Y-%m-%dT%H:%M:%SZ"),
                                "responseElements": {"instancesSet": {"items": [{"instanceId": instance}]}}},
                 }  # fmt: skip
                 t = time.monotonic()
