@@ -8,6 +8,7 @@ from django.conf import settings
 from core.roles import Role
 from pipeline.queues import MEDIA as MEDIA_QUEUES
 from tests.conftest import ROOT, worker_env
+from tests.pipeline.ffmpeg_support import ClipCache
 
 ALL_QUEUES = (*MEDIA_QUEUES, "webhooks", "default")
 
@@ -69,3 +70,9 @@ def run_workers(redis_conn):
         return codes
 
     return run
+
+
+@pytest.fixture(scope="module")
+def clip(tmp_path_factory) -> ClipCache:
+    """The ffmpeg tests' tiny generated clips, each made once per module (tests/pipeline/ffmpeg_support.py)."""
+    return ClipCache(tmp_path_factory.mktemp("clips"))
