@@ -78,6 +78,15 @@ def test_fast_ladder_job_measures_every_chunk_of_every_rendition_with_vmaf(
     chunks = list(job.chunks.order_by("index"))
     assert len(renditions) == 3 and len(chunks) == 2
     tasks = list(QualityTask.objects.filter(job=job).select_related("chunk"))
+    _check_tasks(tasks, renditions, chunks)
+    _check_scores(job, renditions, tasks)
+    _check_lineage(job, tasks, s3)
+    _check_pages(job, renditions, tasks, client=client, publisher=publisher, make_user=make_user,
+                 max_queries=django_assert_max_num_queries)  # fmt: skip
+
+
+def _check_tasks(tasks, renditions, chunks) -> None:
+    """Every (rendition, chunk) measured once, on every 7th frame, with its tool and command."""
     assert {(t.rendition_id, t.chunk.index) for t in tasks} == {
         (r.pk, c.index) for r in renditions for c in chunks
     }
@@ -93,6 +102,10 @@ def test_fast_ladder_job_measures_every_chunk_of_every_rendition_with_vmaf(
     # One ffmpeg run per chunk measured its three renditions.
     assert len({t.rq_id for t in tasks}) == len(chunks)
 
+
+
+def _check_scores(job, renditions, tasks) -> None:
+    """Whole-rendition figures from every sampled frame, and the events that announce them."""
     assert job_quality_state(job) == "done"
     for rendition in renditions:
         scores = rendition_scores(rendition)
@@ -122,6 +135,9 @@ def test_fast_ladder_job_measures_every_chunk_of_every_rendition_with_vmaf(
         == 1
     )
 
+
+
+def _check_lineage(job, tasks, s3) -> None:
     # Lineage: one artifact per measurement, made from the unit's output, stored in S3.
     artifacts = list(Artifact.objects.filter(job=job, kind=Artifact.Kind.QC))
     assert len(artifacts) == len(tasks)
@@ -138,6 +154,9 @@ def test_fast_ladder_job_measures_every_chunk_of_every_rendition_with_vmaf(
     assert all(a.inputs["sampled"]["step"] == 7 and a.inputs["reference"] in ("cache", "source") for a in artifacts)
     assert all(len(a.inputs["batch"]) == 3 for a in artifacts)
 
+
+
+def _check_pages(job, renditions, tasks, *, client, publisher, make_user, max_queries) -> None:
     # The owner sees the heatmap (one cell per measurement) and the rate-quality chart.
     client.force_login(publisher)
     page = client.get(reverse("studio:asset", args=[job.asset_id])).content.decode()
@@ -150,7 +169,7 @@ def test_fast_ladder_job_measures_every_chunk_of_every_rendition_with_vmaf(
     client.force_login(make_user("stranger", role=Role.PUBLISHER))
     assert client.get(reverse("studio:asset", args=[job.asset_id])).status_code == 404
     client.force_login(make_user("ops", role=Role.OPERATIONS))
-    with django_assert_max_num_queries(MAX_QUERIES["console:job"]):
+    with max_queries(MAX_QUERIES["console:job"]):
         console = client.get(reverse("console:job", kwargs={"job_id": job.pk})).content.decode()
     assert console.count('<g class="qc-cell"') == len(tasks) and 'class="qc-chart"' in console
 

@@ -271,6 +271,19 @@ def test_publisher_uploads_watches_the_grid_fill_and_plays_the_result(
         "() => document.getElementById('progress').dataset.state === 'published'", timeout=150_000
     )
 
+    _grid_filled_in_place(page)
+    _player_plays(page)
+    _quality_panel_follows(page)
+    # A fresh load of the published page shows the player and the downloads straight away.
+    page.reload()
+    page.wait_for_selector("#player video")
+    assert page.get_by_role("link", name="Original upload").count() == 1
+    assert asset.jobs.get().state == JobState.PUBLISHED
+
+    _stranger_refused(new_page("bob"), web, asset)
+
+
+def _grid_filled_in_place(page) -> None:
     # The grid changed in place: no reload, and cells went through running to done.
     assert page.evaluate("window.__sameDocument") is True
     log = page.evaluate("window.__cellLog")
@@ -285,6 +298,9 @@ def test_publisher_uploads_watches_the_grid_fill_and_plays_the_result(
     assert page.locator("#job-progress").get_attribute("value") in ("100", "100.0")
     assert page.locator("#timeline").get_by_text("Published").count() >= 1
 
+
+
+def _player_plays(page) -> None:
     # The player arrived without a reload too; it plays.
     page.wait_for_selector("#player video")
     assert page.evaluate("window.__sameDocument") is True
@@ -303,6 +319,9 @@ def test_publisher_uploads_watches_the_grid_fill_and_plays_the_result(
     preview.wait_for(state="visible")
     assert "X-Amz-Signature" in preview.evaluate("el => el.style.backgroundImage")
 
+
+
+def _quality_panel_follows(page) -> None:
     # Quality numbers come in after publishing, a chunk at a time: the panel follows them live.
     page.wait_for_function(
         "() => ['done', 'failed'].includes(document.getElementById('quality').dataset.state)", timeout=120_000
@@ -313,14 +332,10 @@ def test_publisher_uploads_watches_the_grid_fill_and_plays_the_result(
     assert page.locator("#quality .qc-pending, #quality .qc-failed").count() == 0
     assert "Measured: 4 of 4" in page.locator("#quality-note").inner_text()
 
-    # A fresh load of the published page shows the player and the downloads straight away.
-    page.reload()
-    page.wait_for_selector("#player video")
-    assert page.get_by_role("link", name="Original upload").count() == 1
-    assert asset.jobs.get().state == JobState.PUBLISHED
 
+
+def _stranger_refused(other, web, asset) -> None:
     # Another publisher: 404 for the page, refusal for the socket.
-    other = new_page("bob")
     response = other.goto(web.url(f"/studio/assets/{asset.pk}/"))
     assert response.status == 404
     code = other.evaluate(
