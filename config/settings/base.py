@@ -39,6 +39,9 @@ INSTALLED_APPS = [
     "backups",
     "security",
     "webhooks",
+    "delivery",
+    "api",
+    "ninja",
 ]
 
 MIDDLEWARE = [
@@ -257,6 +260,20 @@ WEBHOOKS_AUTO_DISABLE_SECONDS = env.int("WEBHOOKS_AUTO_DISABLE_SECONDS", default
 WEBHOOKS_MAX_ENDPOINTS = env.int("WEBHOOKS_MAX_ENDPOINTS", default=20)  # per publisher
 WEBHOOKS_RETENTION_DAYS = env.int("WEBHOOKS_RETENTION_DAYS", default=30)  # finished deliveries kept
 WEBHOOKS_DELIVERIES_PER_PAGE = env.int("WEBHOOKS_DELIVERIES_PER_PAGE", default=50)
+
+# --- Delivery (delivery/, docs/delivery.md) and API v1 (api/, docs/api.md) ----------------------
+# Policy of a new asset's playback URLs: public (anyone with the link), signed (expiring links)
+# or private (studio only).
+DELIVERY_DEFAULT_POLICY = env.str("DELIVERY_DEFAULT_POLICY", default="signed")
+# Keys that sign playback tokens, "kid:secret,kid:secret": the first signs, all verify (rotation).
+# Empty: one key derived from DJANGO_SECRET_KEY.
+DELIVERY_SIGNING_KEYS = env.list("DELIVERY_SIGNING_KEYS", default=[])
+# Base lifetime of a signed playback URL (twice the video's duration is added), at most 7 days.
+DELIVERY_TOKEN_SECONDS = env.int("DELIVERY_TOKEN_SECONDS", default=6 * 3600)
+# Lifetime of the signed playback URLs webhook deliveries carry.
+DELIVERY_WEBHOOK_URL_SECONDS = env.int("DELIVERY_WEBHOOK_URL_SECONDS", default=7 * 24 * 3600)
+API_RATE_PER_MINUTE = env.int("API_RATE_PER_MINUTE", default=600)  # requests per token per minute
+API_MAX_TOKENS = env.int("API_MAX_TOKENS", default=20)  # active tokens per publisher
 
 # --- Auth -------------------------------------------------------------------------------------
 LOGIN_URL = "login"
