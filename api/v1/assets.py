@@ -4,7 +4,7 @@ playback URLs."""
 from datetime import datetime
 
 from django.http import HttpRequest
-from ninja import Query, Router, Schema
+from ninja import Query, Router, Schema, Status
 from ninja.responses import codes_4xx
 from pydantic import Field
 
@@ -97,7 +97,7 @@ def asset_update(request: HttpRequest, asset_id: int, payload: AssetPatch):
 def asset_delete(request: HttpRequest, asset_id: int):
     write_required(request)
     delivery_services.asset_delete(asset=_asset(request, asset_id), actor=publisher(request))
-    return 204, None
+    return Status(204, None)
 
 
 @router.post("/assets/{asset_id}/takedown", response={200: AssetOut, codes_4xx: ErrorOut})

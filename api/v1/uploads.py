@@ -8,7 +8,7 @@ import uuid
 
 from django.conf import settings
 from django.http import HttpRequest
-from ninja import Router
+from ninja import Router, Status
 from ninja.responses import codes_4xx
 
 from api.v1.auth import publisher, write_required
@@ -70,7 +70,7 @@ def upload_start(request: HttpRequest, payload: UploadIn):
         parts_stored=[{"number": n, "size": size} for n, size in sorted(started.parts_stored.items())],
         part_urls={str(n): url for n, url in started.part_urls.items()},
     )  # fmt: skip
-    return (200 if started.resumed else 201), body
+    return Status(200 if started.resumed else 201, body)
 
 
 @router.get("/uploads/{upload_id}", response={200: UploadOut, codes_4xx: ErrorOut})

@@ -2,7 +2,7 @@
 delete. The same services and SSRF checks as Studio → Webhooks."""
 
 from django.http import HttpRequest
-from ninja import Router
+from ninja import Router, Status
 from ninja.responses import codes_4xx
 
 from api.v1.auth import publisher, write_required
@@ -38,7 +38,7 @@ def webhook_create(request: HttpRequest, payload: WebhookIn):
         )  # fmt: skip
     except WebhookRefused as exc:
         raise ApiError(400, "invalid", str(exc)) from exc
-    return 201, endpoint_out(endpoint, secret)
+    return Status(201, endpoint_out(endpoint, secret))
 
 
 @router.delete("/webhooks/{endpoint_id}", response={204: None, codes_4xx: ErrorOut})
@@ -48,4 +48,4 @@ def webhook_delete(request: HttpRequest, endpoint_id: int):
     if endpoint is None:
         raise not_found("webhook endpoint")
     webhook_services.endpoint_delete(endpoint=endpoint, actor=publisher(request))
-    return 204, None
+    return Status(204, None)

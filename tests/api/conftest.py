@@ -36,14 +36,14 @@ class TokenClient:
 
 
 @pytest.fixture
-def alice_token(alice):
+def alice_token(alice):  # noqa: F811 - the fixture imported above
     from api.services import token_create
 
     return token_create(publisher=alice, name="alice's script", scope="write")[1]
 
 
 @pytest.fixture
-def bob_token(bob):
+def bob_token(bob):  # noqa: F811 - the fixture imported above
     from api.services import token_create
 
     return token_create(publisher=bob, name="bob's script", scope="write")[1]
