@@ -3,7 +3,13 @@
 import pytest
 from django.urls import reverse
 
-from delivery.services import DeliveryRefused, asset_details_update, asset_takedown, embed_origins_set, playback_urls
+from delivery.services import (
+    DeliveryRefused,
+    asset_details_update,
+    asset_takedown,
+    embed_origins_set,
+    playback_urls,
+)
 
 
 def test_embed_plays_the_signed_urls_and_is_framable_only_by_listed_origins(client, published, alice):

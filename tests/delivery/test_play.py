@@ -4,7 +4,13 @@ takedown, deletion and bad tokens refused at once, CORS for players on other ori
 import pytest
 from django.urls import reverse
 
-from delivery.services import asset_delete, asset_details_update, asset_takedown, asset_takedown_lift, playback_urls
+from delivery.services import (
+    asset_delete,
+    asset_details_update,
+    asset_takedown,
+    asset_takedown_lift,
+    playback_urls,
+)
 from delivery.signing import token_for
 from tests.delivery.conftest import MEDIA_BYTES
 
