@@ -13,10 +13,11 @@ from django.utils import timezone
 
 from core import s3
 from core.services import event_record
-from delivery import signing
+from delivery import downloads, signing
 from delivery.models import AssetDelivery, PlaybackPolicy, PublisherDelivery
 from delivery.selectors import PUBLIC_TOKEN
 from pipeline.models import Asset, EncodeJob, JobState
+from pipeline.selectors import job_published_latest
 from pipeline.services.jobs import job_cancel
 
 logger = logging.getLogger(__name__)
@@ -51,7 +52,7 @@ def playback_urls(*, asset: Asset, job: EncodeJob | None, seconds: int | None = 
     assets or before anything is published."""
     delivery = asset_delivery_ensure(asset)
     out = {"policy": delivery.policy, "playback_id": delivery.playback_id, "hls": None, "dash": None,
-           "expires_at": None, "embed": None}  # fmt: skip
+           "expires_at": None, "embed": None, "downloads": {}}  # fmt: skip
     if job is None or delivery.policy == PlaybackPolicy.PRIVATE or delivery.is_taken_down:
         return out
     token, expires = PUBLIC_TOKEN, None
@@ -62,6 +63,10 @@ def playback_urls(*, asset: Asset, job: EncodeJob | None, seconds: int | None = 
         return settings.SITE_URL + reverse("delivery:play", args=[delivery.playback_id, token, name])
 
     out["hls"] = url(HLS_NAME)
+    out["downloads"] = {
+        rung: settings.SITE_URL + reverse("delivery:download", args=[delivery.playback_id, token, rung])
+        for rung in delivery.downloadable
+    }
     out["dash"] = url(DASH_NAME) if job.dash_manifest_key else None
     embed = settings.SITE_URL + reverse("delivery:embed", args=[delivery.playback_id])
     out["embed"] = embed + (f"?token={urllib.parse.quote(token)}" if expires else "")
@@ -104,6 +109,9 @@ def asset_details_update(
         delivery.save(update_fields=["policy", "metadata", "downloadable", "updated_at"])
         if "title" in changed:
             asset.save(update_fields=["title"])
+        job = job_published_latest(asset=asset)
+        if changed.get("downloadable") and job is not None:
+            downloads.downloads_request(job=job, rungs=changed["downloadable"])
         event_record(type="asset.updated", subject=asset, actor=actor, owner=asset.publisher,
                      payload={k: v for k, v in changed.items() if k != "metadata"})  # fmt: skip
     return delivery

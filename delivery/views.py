@@ -6,7 +6,7 @@ import urllib.parse
 
 from django.conf import settings
 from django.core.handlers.asgi import ASGIRequest
-from django.http import HttpRequest, HttpResponse, JsonResponse, StreamingHttpResponse
+from django.http import HttpRequest, HttpResponse, HttpResponseRedirect, JsonResponse, StreamingHttpResponse
 from django.shortcuts import render
 from django.urls import Resolver404, resolve, reverse
 from django.utils.html import escape
@@ -14,7 +14,7 @@ from django.views.decorators.clickjacking import xframe_options_exempt
 from django.views.decorators.http import require_GET, require_http_methods
 
 from core import s3
-from delivery import media, selectors
+from delivery import downloads, media, selectors
 from delivery.selectors import PUBLIC_TOKEN, Unplayable
 
 # Players on other origins (a CMS page with its own hls.js or dash.js) read these URLs too: the
@@ -82,6 +82,25 @@ def _media_response(request: HttpRequest, folder: str, name: str) -> HttpRespons
     response["Accept-Ranges"] = "bytes"
     response["Cache-Control"] = "private, max-age=3600"
     return response
+
+
+@require_GET
+def download(request: HttpRequest, playback_id: str, token: str, rung: str) -> HttpResponse:
+    """Redirect to a short-lived presigned S3 URL of the rung's MP4 (video and audio), if the
+    publisher made that rung downloadable; 503 with Retry-After while it is being prepared."""
+    try:
+        found = selectors.playable(playback_id=playback_id, token=token)
+    except Unplayable as exc:
+        return _refusal(exc.status, exc.code, exc.message)
+    if rung not in found.delivery.downloadable:
+        offered = ", ".join(found.delivery.downloadable) or "none"
+        return _refusal(404, "not_downloadable", f"{rung} is not offered as a download (offered: {offered}).")
+    if not downloads.download_ready(found.job, rung):
+        downloads.downloads_request(job=found.job, rungs=[rung])
+        response = _refusal(503, "preparing", "This download is being prepared: try again in a few seconds.")
+        response["Retry-After"] = "10"
+        return response
+    return HttpResponseRedirect(downloads.download_url(job=found.job, rung=rung, title=found.asset.title))
 
 
 def _embed_csp(publisher) -> str:

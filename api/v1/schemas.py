@@ -18,6 +18,7 @@ class PlaybackOut(Schema):
     dash: str | None
     embed: str | None
     expires_at: str | None
+    downloads: dict[str, str] = Field(default_factory=dict, description="MP4 (video and audio) per downloadable rung")
 
 
 class AssetOut(Schema):

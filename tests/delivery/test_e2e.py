@@ -105,3 +105,20 @@ def test_direct_upload_through_the_api_to_a_published_asset(tmp_path, publisher,
     file_name = next(line for line in media.splitlines() if line and not line.startswith("#"))
     piece = anonymous.get(playback["hls"].rsplit("/", 1)[0] + "/" + file_name, headers={"Range": "bytes=0-99"}, timeout=10)
     assert piece.status_code == 206 and len(piece.content) == 100 and piece.content[4:8] == b"ftyp"
+
+    # Downloads: the publisher offers one rung; its MP4 (video and audio) is prepared by a
+    # media worker and handed out as a presigned S3 URL that saves it under the title.
+    rung = next(r["name"] for r in api.get(f"{live_server.url}/api/v1/assets/{asset_id}/renditions", timeout=10).json()
+                if r["kind"] == "video")  # fmt: skip
+    patched = api.patch(f"{live_server.url}/api/v1/assets/{asset_id}", json={"downloadable": [rung]}, timeout=10)
+    assert patched.status_code == 200 and patched.json()["downloadable"] == [rung]
+    run_workers(1)
+    link = api.get(f"{live_server.url}/api/v1/assets/{asset_id}/playback", timeout=10).json()["downloads"][rung]
+    redirect = anonymous.get(link, allow_redirects=False, timeout=10)
+    assert redirect.status_code == 302, redirect.text
+    saved = anonymous.get(redirect.headers["Location"], timeout=30)
+    assert saved.status_code == 200 and f"from-the-api-{rung}.mp4" in saved.headers["Content-Disposition"]
+    (tmp_path / "saved.mp4").write_bytes(saved.content)
+    assert _stream_types(ffprobe(str(tmp_path / "saved.mp4"))) == {"video", "audio"}
+    other_rung = anonymous.get(link.replace(f"/download/{rung}.mp4", "/download/nope.mp4"), timeout=10)
+    assert other_rung.status_code == 404 and other_rung.json()["error"] == "not_downloadable"

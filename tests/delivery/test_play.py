@@ -119,3 +119,15 @@ def test_preflight_allows_range_from_any_origin(client, published):
     _, _, delivery = published
     response = client.options(reverse("delivery:play", args=[delivery.playback_id, "public", "x.mp4"]))
     assert response.status_code == 204 and response["Access-Control-Allow-Headers"] == "Range"
+
+
+def test_downloads_are_refused_unless_offered_and_wait_while_prepared(client, published, alice):
+    asset, job, delivery = published
+    token, _ = token_for(playback_id=delivery.playback_id, seconds=600)
+    url = reverse("delivery:download", args=[delivery.playback_id, token, "h264-360p"])
+    response = client.get(url)
+    assert response.status_code == 404 and response.json()["error"] == "not_downloadable"
+    asset_details_update(asset=asset, actor=alice, downloadable=["h264-360p"], available_rungs=["h264-360p"])
+    response = client.get(url)
+    assert response.status_code == 503 and response["Retry-After"] == "10"
+    assert playback_urls(asset=asset, job=job)["downloads"]["h264-360p"].endswith("/download/h264-360p.mp4")
