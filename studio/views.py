@@ -2,7 +2,6 @@
 calls one service or selector, and renders."""
 
 import base64
-import binascii
 import json
 import re
 from pathlib import PurePosixPath
@@ -160,7 +159,7 @@ def upload_start(request: HttpRequest) -> JsonResponse:
             raise UploadRefused(Refusal.INVALID, "'fingerprint' must be a SHA-256 in hex.")
         try:
             head = base64.b64decode(_field(data, "head", str, default="", max_length=4096), validate=True)
-        except binascii.Error as exc:
+        except ValueError as exc:  # binascii.Error, or characters outside ASCII (was a 500)
             raise UploadRefused(Refusal.INVALID, "'head' must be base64.") from exc
         started = services.upload_start(
             publisher=request.user,

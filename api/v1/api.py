@@ -3,11 +3,10 @@
 from django.conf import settings
 from django.http import HttpRequest
 from ninja import NinjaAPI
-from ninja.responses import codes_4xx
 
 from api.v1 import assets, jobs, uploads, webhooks
 from api.v1.auth import TokenAuth
-from api.v1.errors import ErrorOut, handlers_install
+from api.v1.errors import ERROR_CODES, ErrorOut, handlers_install
 from api.v1.schemas import TokenOut
 
 api = NinjaAPI(
@@ -28,7 +27,7 @@ api.add_router("", uploads.router)
 api.add_router("", webhooks.router)
 
 
-@api.get("/token", response={200: TokenOut, codes_4xx: ErrorOut}, tags=["token"])
+@api.get("/token", response={200: TokenOut, ERROR_CODES: ErrorOut}, tags=["token"])
 def token_get(request: HttpRequest):
     """The token this request was made with."""
     token = request.auth

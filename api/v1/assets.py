@@ -5,12 +5,11 @@ from datetime import datetime
 
 from django.http import HttpRequest
 from ninja import Query, Router, Schema, Status
-from ninja.responses import codes_4xx
 from pydantic import Field
 
 from api import selectors
 from api.v1.auth import publisher, write_required
-from api.v1.errors import ApiError, ErrorOut, not_found
+from api.v1.errors import ERROR_CODES, ApiError, ErrorOut, not_found
 from api.v1.jobs import job_out
 from api.v1.schemas import AssetOut, AssetPage, AssetPatch, JobOut, PlaybackOut, RenditionOut, TakedownIn
 from delivery import services as delivery_services
@@ -59,7 +58,7 @@ def _video_rungs(asset: Asset) -> list[str]:
     return [r.name for r in pipeline_selectors.job_renditions(job_id=job.pk) if r.kind == RenditionKind.VIDEO]
 
 
-@router.get("/assets", response={200: AssetPage, codes_4xx: ErrorOut})
+@router.get("/assets", response={200: AssetPage, ERROR_CODES: ErrorOut})
 def assets_list(request: HttpRequest, filters: Query[AssetFilters]):
     try:
         rows, next_cursor = selectors.assets_page(
@@ -72,12 +71,12 @@ def assets_list(request: HttpRequest, filters: Query[AssetFilters]):
     return {"items": [asset_out(a) for a in rows], "next_cursor": next_cursor}
 
 
-@router.get("/assets/{asset_id}", response={200: AssetOut, codes_4xx: ErrorOut})
+@router.get("/assets/{asset_id}", response={200: AssetOut, ERROR_CODES: ErrorOut})
 def asset_get(request: HttpRequest, asset_id: int):
     return asset_out(_asset(request, asset_id))
 
 
-@router.patch("/assets/{asset_id}", response={200: AssetOut, codes_4xx: ErrorOut})
+@router.patch("/assets/{asset_id}", response={200: AssetOut, ERROR_CODES: ErrorOut})
 def asset_update(request: HttpRequest, asset_id: int, payload: AssetPatch):
     write_required(request)
     asset = _asset(request, asset_id)
@@ -93,14 +92,14 @@ def asset_update(request: HttpRequest, asset_id: int, payload: AssetPatch):
     return asset_out(asset)
 
 
-@router.delete("/assets/{asset_id}", response={204: None, codes_4xx: ErrorOut})
+@router.delete("/assets/{asset_id}", response={204: None, ERROR_CODES: ErrorOut})
 def asset_delete(request: HttpRequest, asset_id: int):
     write_required(request)
     delivery_services.asset_delete(asset=_asset(request, asset_id), actor=publisher(request))
     return Status(204, None)
 
 
-@router.post("/assets/{asset_id}/takedown", response={200: AssetOut, codes_4xx: ErrorOut})
+@router.post("/assets/{asset_id}/takedown", response={200: AssetOut, ERROR_CODES: ErrorOut})
 def asset_takedown(request: HttpRequest, asset_id: int, payload: TakedownIn):
     write_required(request)
     asset = _asset(request, asset_id)
@@ -108,7 +107,7 @@ def asset_takedown(request: HttpRequest, asset_id: int, payload: TakedownIn):
     return asset_out(asset)
 
 
-@router.delete("/assets/{asset_id}/takedown", response={200: AssetOut, codes_4xx: ErrorOut})
+@router.delete("/assets/{asset_id}/takedown", response={200: AssetOut, ERROR_CODES: ErrorOut})
 def asset_takedown_lift(request: HttpRequest, asset_id: int):
     write_required(request)
     asset = _asset(request, asset_id)
@@ -116,7 +115,7 @@ def asset_takedown_lift(request: HttpRequest, asset_id: int):
     return asset_out(asset)
 
 
-@router.get("/assets/{asset_id}/renditions", response={200: list[RenditionOut], codes_4xx: ErrorOut})
+@router.get("/assets/{asset_id}/renditions", response={200: list[RenditionOut], ERROR_CODES: ErrorOut})
 def asset_renditions(request: HttpRequest, asset_id: int):
     asset = _asset(request, asset_id)
     job = pipeline_selectors.job_published_latest(asset=asset) or pipeline_selectors.job_latest(asset=asset)
@@ -131,7 +130,7 @@ def asset_renditions(request: HttpRequest, asset_id: int):
     ]  # fmt: skip
 
 
-@router.get("/assets/{asset_id}/jobs", response={200: list[JobOut], codes_4xx: ErrorOut})
+@router.get("/assets/{asset_id}/jobs", response={200: list[JobOut], ERROR_CODES: ErrorOut})
 def asset_jobs(request: HttpRequest, asset_id: int):
     asset = _asset(request, asset_id)
     return [job_out(job) for job in asset.jobs.select_related("profile").order_by("-created_at", "-id")[:50]]
@@ -141,7 +140,7 @@ class PlaybackQuery(Schema):
     expires_in: int | None = Field(default=None, ge=60, le=7 * 24 * 3600, description="seconds a signed URL lives")
 
 
-@router.get("/assets/{asset_id}/playback", response={200: PlaybackOut, codes_4xx: ErrorOut})
+@router.get("/assets/{asset_id}/playback", response={200: PlaybackOut, ERROR_CODES: ErrorOut})
 def asset_playback(request: HttpRequest, asset_id: int, query: Query[PlaybackQuery]):
     asset = _asset(request, asset_id)
     job = pipeline_selectors.job_published_latest(asset=asset)

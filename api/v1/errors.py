@@ -6,6 +6,9 @@ from django.http import Http404, HttpRequest, HttpResponse
 from ninja import NinjaAPI, Schema
 from ninja.errors import AuthenticationError, HttpError, ValidationError
 
+# The refusals API v1 answers (documented on every operation; the body is always ErrorOut).
+ERROR_CODES = frozenset({400, 401, 403, 404, 405, 409, 410, 413, 415, 416, 429, 451})
+
 
 class ErrorOut(Schema):
     error: str

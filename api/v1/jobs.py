@@ -2,11 +2,10 @@
 
 from django.http import HttpRequest
 from ninja import Router
-from ninja.responses import codes_4xx
 
 from api import selectors
 from api.v1.auth import publisher
-from api.v1.errors import ErrorOut, not_found
+from api.v1.errors import ERROR_CODES, ErrorOut, not_found
 from api.v1.schemas import JobOut, UnitOut
 from pipeline import selectors as pipeline_selectors
 from pipeline.models import EncodeJob, Unit
@@ -33,12 +32,12 @@ def _job(request: HttpRequest, job_id: int) -> EncodeJob:
     return job
 
 
-@router.get("/jobs/{job_id}", response={200: JobOut, codes_4xx: ErrorOut})
+@router.get("/jobs/{job_id}", response={200: JobOut, ERROR_CODES: ErrorOut})
 def job_get(request: HttpRequest, job_id: int):
     return job_out(_job(request, job_id))
 
 
-@router.get("/jobs/{job_id}/units", response={200: list[UnitOut], codes_4xx: ErrorOut})
+@router.get("/jobs/{job_id}/units", response={200: list[UnitOut], ERROR_CODES: ErrorOut})
 def job_units(request: HttpRequest, job_id: int):
     job = _job(request, job_id)
     units = Unit.objects.filter(job=job).select_related("rendition", "chunk").order_by("rendition__name", "chunk__index")

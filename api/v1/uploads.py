@@ -3,16 +3,14 @@ token instead of a session: start (or resume) and get part URLs, sign more parts
 abort. The client PUTs the parts straight to S3."""
 
 import base64
-import binascii
 import uuid
 
 from django.conf import settings
 from django.http import HttpRequest
 from ninja import Router, Status
-from ninja.responses import codes_4xx
 
 from api.v1.auth import publisher, write_required
-from api.v1.errors import ApiError, ErrorOut, not_found
+from api.v1.errors import ERROR_CODES, ApiError, ErrorOut, not_found
 from api.v1.schemas import PartsIn, PartUrlsOut, UploadIn, UploadOut
 from studio import selectors as studio_selectors
 from studio import services as studio_services
@@ -48,12 +46,12 @@ def _session(request: HttpRequest, upload_id: str) -> UploadSession:
     return session
 
 
-@router.post("/uploads", response={200: UploadOut, 201: UploadOut, codes_4xx: ErrorOut})
+@router.post("/uploads", response={200: UploadOut, 201: UploadOut, ERROR_CODES: ErrorOut})
 def upload_start(request: HttpRequest, payload: UploadIn):
     write_required(request)
     try:
         head = base64.b64decode(payload.head, validate=True)
-    except binascii.Error as exc:
+    except ValueError as exc:  # binascii.Error, or characters outside ASCII
         raise ApiError(400, "invalid", "head must be base64 of the file's first bytes") from exc
     try:
         started = studio_services.upload_start(
@@ -73,12 +71,12 @@ def upload_start(request: HttpRequest, payload: UploadIn):
     return Status(200 if started.resumed else 201, body)
 
 
-@router.get("/uploads/{upload_id}", response={200: UploadOut, codes_4xx: ErrorOut})
+@router.get("/uploads/{upload_id}", response={200: UploadOut, ERROR_CODES: ErrorOut})
 def upload_get(request: HttpRequest, upload_id: str):
     return upload_out(_session(request, upload_id))
 
 
-@router.post("/uploads/{upload_id}/parts", response={200: PartUrlsOut, codes_4xx: ErrorOut})
+@router.post("/uploads/{upload_id}/parts", response={200: PartUrlsOut, ERROR_CODES: ErrorOut})
 def upload_parts(request: HttpRequest, upload_id: str, payload: PartsIn):
     write_required(request)
     session = _session(request, upload_id)
@@ -89,7 +87,7 @@ def upload_parts(request: HttpRequest, upload_id: str, payload: PartsIn):
     return {"urls": {str(n): url for n, url in urls.items()}, "expires_in": settings.STUDIO_UPLOAD_PART_URL_SECONDS}
 
 
-@router.post("/uploads/{upload_id}/complete", response={200: UploadOut, codes_4xx: ErrorOut})
+@router.post("/uploads/{upload_id}/complete", response={200: UploadOut, ERROR_CODES: ErrorOut})
 def upload_complete(request: HttpRequest, upload_id: str):
     write_required(request)
     session = _session(request, upload_id)
@@ -101,7 +99,7 @@ def upload_complete(request: HttpRequest, upload_id: str):
     return upload_out(session)
 
 
-@router.post("/uploads/{upload_id}/abort", response={200: UploadOut, codes_4xx: ErrorOut})
+@router.post("/uploads/{upload_id}/abort", response={200: UploadOut, ERROR_CODES: ErrorOut})
 def upload_abort(request: HttpRequest, upload_id: str):
     write_required(request)
     session = studio_services.upload_abort(session=_session(request, upload_id), actor=publisher(request))

@@ -3,10 +3,9 @@ delete. The same services and SSRF checks as Studio → Webhooks."""
 
 from django.http import HttpRequest
 from ninja import Router, Status
-from ninja.responses import codes_4xx
 
 from api.v1.auth import publisher, write_required
-from api.v1.errors import ApiError, ErrorOut, not_found
+from api.v1.errors import ERROR_CODES, ApiError, ErrorOut, not_found
 from api.v1.schemas import WebhookIn, WebhookOut
 from webhooks import selectors as webhook_selectors
 from webhooks import services as webhook_services
@@ -23,12 +22,12 @@ def endpoint_out(endpoint: Endpoint, secret: str | None = None) -> dict:
     }  # fmt: skip
 
 
-@router.get("/webhooks", response={200: list[WebhookOut], codes_4xx: ErrorOut})
+@router.get("/webhooks", response={200: list[WebhookOut], ERROR_CODES: ErrorOut})
 def webhooks_list(request: HttpRequest):
     return [endpoint_out(e) for e in webhook_selectors.endpoints_of(owner=publisher(request))]
 
 
-@router.post("/webhooks", response={201: WebhookOut, codes_4xx: ErrorOut})
+@router.post("/webhooks", response={201: WebhookOut, ERROR_CODES: ErrorOut})
 def webhook_create(request: HttpRequest, payload: WebhookIn):
     write_required(request)
     try:
@@ -41,7 +40,7 @@ def webhook_create(request: HttpRequest, payload: WebhookIn):
     return Status(201, endpoint_out(endpoint, secret))
 
 
-@router.delete("/webhooks/{endpoint_id}", response={204: None, codes_4xx: ErrorOut})
+@router.delete("/webhooks/{endpoint_id}", response={204: None, ERROR_CODES: ErrorOut})
 def webhook_delete(request: HttpRequest, endpoint_id: int):
     write_required(request)
     endpoint = webhook_selectors.endpoint_for(endpoint_id=endpoint_id, owner=publisher(request))
