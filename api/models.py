@@ -39,3 +39,33 @@ class ApiToken(models.Model):
     @property
     def can_write(self) -> bool:
         return self.scope == TokenScope.WRITE
+
+
+class ImportState(models.TextChoices):
+    QUEUED = "queued", "Queued"
+    FETCHING = "fetching", "Fetching"
+    DONE = "done", "Done"
+    FAILED = "failed", "Failed"
+
+
+class UrlImport(models.Model):
+    """An upload the server fetches from a URL (POST /api/v1/uploads/url): the bytes go to the
+    ingest bucket like any upload, then the same object-created path starts the job."""
+
+    publisher = models.ForeignKey(settings.AUTH_USER_MODEL, on_delete=models.CASCADE, related_name="url_imports")
+    url = models.URLField(max_length=2000)
+    title = models.CharField(max_length=200, blank=True)
+    profile = models.ForeignKey("pipeline.Profile", on_delete=models.PROTECT, related_name="+")
+    state = models.CharField(max_length=16, choices=ImportState.choices, default=ImportState.QUEUED)
+    failure_reason = models.CharField(max_length=500, blank=True)
+    key = models.CharField(max_length=1024, blank=True)
+    size = models.BigIntegerField(null=True, blank=True)
+    asset = models.ForeignKey("pipeline.Asset", null=True, blank=True, on_delete=models.SET_NULL, related_name="+")
+    created_at = models.DateTimeField(default=timezone.now)
+    finished_at = models.DateTimeField(null=True, blank=True)
+
+    class Meta:
+        ordering = ["-created_at", "-id"]
+
+    def __str__(self) -> str:
+        return f"import {self.pk} ({self.state})"

@@ -156,3 +156,20 @@ class TokenOut(Schema):
     scope: str
     publisher: str
     rate_limit_per_minute: int
+
+
+class ImportIn(Strict):
+    url: str = Field(min_length=1, max_length=2000, description="http(s) URL of a video on a public address")
+    title: str = Field(default="", max_length=200)
+    profile: str | None = Field(default=None, max_length=50)
+
+
+class ImportOut(Schema):
+    id: int
+    url: str
+    state: str
+    failure_reason: str
+    size: int | None
+    asset: int | None
+    created_at: datetime
+    finished_at: datetime | None

@@ -9,9 +9,11 @@ from django.conf import settings
 from django.http import HttpRequest
 from ninja import Router, Status
 
+from api import imports
+from api.models import UrlImport
 from api.v1.auth import publisher, write_required
 from api.v1.errors import ERROR_CODES, ApiError, ErrorOut, not_found
-from api.v1.schemas import PartsIn, PartUrlsOut, UploadIn, UploadOut
+from api.v1.schemas import ImportIn, ImportOut, PartsIn, PartUrlsOut, UploadIn, UploadOut
 from studio import selectors as studio_selectors
 from studio import services as studio_services
 from studio.models import UploadSession
@@ -104,3 +106,32 @@ def upload_abort(request: HttpRequest, upload_id: str):
     write_required(request)
     session = studio_services.upload_abort(session=_session(request, upload_id), actor=publisher(request))
     return upload_out(session)
+
+
+def import_out(found: UrlImport) -> dict:
+    return {
+        "id": found.pk, "url": found.url, "state": found.state, "failure_reason": found.failure_reason,
+        "size": found.size, "asset": found.asset_id, "created_at": found.created_at, "finished_at": found.finished_at,
+    }  # fmt: skip
+
+
+@router.post("/imports", response={202: ImportOut, ERROR_CODES: ErrorOut})
+def import_start(request: HttpRequest, payload: ImportIn):
+    """Upload from a URL: the server fetches it (public addresses only) and starts its job."""
+    write_required(request)
+    try:
+        found = imports.url_import_start(
+            publisher=publisher(request), url=payload.url, title=payload.title,
+            profile_slug=payload.profile or settings.REELFLOW_DEFAULT_PROFILE,
+        )  # fmt: skip
+    except imports.ImportRefused as exc:
+        raise ApiError(400, "invalid", str(exc)) from exc
+    return Status(202, import_out(found))
+
+
+@router.get("/imports/{import_id}", response={200: ImportOut, ERROR_CODES: ErrorOut})
+def import_get(request: HttpRequest, import_id: int):
+    found = UrlImport.objects.filter(pk=import_id, publisher=publisher(request)).first()
+    if found is None:
+        raise not_found("import")
+    return import_out(found)
