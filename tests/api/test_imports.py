@@ -28,10 +28,13 @@ def file_server(tmp_path):
     server.server_close()
 
 
-def test_import_fetches_into_the_ingest_bucket_and_starts_the_job(alice_api, alice, tmp_path, file_server, s3, redis_conn):
+def test_import_fetches_into_the_ingest_bucket_and_starts_the_job(
+    alice_api, alice, tmp_path, file_server, s3, redis_conn, django_capture_on_commit_callbacks
+):
     clip = make_clip(tmp_path / "remote clip.mp4", duration=1, width=160, height=120)
-    response = alice_api.post("/api/v1/imports", {"url": f"{file_server}/remote%20clip.mp4", "title": "Remote",
-                                                  "profile": "fast"})  # fmt: skip
+    with django_capture_on_commit_callbacks(execute=True):
+        response = alice_api.post("/api/v1/imports", {"url": f"{file_server}/remote%20clip.mp4", "title": "Remote",
+                                                      "profile": "fast"})  # fmt: skip
     assert response.status_code == 202, response.content
     found = UrlImport.objects.get(pk=response.json()["id"])
     assert f"url-import-{found.pk}" in django_rq.get_queue("ingest").job_ids  # on the ingest lane
