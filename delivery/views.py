@@ -123,12 +123,14 @@ def embed(request: HttpRequest, playback_id: str) -> HttpResponse:
     def url(name: str) -> str:
         return reverse("delivery:play", args=[playback_id, token, name])
 
-    config = {"hls": url("master.m3u8"), "dash": url("manifest.mpd") if found.job.dash_manifest_key else ""}
+    dash = url("manifest.mpd") if found.job.dash_manifest_key else ""
+    config = {"hls": url("master.m3u8"), "dash": dash, "player": "dash" if request.GET.get("player") == "dash" and dash else "hls"}
     response = render(request, "delivery/embed.html", {
         "title": found.asset.title,
         "poster": url("poster.jpg") if found.asset.poster_key else "",
         "sprite": url("sprite.vtt"),
         "config": config,
+        "use_dash": config["player"] == "dash",
     })  # fmt: skip
     response["Content-Security-Policy"] = _embed_csp(found.asset.publisher)
     return response

@@ -119,6 +119,8 @@ EXPECTED: dict[str, tuple] = {
     "api-v1:upload_parts": (405,) * 5,
     "api-v1:upload_complete": (405,) * 5,
     "api-v1:upload_abort": (405,) * 5,
+    "api-v1:import_start": (405,) * 5,
+    "api-v1:import_get": (401,) * 5,
     "api-v1:webhooks_list": (401,) * 5,
     "api-v1:webhook_create": (401,) * 5,
     "api-v1:webhook_delete": (405,) * 5,
@@ -130,6 +132,7 @@ EXPECTED: dict[str, tuple] = {
     "delivery:play": (200,) * 5,
     "delivery:embed": (200,) * 5,
     "delivery:oembed": (404,) * 5,  # no url= given
+    "delivery:download": (404,) * 5,  # the sample asset offers no download
     "admin:index": (302, 302, 302, 302, 200),
     "django_rq:home": (302, 302, 302, 302, 200),
 }
@@ -238,7 +241,7 @@ def sample_kwargs(clients, s3):
     return {"asset_id": asset.pk, "job_id": job.pk, "session_id": uuid.uuid4(), "path": "master.m3u8", "what": "source",
             "artifact_id": artifact.pk, "rule_set_id": rule_set.pk, "rule_id": rule_set.rules.first().pk, "user_id": publisher.pk,
             "playback_id": delivery.playback_id, "token": "public", "name": "master.m3u8", "upload_id": str(uuid.uuid4()),
-            "token_id": 0,
+            "token_id": 0, "import_id": 0, "rung": "h264-360p",
             "violation_id": 0, "alert_id": 0, "response_id": 0, "run_id": 0, "failure_id": 0, "restore_id": 0}
 
 

@@ -1,11 +1,19 @@
 // The embed's player: hls.js where the browser has Media Source Extensions, native HLS
-// otherwise (Safari, iOS). Keys: Space/K play-pause, left/right 5 s, M mute, F full screen.
+// otherwise (Safari, iOS); dash.js over the MPD when the embed asks for DASH (?player=dash).
+// Keys: Space/K play-pause, left/right 5 s, M mute, F full screen.
 (function () {
   "use strict";
   const video = document.getElementById("player");
   const config = JSON.parse(document.getElementById("embed-config").textContent);
 
-  if (window.Hls && window.Hls.isSupported()) {
+  if (config.player === "dash" && window.dashjs) {
+    const dash = window.dashjs.MediaPlayer().create();
+    dash.initialize(video, config.dash, false);
+    dash.on(window.dashjs.MediaPlayer.events.ERROR, function (event) {
+      video.setAttribute("data-error", String((event.error && event.error.message) || "error"));
+    });
+    window.reelflowDash = dash;
+  } else if (window.Hls && window.Hls.isSupported()) {
     const hls = new window.Hls();
     hls.loadSource(config.hls);
     hls.attachMedia(video);
