@@ -8,6 +8,7 @@ urlpatterns = [
     path("events/", include(("pipeline.urls", "events"))),
     path("api/v1/", api_v1.urls),
     path("studio/api-tokens/", include(("api.urls", "api_tokens"))),
+    path("studio/delivery/", include(("studio.urls_delivery", "delivery_pages"))),
     path("", include(("delivery.urls", "delivery"))),
     path("studio/webhooks/", include(("webhooks.urls", "webhooks"))),
     path("studio/", include(("studio.urls", "studio"))),

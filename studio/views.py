@@ -18,7 +18,7 @@ from core import s3
 from core.roles import permission_required
 from pipeline import selectors as pipeline_selectors
 from pipeline.models import Artifact, AssetState, JobState, RenditionKind, RenditionState
-from studio import playback, selectors, services, sniff
+from studio import delivery_views, playback, selectors, services, sniff
 from studio.access import asset_viewer_required
 from studio.models import UploadSession
 from studio.services import Refusal, UploadRefused
@@ -293,6 +293,7 @@ def asset(request: HttpRequest, asset_id: int) -> HttpResponse:
         "review": job.reviews.order_by("-created_at").first() if job else None,
         "artifacts": pipeline_selectors.job_artifacts(job_id=job.pk) if job else [],
         **_player_context(request, asset, published, job=job),
+        **delivery_views.card_context(asset=asset, user=request.user),
     }
     return render(request, "studio/asset.html", context)
 

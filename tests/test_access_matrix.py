@@ -124,6 +124,10 @@ EXPECTED: dict[str, tuple] = {
     "api-v1:webhooks_list": (401,) * 5,
     "api-v1:webhook_create": (401,) * 5,
     "api-v1:webhook_delete": (405,) * 5,
+    # The asset page's delivery card posts here (operations staff may take down any asset).
+    "delivery_pages:policy": (LOGIN, 405, 405, 403, 405),
+    "delivery_pages:takedown": (LOGIN, 405, 405, 403, 405),
+    "delivery_pages:delete": (LOGIN, 405, 405, 403, 405),
     "api_tokens:home": (LOGIN, 200, 403, 403, 200),
     "api_tokens:token_new": (LOGIN, 405, 403, 403, 405),
     "api_tokens:token_revoke": (LOGIN, 405, 403, 403, 405),

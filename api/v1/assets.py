@@ -13,6 +13,7 @@ from api.v1.errors import ERROR_CODES, ApiError, ErrorOut, not_found
 from api.v1.jobs import job_out
 from api.v1.schemas import AssetOut, AssetPage, AssetPatch, JobOut, PlaybackOut, RenditionOut, TakedownIn
 from delivery import services as delivery_services
+from delivery.models import AssetDelivery
 from pipeline import selectors as pipeline_selectors
 from pipeline.models import Asset, AssetState, RenditionKind
 
@@ -29,7 +30,10 @@ class AssetFilters(Schema):
 
 
 def asset_out(asset: Asset) -> dict:
-    delivery = delivery_services.asset_delivery_ensure(asset)
+    try:
+        delivery = asset.delivery  # loaded with the page (select_related) once it exists
+    except AssetDelivery.DoesNotExist:
+        delivery = delivery_services.asset_delivery_ensure(asset)
     latest = getattr(asset, "job_id", None)
     latest_state = getattr(asset, "job_state", None)
     if not hasattr(asset, "job_id"):

@@ -268,6 +268,10 @@ DELIVERY_DEFAULT_POLICY = env.str("DELIVERY_DEFAULT_POLICY", default="signed")
 # Keys that sign playback tokens, "kid:secret,kid:secret": the first signs, all verify (rotation).
 # Empty: one key derived from DJANGO_SECRET_KEY.
 DELIVERY_SIGNING_KEYS = env.list("DELIVERY_SIGNING_KEYS", default=[])
+for _key in DELIVERY_SIGNING_KEYS:
+    _kid, _, _secret = _key.partition(":")
+    if not (_kid.isalnum() and _kid.islower() and len(_kid) <= 16 and len(_secret) >= 32):
+        raise ImproperlyConfigured("DELIVERY_SIGNING_KEYS: each key is kid:secret (kid a-z0-9, secret 32+ characters)")
 # Base lifetime of a signed playback URL (twice the video's duration is added), at most 7 days.
 DELIVERY_TOKEN_SECONDS = env.int("DELIVERY_TOKEN_SECONDS", default=6 * 3600)
 # Lifetime of the signed playback URLs webhook deliveries carry.
