@@ -265,6 +265,8 @@ WEBHOOKS_DELIVERIES_PER_PAGE = env.int("WEBHOOKS_DELIVERIES_PER_PAGE", default=5
 # Policy of a new asset's playback URLs: public (anyone with the link), signed (expiring links)
 # or private (studio only).
 DELIVERY_DEFAULT_POLICY = env.str("DELIVERY_DEFAULT_POLICY", default="signed")
+if DELIVERY_DEFAULT_POLICY not in ("public", "signed", "private"):
+    raise ImproperlyConfigured("DELIVERY_DEFAULT_POLICY must be public, signed or private.")
 # Keys that sign playback tokens, "kid:secret,kid:secret": the first signs, all verify (rotation).
 # Empty: one key derived from DJANGO_SECRET_KEY.
 DELIVERY_SIGNING_KEYS = env.list("DELIVERY_SIGNING_KEYS", default=[])

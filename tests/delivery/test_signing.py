@@ -64,3 +64,21 @@ def test_bad_key_settings_fail_loudly(settings):
 def test_lifetime_is_capped_at_seven_days():
     _, expires = token_for(playback_id="abc", seconds=10**9)
     assert expires <= time.time() + 7 * 24 * 3600 + 1
+
+
+@pytest.mark.parametrize(
+    ("variable", "value"),
+    [("DELIVERY_SIGNING_KEYS", "Bad Kid:short"), ("DELIVERY_SIGNING_KEYS", "k1:tooshort"),
+     ("DELIVERY_DEFAULT_POLICY", "everyone")],
+)  # fmt: skip
+def test_bad_delivery_settings_stop_the_process_at_start(variable, value):
+    import os
+    import subprocess
+    import sys
+
+    from tests.conftest import ROOT
+
+    env = {**os.environ, "DJANGO_SETTINGS_MODULE": "config.settings.test", variable: value}
+    result = subprocess.run([sys.executable, "manage.py", "check"], cwd=ROOT, env=env, capture_output=True, text=True,
+                            timeout=60)  # fmt: skip
+    assert result.returncode != 0 and variable in result.stderr

@@ -156,7 +156,7 @@ def web_server(
             raise AssertionError(f"daphne exited:\n{log.read_text()[-3000:]}")
         try:
             return requests.get(f"{origin}/accounts/login/", timeout=2).status_code == 200
-        except requests.ConnectionError:
+        except (requests.ConnectionError, requests.Timeout):  # not up yet, or its first answer is slow
             return False
 
     wait_until(up, timeout=30, message="daphne to answer")
