@@ -366,6 +366,24 @@ class ScanRequest(models.Model):
         return f"scan {self.prefix}"
 
 
+class LegalHold(models.Model):
+    """Copies under `prefix` of `bucket` are kept past the policy's retention until released
+    (an asset deleted under a legal hold: its `asset.*deleted` events say so)."""
+
+    bucket = models.CharField(max_length=255)
+    prefix = models.CharField(max_length=1024)
+    reason = models.CharField(max_length=500, blank=True)
+    created_at = models.DateTimeField(default=timezone.now)
+    released_at = models.DateTimeField(null=True, blank=True)
+
+    class Meta:
+        ordering = ["-created_at", "-id"]
+        indexes = [models.Index(fields=["bucket", "released_at"])]
+
+    def __str__(self) -> str:
+        return f"legal hold on {self.bucket}/{self.prefix}"
+
+
 class EventCursor(models.Model):
     """How far backups has read the shared event log."""
 

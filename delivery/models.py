@@ -33,6 +33,9 @@ class AssetDelivery(models.Model):
     # The publisher's own key-values (set through the API), kept here so the pipeline's Asset
     # stays the pipeline's.
     metadata = models.JSONField(default=dict, blank=True)
+    # Set when the asset is under a legal hold: deleting it then tells backups to keep their
+    # copies past the policy's retention (backups.LegalHold).
+    legal_hold = models.BooleanField(default=False)
     taken_down_at = models.DateTimeField(null=True, blank=True)
     takedown_reason = models.CharField(max_length=500, blank=True)
     updated_at = models.DateTimeField(default=timezone.now)

@@ -79,7 +79,7 @@ def playback_urls(*, asset: Asset, job: EncodeJob | None, seconds: int | None = 
 
 def asset_details_update(
     *, asset: Asset, actor, title: str | None = None, metadata: dict | None = None, policy: str | None = None,
-    downloadable: list[str] | None = None, available_rungs: list[str] | None = None,
+    downloadable: list[str] | None = None, available_rungs: list[str] | None = None, legal_hold: bool | None = None,
 ) -> AssetDelivery:
     """Change an asset's title, its publisher's metadata, its playback policy or which video
     rungs are downloadable (`available_rungs`: the published job's video renditions)."""
@@ -101,13 +101,15 @@ def asset_details_update(
                 f"choose from {', '.join(available_rungs or []) or 'none (nothing is published)'}"
             )
         delivery.downloadable = changed["downloadable"] = sorted(set(downloadable))
+    if legal_hold is not None and legal_hold != delivery.legal_hold:
+        delivery.legal_hold = changed["legal_hold"] = legal_hold
     if title is not None and title.strip() and title.strip() != asset.title:
         asset.title = changed["title"] = title.strip()[:200]
     if not changed:
         return delivery
     delivery.updated_at = timezone.now()
     with transaction.atomic():
-        delivery.save(update_fields=["policy", "metadata", "downloadable", "updated_at"])
+        delivery.save(update_fields=["policy", "metadata", "downloadable", "legal_hold", "updated_at"])
         if "title" in changed:
             asset.save(update_fields=["title"])
         job = job_published_latest(asset=asset)
@@ -175,15 +177,18 @@ def asset_delete(*, asset: Asset, actor) -> int:
     for job in asset.jobs.exclude(state__in=[JobState.PUBLISHED, JobState.FAILED, JobState.CANCELLED, JobState.REJECTED]):
         job_cancel(job_id=job.pk, actor=actor)
     asset_id, bucket, key = asset.pk, asset.source_bucket, asset.source_key
+    # Under a legal hold, backups keep their copies past retention (backups.LegalHold).
+    hold = {"legal_hold": True} if asset_delivery_ensure(asset).legal_hold else {}
     with transaction.atomic():
         owner = asset.publisher
         event_record(type="asset.deleted", subject=("pipeline.asset", asset_id), actor=actor, owner=owner,
-                     payload={"title": asset.title, "bucket": settings.S3_BUCKET_MEDIA, "prefix": f"assets/{asset_id}/"})  # fmt: skip
+                     payload={"title": asset.title, "bucket": settings.S3_BUCKET_MEDIA, "prefix": f"assets/{asset_id}/",
+                              **hold})  # fmt: skip
         event_record(type="asset.media_deleted", subject=("pipeline.asset", asset_id), actor=actor, owner=owner,
-                     payload={"bucket": settings.S3_BUCKET_MEDIA, "prefix": f"published/{asset_id}/"})  # fmt: skip
+                     payload={"bucket": settings.S3_BUCKET_MEDIA, "prefix": f"published/{asset_id}/", **hold})  # fmt: skip
         if key:
             event_record(type="asset.source_deleted", subject=("pipeline.asset", asset_id), actor=actor, owner=owner,
-                         payload={"bucket": bucket, "key": key})  # fmt: skip
+                         payload={"bucket": bucket, "key": key, **hold})  # fmt: skip
         Asset.objects.filter(pk=asset_id).delete()
     try:
         return asset_media_purge(asset_id=asset_id, source_bucket=bucket, source_key=key)

@@ -43,7 +43,7 @@ def asset_out(asset: Asset) -> dict:
         "id": asset.pk, "title": asset.title, "state": asset.state, "created_at": asset.created_at,
         "duration_s": asset.duration_s, "width": asset.width, "height": asset.height, "source_size": asset.source_size,
         "metadata": delivery.metadata, "policy": delivery.policy, "playback_id": delivery.playback_id,
-        "downloadable": delivery.downloadable, "taken_down": delivery.is_taken_down,
+        "downloadable": delivery.downloadable, "legal_hold": delivery.legal_hold, "taken_down": delivery.is_taken_down,
         "latest_job": latest, "latest_job_state": latest_state,
     }  # fmt: skip
 
@@ -87,7 +87,7 @@ def asset_update(request: HttpRequest, asset_id: int, payload: AssetPatch):
     try:
         delivery_services.asset_details_update(
             asset=asset, actor=publisher(request), title=payload.title, metadata=payload.metadata,
-            policy=payload.policy, downloadable=payload.downloadable,
+            policy=payload.policy, downloadable=payload.downloadable, legal_hold=payload.legal_hold,
             available_rungs=_video_rungs(asset) if payload.downloadable is not None else None,
         )  # fmt: skip
     except delivery_services.DeliveryRefused as exc:

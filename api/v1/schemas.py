@@ -34,6 +34,7 @@ class AssetOut(Schema):
     policy: str
     playback_id: str
     downloadable: list[str]
+    legal_hold: bool
     taken_down: bool
     latest_job: int | None
     latest_job_state: str | None
@@ -49,6 +50,7 @@ class AssetPatch(Strict):
     metadata: dict[str, str] | None = Field(default=None, max_length=50)
     policy: str | None = Field(default=None, pattern="^(public|signed|private)$")
     downloadable: list[str] | None = Field(default=None, max_length=20)
+    legal_hold: bool | None = Field(default=None, description="keep backup copies past retention if deleted")
 
 
 class TakedownIn(Strict):

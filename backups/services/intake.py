@@ -21,7 +21,7 @@ from django.conf import settings
 from django.db import IntegrityError, transaction
 
 from backups import storage
-from backups.models import EventCursor, PolicySource, ScanRequest
+from backups.models import EventCursor, LegalHold, PolicySource, ScanRequest
 from core.models import Event
 
 logger = logging.getLogger(__name__)
@@ -84,6 +84,11 @@ def events_follow(*, limit: int = 1000) -> int:
         for event in events:
             for bucket, prefix in _event_targets(event):
                 added += scan_request_add(bucket=bucket, prefix=prefix, reason=f"event {event['type']} #{event['id']}")
+                if (event.get("payload") or {}).get("legal_hold") is True:
+                    LegalHold.objects.get_or_create(
+                        bucket=bucket, prefix=prefix, released_at=None,
+                        defaults={"reason": f"event {event['type']} #{event['id']}"},
+                    )  # fmt: skip
         if events:
             cursor.last_event_id = events[-1]["id"]
             cursor.save(update_fields=["last_event_id"])

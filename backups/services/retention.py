@@ -9,12 +9,23 @@ from django.db.models import F, Q
 from django.utils import timezone
 
 from backups import storage
-from backups.models import BackupRun, Failure, ObjectVersion, ScanRequest
+from backups.models import BackupRun, Failure, LegalHold, ObjectVersion, ScanRequest
 from backups.services.common import destination_place
 
 logger = logging.getLogger(__name__)
 
 BATCH = 500
+
+
+def _without_held(versions, policy):
+    """Versions under an active legal hold stay, whatever their age."""
+    holds = list(LegalHold.objects.filter(released_at__isnull=True).values_list("bucket", "prefix"))
+    for source in policy.sources.all() if holds else []:
+        bucket = storage.bucket_resolve(source.bucket)
+        for held_bucket, prefix in holds:
+            if held_bucket == bucket:
+                versions = versions.exclude(source=source, key__startswith=prefix)
+    return versions
 
 
 def run_prune(*, run: BackupRun, now=None) -> int:
@@ -25,6 +36,7 @@ def run_prune(*, run: BackupRun, now=None) -> int:
     expired = ObjectVersion.objects.filter(source__policy=policy, is_current=False).filter(
         Q(deleted_at__lt=cutoff) | Q(superseded_at__lt=cutoff)
     )
+    expired = _without_held(expired, policy)
     dst = destination_place(policy)
     pruned = 0
     while True:

@@ -52,13 +52,14 @@ def test_get_shows_delivery_and_latest_job(alice_api, alice, make_asset):
 def test_update_title_metadata_and_policy(alice_api, alice, make_asset):
     asset, _ = make_asset(alice)
     response = alice_api.patch(
-        f"/api/v1/assets/{asset.pk}", {"title": "Launch", "metadata": {"cms_id": "42"}, "policy": "public"}
+        f"/api/v1/assets/{asset.pk}",
+        {"title": "Launch", "metadata": {"cms_id": "42"}, "policy": "public", "legal_hold": True},
     )
     assert response.status_code == 200, response.content
     asset.refresh_from_db()
     assert asset.title == "Launch"
     assert AssetDelivery.objects.get(asset=asset).metadata == {"cms_id": "42"}
-    assert response.json()["policy"] == "public"
+    assert response.json()["policy"] == "public" and response.json()["legal_hold"] is True
     assert Event.objects.filter(type="asset.updated", subject_id=str(asset.pk)).exists()
 
 

@@ -159,7 +159,12 @@ def web_server(
         except (requests.ConnectionError, requests.Timeout):  # not up yet, or its first answer is slow
             return False
 
-    wait_until(up, timeout=30, message="daphne to answer")
+    try:
+        wait_until(up, timeout=30, message="daphne to answer")
+    except BaseException:
+        proc.kill()  # never leave a daphne behind when it did not come up
+        proc.wait()
+        raise
     yield Web(origin, proc, log)
     proc.terminate()
     try:
