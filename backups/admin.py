@@ -1,6 +1,6 @@
 from django.contrib import admin
 
-from backups.models import BackupPolicy, LegalHold, PolicySource, StorageEndpoint
+from backups.models import BackupPolicy, PolicySource, StorageEndpoint
 
 
 @admin.register(StorageEndpoint)
@@ -17,11 +17,3 @@ class PolicySourceInline(admin.TabularInline):
 class BackupPolicyAdmin(admin.ModelAdmin):
     list_display = ("name", "enabled", "destination_bucket", "interval_minutes", "verify_mode", "retention_days")
     inlines = [PolicySourceInline]
-
-
-@admin.register(LegalHold)
-class LegalHoldAdmin(admin.ModelAdmin):
-    """Release a hold by setting its released_at; its copies then expire under retention."""
-
-    list_display = ("bucket", "prefix", "reason", "created_at", "released_at")
-    list_filter = ("released_at",)

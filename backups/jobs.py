@@ -13,7 +13,7 @@ from rq.exceptions import NoSuchJobError
 from rq.job import Job
 from rq.worker import Worker
 
-from backups.services import backtrack, intake, restore, runs
+from backups.services import backtrack, drills, intake, restore, runs
 from backups.services.copying import run_copy
 
 logger = logging.getLogger(__name__)
@@ -60,12 +60,18 @@ def failure_retry(failure_id: int) -> None:
     backtrack.failure_retry(failure_id=failure_id)
 
 
+def drill_execute(drill_id: int) -> None:
+    drills.drill_execute(drill_id=drill_id)
+
+
 def tick() -> None:
-    """The scheduler's beat: follow storage events, start due and event runs, resume stalled ones."""
+    """The scheduler's beat: follow storage events, start due and event runs, resume stalled
+    ones, queue due restore drills."""
     intake.events_follow()
     runs.event_runs_start()
     runs.scheduled_runs_start()
     runs.runs_stalled_resume()
+    drills.drills_due_start()
 
 
 def run_job_pending(run_id: int) -> bool:
@@ -93,3 +99,7 @@ def restore_enqueue(restore_id: int) -> None:
 
 def failure_retry_enqueue(failure_id: int) -> None:
     _queue().enqueue(failure_retry, failure_id, retry=Retry(max=2, interval=[10, 60]), job_timeout=3600)
+
+
+def drill_enqueue(drill_id: int) -> None:
+    _queue().enqueue(drill_execute, drill_id, job_id=f"backup-drill-{drill_id}", job_timeout=RUN_TIMEOUT)

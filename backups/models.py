@@ -47,6 +47,18 @@ class VerifyMode(models.TextChoices):
     OFF = "off", "No scheduled verification"
 
 
+class Encryption(models.TextChoices):
+    NONE = "none", "None"
+    CLIENT = "client", "Client-side AES-256-GCM (the store never sees plaintext)"
+    SERVER = "server", "Server-side SSE-S3 only (weaker: the store holds the key and sees plaintext)"
+
+
+class LockMode(models.TextChoices):
+    NONE = "", "No lock"
+    GOVERNANCE = "GOVERNANCE", "Governance (privileged users may remove it)"
+    COMPLIANCE = "COMPLIANCE", "Compliance (nobody can delete before the date)"
+
+
 class BackupPolicy(models.Model):
     """What to protect (sources), where to (destination), how often, how to verify, how long
     to keep superseded and deleted versions."""
@@ -72,6 +84,23 @@ class BackupPolicy(models.Model):
     retention_days = models.PositiveIntegerField(
         default=30, help_text="Keep superseded and deleted versions' copies this long."
     )
+    encryption = models.CharField(
+        max_length=16, choices=Encryption.choices, default=Encryption.NONE,
+        help_text="Client-side: the store never sees plaintext (needs BACKUP_KEK). Server-side is weaker.",
+    )
+    # Retention by schedule, as restic's `forget --keep-*` (per key, over its versions); all 0:
+    # `retention_days` decides instead.
+    keep_last = models.PositiveIntegerField(default=0)
+    keep_hourly = models.PositiveIntegerField(default=0)
+    keep_daily = models.PositiveIntegerField(default=0)
+    keep_weekly = models.PositiveIntegerField(default=0)
+    keep_monthly = models.PositiveIntegerField(default=0)
+    keep_yearly = models.PositiveIntegerField(default=0)
+    lock_mode = models.CharField(
+        max_length=16, choices=LockMode.choices, default=LockMode.NONE, blank=True,
+        help_text="S3 Object Lock on every copy (the destination bucket must have Object Lock enabled).",
+    )
+    lock_days = models.PositiveIntegerField(default=0, help_text="How long each copy is locked after it is written.")
     created_at = models.DateTimeField(default=timezone.now)
 
     class Meta:
@@ -89,6 +118,11 @@ class PolicySource(models.Model):
     endpoint = models.ForeignKey(StorageEndpoint, on_delete=models.PROTECT, related_name="+")
     bucket = models.CharField(max_length=255, help_text='A bucket name or "${S3_BUCKET_...}".')
     prefix = models.CharField(max_length=512, blank=True)
+    write_once_patterns = models.TextField(
+        blank=True,
+        help_text="Keys Reelflow writes once (content-addressed or immutable), one glob per line, e.g. "
+        "assets/*/renditions/*. A changed object matching one is flagged, its previous version kept current.",
+    )
 
     class Meta:
         ordering = ["policy_id", "id"]
@@ -225,6 +259,17 @@ class ObjectVersion(models.Model):
     copied_by = models.ForeignKey("CopyTask", null=True, blank=True, on_delete=models.SET_NULL, related_name="+")
     verified_at = models.DateTimeField(null=True, blank=True)
     source_verified_at = models.DateTimeField(null=True, blank=True)
+    # A new version of a write-once key waits out of the current slot: `overwrites` is the version
+    # it would replace; once copied, the same bytes replace it, other bytes set `tampered_at`.
+    overwrites = models.ForeignKey("self", null=True, blank=True, on_delete=models.SET_NULL, related_name="+")
+    tampered_at = models.DateTimeField(null=True, blank=True)
+    # Client-side encryption: the copy's data key, wrapped by the key-encryption key `kek_id`.
+    kek_id = models.CharField(max_length=64, blank=True, db_index=True)
+    wrapped_key = models.CharField(max_length=80, blank=True)
+    # S3 Object Lock of the copy: the store refuses to delete or overwrite it before
+    # `locked_until`, or while the legal hold is on. Retention never forgets it before either.
+    locked_until = models.DateTimeField(null=True, blank=True)
+    legal_hold = models.BooleanField(default=False)
 
     class Meta:
         ordering = ["key", "-id"]
@@ -303,12 +348,16 @@ class FailureCause(models.TextChoices):
     BACKUP_MISSING = "backup_missing", "Backup copy missing"
     TRANSFER_ERROR = "transfer_error", "Transfer error"
     PERMISSION = "permission", "Permission denied"
+    WRITE_ONCE_CHANGED = "write_once_changed", "Write-once object overwritten"
+    KEYS = "keys", "Encryption key missing or wrong"
+    DELETE_REFUSED = "delete_refused", "Delete refused by the store (locked copy)"
 
 
 class FailureCheck(models.TextChoices):
     COPY = "copy", "Copy"
     VERIFY_BACKUP = "verify_backup", "Backup copy check"
     VERIFY_SOURCE = "verify_source", "Source check"
+    RETENTION = "retention", "Retention"
 
 
 class Resolution(models.TextChoices):
@@ -330,6 +379,9 @@ class Failure(models.Model):
     detail = models.CharField(max_length=500)
     # From the failure to its root: [{"step": ..., "finding": ...}, ...], failure first.
     chain = models.JSONField(default=list)
+    # Every ledger version the finding concerns when they share one backup copy:
+    # [{"version": id, "key": ..., "label": ...}, ...] (empty: just `version`).
+    references = models.JSONField(default=list, blank=True)
     action = models.CharField(max_length=300, blank=True)
     repair_task = models.ForeignKey(CopyTask, null=True, blank=True, on_delete=models.SET_NULL, related_name="+")
     alert = models.ForeignKey("core.Alert", null=True, blank=True, on_delete=models.SET_NULL, related_name="+")
@@ -366,22 +418,16 @@ class ScanRequest(models.Model):
         return f"scan {self.prefix}"
 
 
-class LegalHold(models.Model):
-    """Copies under `prefix` of `bucket` are kept past the policy's retention until released
-    (an asset deleted under a legal hold: its `asset.*deleted` events say so)."""
+class KeyCheck(models.Model):
+    """A key-encryption key the ledger has used, by id, with a check value (an HMAC under the
+    key, not the key): at start, every key that wrapped a data key must be present and match."""
 
-    bucket = models.CharField(max_length=255)
-    prefix = models.CharField(max_length=1024)
-    reason = models.CharField(max_length=500, blank=True)
+    kek_id = models.CharField(max_length=64, unique=True)
+    check_value = models.CharField(max_length=64)
     created_at = models.DateTimeField(default=timezone.now)
-    released_at = models.DateTimeField(null=True, blank=True)
-
-    class Meta:
-        ordering = ["-created_at", "-id"]
-        indexes = [models.Index(fields=["bucket", "released_at"])]
 
     def __str__(self) -> str:
-        return f"legal hold on {self.bucket}/{self.prefix}"
+        return f"key {self.kek_id}"
 
 
 class EventCursor(models.Model):
@@ -413,6 +459,8 @@ class Restore(models.Model):
     scope = models.CharField(max_length=8, choices=RestoreScope.choices)
     selector = models.CharField(max_length=1024, help_text="The key, the prefix or the asset id.")
     as_of = models.DateTimeField(null=True, blank=True)
+    # One object's exact version (its S3 version id, or its ETag): blank for "current at as_of".
+    version_label = models.CharField(max_length=255, blank=True)
     # Blank endpoint/bucket: each object goes back to its original place.
     target_endpoint = models.ForeignKey(
         StorageEndpoint, null=True, blank=True, on_delete=models.PROTECT, related_name="+"
@@ -460,3 +508,32 @@ class RestoreItem(models.Model):
 
     def __str__(self) -> str:
         return f"restore item {self.key}"
+
+
+class DrillState(models.TextChoices):
+    RUNNING = "running", "Running"
+    SUCCEEDED = "succeeded", "Restored, verified and playable"
+    FAILED = "failed", "Failed"
+
+
+class RestoreDrill(models.Model):
+    """A rehearsal: a sample of assets restored to a scratch prefix, their bytes verified and
+    their published packages played (ffprobe of the master playlist), timed."""
+
+    policy = models.ForeignKey(BackupPolicy, on_delete=models.CASCADE, related_name="drills")
+    state = models.CharField(max_length=16, choices=DrillState.choices, default=DrillState.RUNNING)
+    # Per asset: {"asset", "restore", "objects", "bytes", "seconds", "master", "plays", "frames", "error"}.
+    results = models.JSONField(default=list, blank=True)
+    objects_restored = models.PositiveIntegerField(default=0)
+    bytes_restored = models.PositiveBigIntegerField(default=0)
+    seconds = models.FloatField(default=0, help_text="Time to restore the sample (wall seconds).")
+    error = models.TextField(blank=True)
+    created_at = models.DateTimeField(default=timezone.now)
+    finished_at = models.DateTimeField(null=True, blank=True)
+
+    class Meta:
+        ordering = ["-id"]
+        indexes = [models.Index(fields=["policy", "-id"])]
+
+    def __str__(self) -> str:
+        return f"drill {self.pk} of {self.policy_id}"

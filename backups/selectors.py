@@ -16,6 +16,7 @@ from backups.models import (
     ObjectVersion,
     PolicySource,
     Restore,
+    RestoreDrill,
     RestoreItem,
     RunState,
     TaskState,
@@ -58,7 +59,10 @@ def policies_overview(*, now: datetime | None = None) -> list[BackupPolicy]:
         BackupRun.objects.values("policy").annotate(last=Max("pk")).values_list("last", flat=True)
     )
     last_runs = {r.policy_id: r for r in BackupRun.objects.filter(pk__in=list(last_ids))}
+    drill_ids = RestoreDrill.objects.values("policy").annotate(last=Max("pk")).values_list("last", flat=True)
+    last_drills = {d.policy_id: d for d in RestoreDrill.objects.filter(pk__in=list(drill_ids))}
     for policy in policies:
+        policy.last_drill = last_drills.get(policy.pk)
         row = coverage.get(policy.pk, {})
         policy.objects_protected = row.get("objects", 0)
         policy.bytes_protected = row.get("bytes") or 0
@@ -190,9 +194,24 @@ def failure_export_row(failure: Failure) -> dict:
         "id": failure.pk, "run": failure.run_id, "key": failure.key, "check": failure.failed_check, "cause": failure.cause,
         "resolution": failure.resolution, "detail": failure.detail, "action": failure.action,
         "created_at": failure.created_at.isoformat(), "resolved_at": failure.resolved_at and failure.resolved_at.isoformat(),
-        "chain": failure.chain,
+        "chain": failure.chain, "references": failure.references,
     }
 
 
 def run_states() -> list[tuple[str, str]]:
     return list(RunState.choices)
+
+
+def policy_detail(*, pk: int) -> BackupPolicy | None:
+    return BackupPolicy.objects.select_related("destination_endpoint").filter(pk=pk).first()
+
+
+def hold_target(*, policy: BackupPolicy, key: str) -> ObjectVersion | None:
+    """The version whose copy a legal hold on `key` covers: the current one, else the newest
+    with a copy (a deleted object)."""
+    versions = ObjectVersion.objects.filter(source__policy=policy, key=key, tampered_at__isnull=True).exclude(backup_key="")
+    return versions.select_related("source__policy").order_by("-is_current", "-first_seen_at", "-pk").first()
+
+
+def legal_holds(*, policy: BackupPolicy, limit: int = 100) -> list[ObjectVersion]:
+    return list(ObjectVersion.objects.filter(source__policy=policy, legal_hold=True).order_by("key", "-pk")[:limit])

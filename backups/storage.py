@@ -12,12 +12,14 @@ import os
 import re
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
+from datetime import datetime
 from typing import Any
 
 from botocore.exceptions import BotoCoreError, ClientError
 from botocore.exceptions import ConnectionError as BotoConnectionError
 from django.conf import settings
 
+from backups import crypto
 from core import s3
 
 READ_CHUNK = 1024 * 1024
@@ -65,7 +67,7 @@ class EndpointMisconfigured(AccessDenied):
     """A credential environment variable the endpoint names is not set."""
 
 
-_MISSING_CODES = {"404", "NoSuchKey", "NotFound"}
+_MISSING_CODES = {"404", "NoSuchKey", "NotFound", "NoSuchVersion"}
 _DENIED_CODES = {"403", "AccessDenied", "InvalidAccessKeyId", "SignatureDoesNotMatch", "AllAccessDisabled", "NoSuchBucket"}
 _PRECONDITION_CODES = {"412", "PreconditionFailed"}
 
@@ -163,6 +165,11 @@ def blob_key(prefix: str, sha256: str) -> str:
     return f"{prefix}sha256/{sha256[:2]}/{sha256[2:4]}/{sha256}"
 
 
+def sealed_blob_key(prefix: str, name: str) -> str:
+    """An encrypted copy: named by a keyed hash of its plaintext's SHA-256 (crypto.blob_name)."""
+    return f"{prefix}enc/{name[:2]}/{name[2:4]}/{name}"
+
+
 # --------------------------------------------------------------------------- reading
 
 
@@ -198,10 +205,12 @@ def head(place: Place, key: str) -> dict | None:
         raise translate(exc, what=f"HEAD {place.bucket}/{key}") from exc
 
 
-def _get(place: Place, key: str, *, if_match: str | None, source: bool):
+def _get(place: Place, key: str, *, if_match: str | None, source: bool, version_id: str | None = None):
     params = {"Bucket": place.bucket, "Key": key}
     if if_match:
         params["IfMatch"] = f'"{if_match}"'
+    if version_id:
+        params["VersionId"] = version_id
     try:
         return place.client.get_object(**params)
     except (ClientError, BotoCoreError, OSError) as exc:
@@ -211,10 +220,18 @@ def _get(place: Place, key: str, *, if_match: str | None, source: bool):
 
 
 def stream(
-    place: Place, key: str, *, if_match: str | None = None, source: bool = False, chunk: int = READ_CHUNK
+    place: Place, key: str, *, if_match: str | None = None, source: bool = False, chunk: int = READ_CHUNK,
+    dek: bytes | None = None, version_id: str | None = None,
 ) -> Iterator[bytes]:
-    """The object's bytes in chunks (If-Match pins the version we listed)."""
-    body = _get(place, key, if_match=if_match, source=source)["Body"]
+    """The object's bytes in chunks (If-Match, or a version id on a versioned bucket, pins the
+    version we listed). With `dek`, the object is an encrypted copy: its plaintext, or
+    ContentMismatch if it fails authentication."""
+    if dek is not None:
+        yield from _decrypted(place, key, dek, stream(place, key, if_match=if_match, source=source, chunk=chunk,
+                                                      version_id=version_id))  # fmt: skip
+        return
+    pinned = {"version_id": version_id} if version_id else {}
+    body = _get(place, key, if_match=if_match, source=source, **pinned)["Body"]
     try:
         while True:
             try:
@@ -230,21 +247,34 @@ def stream(
         body.close()
 
 
+def _decrypted(place: Place, key: str, dek: bytes, chunks: Iterator[bytes]) -> Iterator[bytes]:
+    try:
+        yield from crypto.decrypt(dek, chunks)
+    except crypto.AuthenticationFailed as exc:
+        raise ContentMismatch(
+            f"{place.bucket}/{key} fails decryption: {exc}", evidence={"authentication": "failed"}
+        ) from None
+
+
 def read_digest(
-    place: Place, key: str, *, if_match: str | None = None, source: bool = False, md5: bool = True
+    place: Place, key: str, *, if_match: str | None = None, source: bool = False, md5: bool = True,
+    dek: bytes | None = None,
 ) -> s3.Digest:
-    """Stream and hash an object. Verification passes md5=False: it compares SHA-256 only,
-    and MD5 would cost a second pass of CPU over every byte."""
+    """Stream and hash an object (its plaintext, with `dek`). Verification passes md5=False: it
+    compares SHA-256 only, and MD5 would cost a second pass of CPU over every byte."""
     hasher = Hasher.new(md5=md5)
-    for chunk in stream(place, key, if_match=if_match, source=source):
+    for chunk in stream(place, key, if_match=if_match, source=source, dek=dek):
         hasher.update(chunk)
     return hasher.digest()
 
 
-def read_all(place: Place, key: str, *, if_match: str | None = None, source: bool = False) -> tuple[bytes, s3.Digest]:
+def read_all(
+    place: Place, key: str, *, if_match: str | None = None, source: bool = False, dek: bytes | None = None,
+    version_id: str | None = None,
+) -> tuple[bytes, s3.Digest]:
     hasher = Hasher.new()
     parts = []
-    for chunk in stream(place, key, if_match=if_match, source=source):
+    for chunk in stream(place, key, if_match=if_match, source=source, dek=dek, version_id=version_id):
         hasher.update(chunk)
         parts.append(chunk)
     return b"".join(parts), hasher.digest()
@@ -270,14 +300,26 @@ def check_against_listing(digest: s3.Digest, *, etag: str, size: int, what: str)
 # --------------------------------------------------------------------------- writing
 
 
-def put_once(place: Place, key: str, data: bytes, *, md5: str) -> bool:
+def lock_params(lock: tuple[str, datetime] | None, sse: bool = False) -> dict:
+    """Parameters of a write: S3 Object Lock (mode, retain until), and server-side encryption."""
+    params = {"ObjectLockMode": lock[0], "ObjectLockRetainUntilDate": lock[1]} if lock else {}
+    return {**params, "ServerSideEncryption": "AES256"} if sse else params
+
+
+def put_once(
+    place: Place, key: str, data: bytes, *, md5: str, metadata: dict | None = None, lock: tuple | None = None,
+    sse: bool = False,
+) -> bool:
     """Write `data` at `key` unless the key exists (If-None-Match: *). True if written.
 
     The ETag the server returns is the MD5 of what it received; a different one means the bytes
     were damaged on the way and the (wrong) object is removed again.
     """
     try:
-        response = place.client.put_object(Bucket=place.bucket, Key=key, Body=data, IfNoneMatch="*")
+        response = place.client.put_object(
+            Bucket=place.bucket, Key=key, Body=data, IfNoneMatch="*", **({"Metadata": metadata} if metadata else {}),
+            **lock_params(lock, sse),
+        )
     except ClientError as exc:
         if error_code(exc) in _PRECONDITION_CODES:
             return False
@@ -294,10 +336,15 @@ def put_once(place: Place, key: str, data: bytes, *, md5: str) -> bool:
     return True
 
 
-def put_replace(place: Place, key: str, data: bytes, *, md5: str) -> None:
+def put_replace(
+    place: Place, key: str, data: bytes, *, md5: str, metadata: dict | None = None, sse: bool = False
+) -> None:
     """Write `data` at `key` whether or not it exists (restores, repairs of a proven-bad copy)."""
     try:
-        response = place.client.put_object(Bucket=place.bucket, Key=key, Body=data)
+        response = place.client.put_object(
+            Bucket=place.bucket, Key=key, Body=data, **({"Metadata": metadata} if metadata else {}),
+            **lock_params(None, sse),
+        )
     except (ClientError, BotoCoreError, OSError) as exc:
         raise translate(exc, what=f"PUT {place.bucket}/{key}") from exc
     written = s3.etag_clean(response.get("ETag"))
@@ -308,9 +355,17 @@ def put_replace(place: Place, key: str, data: bytes, *, md5: str) -> None:
         )
 
 
-def delete(place: Place, key: str) -> None:
+def delete(place: Place, key: str, *, versions: bool = False) -> None:
+    """Delete an object; with `versions` (a versioned, Object Lock bucket) every version of it,
+    which the store refuses (AccessDenied) while one is locked or on legal hold."""
     try:
-        place.client.delete_object(Bucket=place.bucket, Key=key)
+        if not versions:
+            place.client.delete_object(Bucket=place.bucket, Key=key)
+            return
+        listing = place.client.list_object_versions(Bucket=place.bucket, Prefix=key)
+        for item in (listing.get("Versions") or []) + (listing.get("DeleteMarkers") or []):
+            if item["Key"] == key:
+                place.client.delete_object(Bucket=place.bucket, Key=key, VersionId=item["VersionId"])
     except (ClientError, BotoCoreError, OSError) as exc:
         raise translate(exc, what=f"DELETE {place.bucket}/{key}") from exc
 
@@ -343,6 +398,8 @@ def stream_upload(
     only_if_absent: bool = False,
     accept: Callable[[s3.Digest], None] | None = None,
     on_progress: Callable[[int], None] | None = None,
+    metadata: dict | None = None,
+    sse: bool = False,
 ) -> tuple[s3.Digest, bool]:
     """Upload a stream as a multipart object, hashing as the bytes pass.
 
@@ -354,7 +411,9 @@ def stream_upload(
     client = place.client
     hasher = Hasher.new()
     try:
-        upload_id = client.create_multipart_upload(Bucket=place.bucket, Key=key)["UploadId"]
+        upload_id = client.create_multipart_upload(
+            Bucket=place.bucket, Key=key, **({"Metadata": metadata} if metadata else {}), **lock_params(None, sse)
+        )["UploadId"]
     except (ClientError, BotoCoreError, OSError) as exc:
         raise translate(exc, what=f"starting upload {place.bucket}/{key}") from exc
     parts = []
@@ -407,18 +466,23 @@ def stream_upload(
 
 
 def server_copy(
-    src: Place, src_key: str, dst: Place, dst_key: str, *, size: int, if_match: str | None = None
+    src: Place, src_key: str, dst: Place, dst_key: str, *, size: int, if_match: str | None = None,
+    metadata: dict | None = None, lock: tuple | None = None, sse: bool = False,
 ) -> str:
-    """Copy inside one server (no bytes through us); returns the new object's ETag."""
+    """Copy inside one server (no bytes through us); returns the new object's ETag. With
+    `metadata`, the copy carries exactly that metadata."""
     source = {"Bucket": src.bucket, "Key": src_key}
     client = dst.client
+    meta = {**({"Metadata": metadata} if metadata else {}), **lock_params(lock, sse)}
     try:
         if size <= MAX_SINGLE_COPY:
-            params = {"Bucket": dst.bucket, "Key": dst_key, "CopySource": source}
+            params = {"Bucket": dst.bucket, "Key": dst_key, "CopySource": source, **meta}
+            if metadata:
+                params["MetadataDirective"] = "REPLACE"
             if if_match:
                 params["CopySourceIfMatch"] = f'"{if_match}"'
             return s3.etag_clean(client.copy_object(**params)["CopyObjectResult"]["ETag"])
-        upload_id = client.create_multipart_upload(Bucket=dst.bucket, Key=dst_key)["UploadId"]
+        upload_id = client.create_multipart_upload(Bucket=dst.bucket, Key=dst_key, **meta)["UploadId"]
         part = part_size_for(size)
         parts = []
         try:

@@ -4,6 +4,8 @@ from backups import views
 
 urlpatterns = [
     path("", views.home, name="home"),
+    path("policies/<int:policy_id>/", views.policy_detail, name="policy_detail"),
+    path("policies/<int:policy_id>/hold/", views.legal_hold, name="legal_hold"),
     path("runs/", views.run_list, name="runs"),
     path("runs/start/", views.run_start, name="run_start"),
     path("runs/export.csv", views.runs_csv, name="runs_csv"),

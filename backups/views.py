@@ -18,14 +18,16 @@ from django.views.decorators.http import require_GET, require_POST
 
 from backups import charts, selectors
 from backups.forms import RestoreForm, RunStartForm
-from backups.models import RunTrigger
-from backups.services import intake, restore, runs
+from backups.models import Encryption, RunTrigger
+from backups.services import intake, keys, locks, restore, retention, runs
+from core.csv_cells import csv_row
 from core.roles import permission_required
 from core.selectors import alerts_open
 
 logger = logging.getLogger(__name__)
 
 RUNS_PER_PAGE = 50
+PLAN_ROWS = 200
 
 
 def _int_or_none(value) -> int | None:
@@ -45,6 +47,47 @@ def home(request: HttpRequest) -> HttpResponse:
             "restores": selectors.restores_recent(limit=5),
         },
     )
+
+
+@permission_required("access_operations")
+@require_GET
+def policy_detail(request: HttpRequest, policy_id: int) -> HttpResponse:
+    policy = selectors.policy_detail(pk=policy_id)
+    if policy is None:
+        raise Http404("No such backup policy.")
+    plan = retention.retention_plan(policy=policy)
+    lock_ok, lock_text = locks.lock_support(policy)
+    key_problems = keys.keys_problems() if policy.encryption == Encryption.CLIENT else []
+    return render(
+        request,
+        "backups/policy_detail.html",
+        {
+            "policy": policy, "schedule": retention.schedule_of(policy), "plan": plan[:PLAN_ROWS],
+            "plan_total": len(plan), "plan_going": sum(1 for v in plan if not v.keep), "lock_ok": lock_ok,
+            "lock_text": lock_text, "holds": selectors.legal_holds(policy=policy), "key_problems": key_problems,
+            "drill": policy.drills.first(), "drill_hours": settings.BACKUP_DRILL_HOURS,
+        },
+    )
+
+
+@permission_required("access_operations")
+@require_POST
+def legal_hold(request: HttpRequest, policy_id: int) -> HttpResponse:
+    policy = selectors.policy_detail(pk=policy_id)
+    if policy is None:
+        raise Http404("No such backup policy.")
+    key, on = request.POST.get("key", "").strip(), request.POST.get("hold") == "on"
+    version = selectors.hold_target(policy=policy, key=key) if key else None
+    if version is None:
+        messages.error(request, f"No backed-up object {key!r} in policy {policy.name}." if key else "Name an object key.")
+        return redirect(reverse("backups:policy_detail", kwargs={"policy_id": policy.pk}))
+    try:
+        count = locks.legal_hold_set(version=version, on=on, actor=request.user)
+    except locks.HoldRefused as exc:
+        messages.error(request, f"Legal hold on {key}: {exc}.")
+    else:
+        messages.success(request, f"Legal hold {'set on' if on else 'cleared from'} {key} ({count} ledger version(s)).")
+    return redirect(reverse("backups:policy_detail", kwargs={"policy_id": policy.pk}))
 
 
 @permission_required("access_operations")
@@ -118,7 +161,7 @@ def _csv_response(rows, fields, filename: str) -> StreamingHttpResponse:
     def lines():
         yield writer.writeheader()
         for row in rows:
-            yield writer.writerow(row)
+            yield writer.writerow(csv_row(row))  # object keys are anyone's text
 
     response = StreamingHttpResponse(lines(), content_type="text/csv; charset=utf-8")
     response["Content-Disposition"] = f'attachment; filename="{filename}"'
@@ -159,12 +202,14 @@ def run_failures_csv(request: HttpRequest, run_id: int) -> StreamingHttpResponse
     run = selectors.run_detail(pk=run_id)
     if run is None:
         raise Http404("No such backup run.")
-    fields = ["id", "run", "key", "check", "cause", "resolution", "detail", "action", "created_at", "resolved_at", "chain"]
+    fields = ["id", "run", "key", "check", "cause", "resolution", "detail", "action", "created_at", "resolved_at", "chain",
+              "references"]  # fmt: skip
 
     def rows():
         for failure in selectors.run_failures(run=run):
             row = selectors.failure_export_row(failure)
             row["chain"] = " <- ".join(f"{s['step']}: {s['finding']}" for s in reversed(failure.chain))
+            row["references"] = " ".join(ref["key"] for ref in failure.references)
             yield row
 
     return _csv_response(rows(), fields, f"backup-run-{run.pk}-failures.csv")

@@ -14,6 +14,12 @@ Figures (each the median of --repeat measurements, interleaved with its baseline
   objects with the same number of threads. Goal >= 0.8.
 - incremental ratio: wall time of a run after changing 1% of the small objects / wall time of
   the first full run (both without scheduled verification). Goal <= 0.05.
+- encrypted copy ratio: bytes/s of a full copy with client-side encryption (AES-256-GCM, a data
+  key per copy) / bytes/s of the same full copy without, each to a fresh destination prefix,
+  interleaved. Goal >= 0.8 (`encrypted_copy_ratio`).
+- encrypted verify ratio: bytes/s of a full verification of the encrypted copies (decrypt, then
+  SHA-256 of the plaintext against the ledger) / bytes/s of the same verification of the plain
+  copies, interleaved. Goal >= 0.8 (`encrypted_verify_ratio`).
 
 Ends with one line holding a JSON object of the figures.
 """
@@ -95,19 +101,19 @@ def setup_environment(tmp: Path):
     return source, backup
 
 
-def make_policy(backup_server):
+def make_policy(backup_server, *, name: str = "bench", encryption: str = "none"):
     from backups.models import BackupPolicy, PolicySource, StorageEndpoint, VerifyMode
 
     BackupPolicy.objects.update(enabled=False)
     platform = StorageEndpoint.objects.get(name="platform")
-    offsite = StorageEndpoint.objects.create(
+    offsite, _ = StorageEndpoint.objects.get_or_create(
         name="bench-backup", url=backup_server.endpoint_url,
         access_key_env="BENCH_BACKUP_ACCESS_KEY",
         secret_key_env="BENCH_BACKUP_SECRET_KEY",  # noqa: S106 - the variable's name, not a secret
     )
     policy = BackupPolicy.objects.create(
-        name="bench", destination_endpoint=offsite, destination_bucket=DST_BUCKET, destination_prefix="bench/",
-        verify_mode=VerifyMode.FULL, verify_source=False,
+        name=name, destination_endpoint=offsite, destination_bucket=DST_BUCKET, destination_prefix=f"{name}/",
+        verify_mode=VerifyMode.FULL, verify_source=False, encryption=encryption,
     )
     PolicySource.objects.create(policy=policy, endpoint=platform, bucket=SRC_BUCKET, prefix=PREFIX)
     return policy
@@ -183,6 +189,37 @@ def bare_get_and_hash(client, keys: list[str], *, threads: int) -> tuple[int, fl
     with ThreadPoolExecutor(threads) as pool:
         total = sum(pool.map(get_hash, keys))
     return total, time.perf_counter() - started
+
+
+def encrypted_path(backup, repeat: int) -> dict:
+    """Full copies and verifications with and without client-side encryption, interleaved, each
+    copy to a fresh destination prefix (so every object is copied, none deduplicated)."""
+    from django.conf import settings
+
+    from backups import crypto
+
+    settings.BACKUP_KEK = crypto.kek_generate("bench")
+    copy = {"none": [], "client": []}
+    verify = {"none": [], "client": []}
+    policies = {}
+    for rep in range(repeat):
+        for mode in ("none", "client"):
+            policies[mode] = make_policy(backup, name=f"bench-{mode}-{rep}", encryption=mode)
+            run, _ = full_or_incremental_run(policies[mode])
+            copy[mode].append(run.bytes_copied / run.copy_seconds)
+        for mode in ("none", "client"):
+            _, size, seconds = verification(policies[mode])
+            verify[mode].append(size / seconds)
+    plain_copy, enc_copy = statistics.median(copy["none"]), statistics.median(copy["client"])
+    plain_verify, enc_verify = statistics.median(verify["none"]), statistics.median(verify["client"])
+    log(f"copy {plain_copy / 1e6:.1f} MB/s plain, {enc_copy / 1e6:.1f} MB/s encrypted; verify "
+        f"{plain_verify / 1e6:.1f} MB/s plain, {enc_verify / 1e6:.1f} MB/s encrypted")
+    return {
+        "plain_copy_bytes_per_s": round(plain_copy), "encrypted_copy_bytes_per_s": round(enc_copy),
+        "encrypted_copy_ratio": round(enc_copy / plain_copy, 3),
+        "plain_verify_bytes_per_s": round(plain_verify), "encrypted_verify_bytes_per_s": round(enc_verify),
+        "encrypted_verify_ratio": round(enc_verify / plain_verify, 3),
+    }
 
 
 def main() -> int:
@@ -262,10 +299,13 @@ def main() -> int:
         )
         log(f"verify {figures['verify_bytes_per_s'] / 1e6:.1f} MB/s, bare GET+hash "
             f"{figures['bare_get_hash_bytes_per_s'] / 1e6:.1f} MB/s: ratio {figures['verify_ratio']}")
+        figures.update(encrypted_path(backup, args.repeat))
         figures["goals_met"] = {
             "sweep_ratio>=0.8": figures["sweep_ratio"] >= 0.8,
             "verify_ratio>=0.8": figures["verify_ratio"] >= 0.8,
             "incremental_ratio<=0.05": figures["incremental_ratio"] <= 0.05,
+            "encrypted_copy_ratio>=0.8": figures["encrypted_copy_ratio"] >= 0.8,
+            "encrypted_verify_ratio>=0.8": figures["encrypted_verify_ratio"] >= 0.8,
         }
     finally:
         source.stop()

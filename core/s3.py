@@ -159,6 +159,23 @@ def object_digest(bucket: str, key: str, *, version_id: str | None = None, s3=No
         body.close()
 
 
+def buckets_missing(names: Iterable[str], *, s3=None) -> list[str]:
+    """The buckets among `names` that do not exist (yet). Errors other than a missing bucket
+    (the server is down, the keys are wrong) are raised."""
+    from botocore.exceptions import ClientError
+
+    s3 = s3 or client()
+    missing = []
+    for name in names:
+        try:
+            s3.head_bucket(Bucket=name)
+        except ClientError as exc:
+            if str(exc.response.get("Error", {}).get("Code")) not in ("404", "NoSuchBucket", "NotFound"):
+                raise
+            missing.append(name)
+    return missing
+
+
 def buckets_ensure(names: Iterable[str], *, cors_origins: Iterable[str] = (), s3=None) -> None:
     """Create buckets that are missing, and let browsers on exactly `cors_origins` PUT parts
     and read (no origins: CORS removed). Idempotent.

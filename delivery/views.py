@@ -16,6 +16,7 @@ from django.views.decorators.http import require_GET, require_http_methods
 from core import s3
 from delivery import downloads, media, selectors
 from delivery.selectors import PUBLIC_TOKEN, Unplayable
+from security.middleware import content_security_policy
 
 # Players on other origins (a CMS page with its own hls.js or dash.js) read these URLs too: the
 # token in the path is the credential, never a cookie, so any origin may read them.
@@ -104,8 +105,10 @@ def download(request: HttpRequest, playback_id: str, token: str, rung: str) -> H
 
 
 def _embed_csp(publisher) -> str:
-    origins = selectors.embed_origins(publisher=publisher)
-    return "frame-ancestors 'self'" + "".join(f" {origin}" for origin in origins)
+    """The site's policy (security.middleware), except that the origins the publisher listed
+    may frame this page."""
+    ancestors = " ".join(["'self'", *selectors.embed_origins(publisher=publisher)])
+    return content_security_policy().replace("frame-ancestors 'none'", f"frame-ancestors {ancestors}")
 
 
 @xframe_options_exempt
@@ -117,7 +120,8 @@ def embed(request: HttpRequest, playback_id: str) -> HttpResponse:
         found = selectors.playable(playback_id=playback_id, token=token)
     except Unplayable as exc:
         response = render(request, "delivery/embed_refused.html", {"message": exc.message}, status=exc.status)
-        response["Content-Security-Policy"] = "frame-ancestors *"
+        # The reason is shown inside whatever frame asked (it reveals nothing the URL did not).
+        response["Content-Security-Policy"] = content_security_policy().replace("frame-ancestors 'none'", "frame-ancestors *")
         return response
 
     def url(name: str) -> str:

@@ -47,7 +47,7 @@ def _write_private(path: Path, body: str) -> None:
     tmp.replace(path)
 
 
-SECRET_KEYS = ("DJANGO_SECRET_KEY", "S3_ACCESS_KEY", "S3_SECRET_KEY", "S3_EVENTS_TOKEN")
+SECRET_KEYS = ("DJANGO_SECRET_KEY", "S3_ACCESS_KEY", "S3_SECRET_KEY", "S3_EVENTS_TOKEN", "SECURITY_EVENTS_TOKEN")
 
 
 def stack_env(*, start_local: bool) -> tuple[dict[str, str], list[str]]:
@@ -56,7 +56,8 @@ def stack_env(*, start_local: bool) -> tuple[dict[str, str], list[str]]:
     user = dict(os.environ)
     env_path = var / "reelflow.env"
     stored = {k: v for k, v in _read_env_file(env_path).items() if k in SECRET_KEYS}
-    for key in ("DJANGO_SECRET_KEY", "S3_SECRET_KEY", "S3_EVENTS_TOKEN"):
+    # SECURITY_EVENTS_TOKEN: the bearer of /security/events/ec2/ (no token = no webhook).
+    for key in ("DJANGO_SECRET_KEY", "S3_SECRET_KEY", "S3_EVENTS_TOKEN", "SECURITY_EVENTS_TOKEN"):
         stored.setdefault(key, secrets.token_urlsafe(40))
     stored.setdefault("S3_ACCESS_KEY", "reelflow" + secrets.token_hex(6))
 
@@ -78,6 +79,7 @@ def stack_env(*, start_local: bool) -> tuple[dict[str, str], list[str]]:
         moto_url = f"http://127.0.0.1:{moto_port}"
         endpoints |= {
             "REELFLOW_MOTO_PORT": moto_port, "AWS_ENDPOINT_URL_EC2": moto_url, "AWS_ENDPOINT_URL_SQS": moto_url,
+            "AWS_ENDPOINT_URL": moto_url,
             "AWS_REGIONS": "us-east-1", "AWS_ACCESS_KEY_ID": "simulated", "AWS_SECRET_ACCESS_KEY": "simulated",
             "SECURITY_LAUNCH_ALLOWLIST": "arn:aws:iam::123456789012:role/reelflow-*",
         }
@@ -91,6 +93,7 @@ def stack_env(*, start_local: bool) -> tuple[dict[str, str], list[str]]:
         _write_private(env_path, body)
         if "s3" in services:
             _write_private(var / "s3-events-token", stored["S3_EVENTS_TOKEN"])
+        _write_private(var / "security-events-token", env["SECURITY_EVENTS_TOKEN"])
         (var / "redis").mkdir(parents=True, exist_ok=True)
 
     env["REELFLOW_VAR_DIR"] = str(var)  # absolute: the Procfile's paths and every process agree

@@ -35,8 +35,10 @@ if [ ! -x .venv/bin/python ]; then
   echo "==> creating .venv"
   python3 -m venv .venv
 fi
-if [ ! -f "$stamp" ] || [ "$req" -nt "$stamp" ] || [ requirements.txt -nt "$stamp" ]; then
+if [ ! -f "$stamp" ] || [ "$req" -nt "$stamp" ] || [ requirements.txt -nt "$stamp" ] || [ requirements-c7n.txt -nt "$stamp" ]; then
   echo "==> pip install -r $req"
   .venv/bin/pip install -q --disable-pip-version-check -r "$req"
+  # c7n pins older boto3/cryptography than ours exactly: installed without its pins.
+  .venv/bin/pip install -q --disable-pip-version-check --no-deps -r requirements-c7n.txt
   touch "$stamp"
 fi

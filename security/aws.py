@@ -26,6 +26,8 @@ _TRANSIENT_CODES = {
     "Unavailable",
     "ServiceUnavailable",
 }
+# describe_instances' answer when an id does not exist (or is not an id at all).
+_UNKNOWN_INSTANCE_CODES = {"InvalidInstanceID.NotFound", "InvalidInstanceID.Malformed"}
 # Fields that change without anyone changing the instance's configuration.
 VOLATILE_FIELDS = ("State", "StateReason", "StateTransitionReason", "LaunchTime", "UsageOperationUpdateTime")
 
@@ -128,16 +130,7 @@ def instances_describe(*, region: str, instance_ids: list[str] | None = None) ->
     """Instance documents as the policies see them: describe_instances, plus the details of the
     instance's security groups (SecurityGroupDetails) and EBS volumes (Volumes)."""
     client = ec2(region)
-    instances: list[dict] = []
-    kwargs: dict[str, Any] = {"InstanceIds": instance_ids} if instance_ids else {}
-    while True:
-        page = _call(client.describe_instances, **kwargs)
-        for reservation in page.get("Reservations", []):
-            instances += reservation.get("Instances", [])
-        token = page.get("NextToken")
-        if not token:
-            break
-        kwargs["NextToken"] = token
+    instances = [instance for instance, _owner in _instances_read(client, instance_ids)]
     for instance in instances:
         if not instance.get("SecurityGroups"):
             # EC2 lists the primary interface's groups on the instance; some S3/EC2 look-alikes
@@ -176,6 +169,54 @@ def instances_describe(*, region: str, instance_ids: list[str] | None = None) ->
         ]
         documents.append(doc)
     return documents
+
+
+def _instances_read(client, instance_ids: list[str] | None) -> list[tuple[dict, str]]:
+    """describe_instances (all, or the ids named) with each reservation's owner account. EC2
+    refuses the whole call when one id is unknown: then each id is read on its own, so one bad
+    id in an event does not hide the real instances beside it (those EC2 does not know are
+    left out)."""
+    found: list[tuple[dict, str]] = []
+    kwargs: dict[str, Any] = {"InstanceIds": instance_ids} if instance_ids else {}
+    while True:
+        try:
+            page = _call(client.describe_instances, **kwargs)
+        except CloudError as exc:
+            if exc.code not in _UNKNOWN_INSTANCE_CODES or not instance_ids:
+                raise
+            if len(instance_ids) == 1:
+                return []
+            return [pair for one in instance_ids for pair in _instances_read(client, [one])]
+        for reservation in page.get("Reservations", []):
+            owner = reservation.get("OwnerId", "")
+            found += [(instance, owner) for instance in reservation.get("Instances", [])]
+        token = page.get("NextToken")
+        if not token:
+            return found
+        kwargs["NextToken"] = token
+
+
+@dataclass(frozen=True)
+class LaunchFacts:
+    """What EC2 says about an instance, to check a RunInstances event against."""
+
+    instance_id: str
+    launch_time: datetime | None
+    owner_id: str
+    state: str
+
+
+def instances_launch_facts(*, region: str, instance_ids: list[str]) -> dict[str, LaunchFacts]:
+    """The named instances EC2 knows (unknown ids are missing from the answer)."""
+    return {
+        instance["InstanceId"]: LaunchFacts(
+            instance_id=instance["InstanceId"],
+            launch_time=instance.get("LaunchTime"),
+            owner_id=owner,
+            state=(instance.get("State") or {}).get("Name", ""),
+        )
+        for instance, owner in _instances_read(ec2(region), instance_ids)
+    }
 
 
 def _chunks(items: list, size: int):

@@ -121,6 +121,7 @@ class ResponseKind(models.TextChoices):
     LOCK_ACCOUNT = "lock-account", "Lock account"
     BLOCK_ADDRESS = "block-address", "Block address"
     SUSPEND_USER = "suspend-user", "Suspend user"
+    CUSTODIAN = "custodian", "Custodian action"
 
 
 class ResponseState(models.TextChoices):
@@ -179,6 +180,9 @@ class AccessEvent(models.Model):
     address = models.GenericIPAddressField(null=True, blank=True)
     path = models.CharField(max_length=500, blank=True)
     status = models.PositiveSmallIntegerField(null=True, blank=True)
+    # A failed login from a browser that had signed in to the account (its device cookie's id):
+    # counted for that device only.
+    device = models.CharField(max_length=64, blank=True)
     created_at = models.DateTimeField(default=timezone.now)
 
     class Meta:
@@ -186,6 +190,7 @@ class AccessEvent(models.Model):
             models.Index(fields=["kind", "username", "created_at"]),
             models.Index(fields=["kind", "address", "created_at"]),
             models.Index(fields=["kind", "user", "created_at"]),
+            models.Index(fields=["kind", "device", "created_at"]),
         ]
 
     def __str__(self) -> str:
@@ -237,3 +242,22 @@ class FleetBaseline(models.Model):
 
     def __str__(self) -> str:
         return f"fleet baseline (version {self.version})"
+
+
+class DeadLetter(models.Model):
+    """An event message that could not be handled (malformed, or failing past its retries): kept
+    here with why, deleted from the queue so it is never retried forever, and alerted."""
+
+    source = models.CharField(max_length=32)  # "sqs"
+    message_id = models.CharField(max_length=128, blank=True)
+    body = models.TextField()
+    error = models.TextField()
+    receive_count = models.PositiveIntegerField(default=1)
+    created_at = models.DateTimeField(default=timezone.now)
+    alert = models.ForeignKey(Alert, null=True, blank=True, on_delete=models.SET_NULL, related_name="+")
+
+    class Meta:
+        ordering = ["-id"]
+
+    def __str__(self) -> str:
+        return f"dead letter {self.source}:{self.message_id}"

@@ -59,6 +59,7 @@ def instance_launch(
     public_ip: bool | None = None,
     open_ssh: bool = False,
     worker: bool = False,
+    hibernation: bool | None = None,
 ) -> str:
     """Launch one instance: compliant with every shipped rule unless told otherwise."""
     subnet = client.describe_subnets()["Subnets"][0]
@@ -99,6 +100,9 @@ def instance_launch(
             }
         ],
         TagSpecifications=_tags(all_tags) if all_tags else [],
+        # EC2 always reports HibernationOptions; moto only when given (c7n's hibernating stop
+        # reads it for every instance).
+        **({"HibernationOptions": {"Configured": hibernation}} if hibernation is not None else {}),
     )
     return answer["Instances"][0]["InstanceId"]
 

@@ -17,6 +17,7 @@ from django.utils import timezone
 from django.views.decorators.csrf import csrf_exempt
 from django.views.decorators.http import require_POST
 
+from core.csv_cells import csv_row
 from core.models import Alert
 from core.roles import permission_required
 from security import selectors
@@ -95,7 +96,8 @@ def violation_export_csv(request: HttpRequest) -> HttpResponse:
     writer = None
     for violation in qs.iterator(chunk_size=500):
         row = selectors.violation_export_row(violation)
-        row["checks"] = json.dumps(row["checks"])
+        # Names and tags are whoever launched the instance's text: no formula reaches a sheet.
+        row = csv_row({**row, "checks": json.dumps(row["checks"])})
         if writer is None:
             writer = csv.DictWriter(response, fieldnames=list(row))
             writer.writeheader()
@@ -322,7 +324,14 @@ def ec2_events(request: HttpRequest) -> JsonResponse:
         return JsonResponse({"error": "a valid bearer token is required"}, status=401)
     try:
         body = json.loads(request.body)
+    except RecursionError:
+        return JsonResponse({"error": "malformed event: JSON nested too deeply"}, status=400)
+    except ValueError as exc:
+        return JsonResponse({"error": f"malformed event: not JSON: {exc}"}, status=400)
+    try:
         result = ec2_event_receive(body=body, source="webhook")
-    except (ValueError, EventRejected) as exc:
+    except EventRejected as exc:
         return JsonResponse({"error": f"malformed event: {exc}"}, status=400)
+    # Every instance was handled on its own: ids EC2 does not know, launches EC2 contradicts
+    # (alerted, not acted on) and the cloud's errors are listed in the answer.
     return JsonResponse(result.as_dict(), status=200)

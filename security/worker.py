@@ -39,7 +39,7 @@ class _Registering:
         signal.signal(signal.SIGTERM, self._stop_during_bootstrap)
         super().bootstrap(*args, **kwargs)
         from security.fleet import registration_document, registration_problems
-        from security.policy import PolicyValidationError, Trigger
+        from security.policy import PolicyValidationError, Trigger, policy_set_current
         from security.services.evaluation import instance_evaluate
         from security.services.inventory import worker_register
 
@@ -47,8 +47,11 @@ class _Registering:
             worker_name=self.name, queues=self.queue_names(), pid=self.pid, hostname=self.hostname or ""
         )
         try:
+            # Policies first (compiling them imports Custodian, most of a second on a busy
+            # machine): once registered, the worker is judged at once.
+            policies = policy_set_current()
             instance = worker_register(document=document)
-            report = instance_evaluate(instance_id=instance.pk, trigger=Trigger.START)
+            report = instance_evaluate(instance_id=instance.pk, trigger=Trigger.START, policies=policies)
             problems = registration_problems(document) if report.fired else []
         except (DatabaseError, PolicyValidationError) as exc:
             # Not checked now; the periodic sweep checks it. Refusing to start would turn a

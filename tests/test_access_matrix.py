@@ -59,8 +59,10 @@ EXPECTED: dict[str, tuple] = {
     "backups:run_json": (LOGIN, 403, 404, 403, 404),
     "backups:run_failures_csv": (LOGIN, 403, 404, 403, 404),
     "backups:restore_detail": (LOGIN, 403, 404, 403, 404),
+    "backups:policy_detail": (LOGIN, 403, 404, 403, 404),
     "backups:run_start": (LOGIN, 403, 405, 403, 405),
     "backups:failure_retry": (LOGIN, 403, 405, 403, 405),
+    "backups:legal_hold": (LOGIN, 403, 405, 403, 405),
     "backups:s3_events": (405,) * 5,  # machines POST here with a bearer token
     "security:home": (LOGIN, 403, 403, 200, 200),
     "security:violations": (LOGIN, 403, 403, 200, 200),
@@ -246,7 +248,8 @@ def sample_kwargs(clients, s3):
             "artifact_id": artifact.pk, "rule_set_id": rule_set.pk, "rule_id": rule_set.rules.first().pk, "user_id": publisher.pk,
             "playback_id": delivery.playback_id, "token": "public", "name": "master.m3u8", "upload_id": str(uuid.uuid4()),
             "token_id": 0, "import_id": 0, "rung": "h264-360p",
-            "violation_id": 0, "alert_id": 0, "response_id": 0, "run_id": 0, "failure_id": 0, "restore_id": 0}
+            "violation_id": 0, "alert_id": 0, "response_id": 0, "run_id": 0, "failure_id": 0, "restore_id": 0,
+            "policy_id": 0}
 
 
 @pytest.mark.django_db

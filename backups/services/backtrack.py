@@ -25,18 +25,18 @@ from __future__ import annotations
 import logging
 from dataclasses import dataclass
 
-from django.conf import settings
 from django.db import transaction
 from django.db.models import F
 from django.urls import reverse
 from django.utils import timezone
 from django.utils.http import urlencode
 
-from backups import storage
+from backups import crypto, storage
 from backups.models import (
     BackupRun,
     CopyMethod,
     CopyTask,
+    Encryption,
     Failure,
     FailureCause,
     FailureCheck,
@@ -46,7 +46,9 @@ from backups.models import (
     TaskState,
     VersionState,
 )
+from backups.services import keys
 from backups.services.common import alert_for, destination_place, key_digest, source_place
+from backups.services.rewrite import blob_rewrite, sealing_of
 from core import s3
 from core.models import AlertSeverity
 from core.services import alert_resolve, event_record
@@ -151,42 +153,6 @@ def _older_good_version(version: ObjectVersion) -> ObjectVersion | None:
     )
 
 
-# --------------------------------------------------------------------------- rewriting bytes
-
-
-def blob_rewrite(
-    *, origin: storage.Place, origin_key: str, if_match: str | None, expected_sha: str, size: int,
-    target: storage.Place, target_key: str, source: bool = False,
-) -> None:
-    """Write `origin_key`'s bytes to `target_key` only if they hash to `expected_sha`, then read
-    the written object back and check it. Replaces what is there: use it only on a copy proven
-    bad, or to restore."""
-
-    def accept(digest: s3.Digest) -> None:
-        if digest.sha256 != expected_sha:
-            raise storage.ContentMismatch(
-                f"{origin.bucket}/{origin_key} has SHA-256 {_short(digest.sha256)}, expected {_short(expected_sha)}",
-                evidence={"read_sha256": digest.sha256, "expected_sha256": expected_sha},
-            )
-
-    if size <= settings.BACKUP_INLINE_MAX_BYTES:
-        data, digest = storage.read_all(origin, origin_key, if_match=if_match, source=source)
-        accept(digest)
-        storage.put_replace(target, target_key, data, md5=digest.md5)
-    else:
-        # Multipart: nothing becomes visible unless `accept` passes before completion.
-        storage.stream_upload(
-            storage.stream(origin, origin_key, if_match=if_match, source=source),
-            target, target_key, size_hint=size, accept=accept,
-        )
-    written = storage.read_digest(target, target_key)
-    if written.sha256 != expected_sha:
-        raise storage.TransferFailed(
-            f"{target.bucket}/{target_key} read back with SHA-256 {_short(written.sha256)}, expected {_short(expected_sha)}",
-            evidence={"read_back_sha256": written.sha256},
-        )
-
-
 def _repair_task(*, run: BackupRun, version: ObjectVersion, method: str, error: str = "") -> CopyTask:
     now = timezone.now()
     return CopyTask.objects.create(
@@ -252,7 +218,13 @@ def copy_failure_record(*, run: BackupRun, version: ObjectVersion, task: CopyTas
     ]
     alert, restart, resolution, action = None, None, Resolution.ALERTED, ""
     dedup = f"{cause}:{version.source_id}:{key_digest(version.key)}"
-    if cause == FailureCause.SOURCE_CHANGED:
+    if cause == FailureCause.SOURCE_CHANGED and version.version_id and not version.is_current:
+        from backups.services.scan_versions import version_missed_record
+
+        alert = version_missed_record(run=run, version=version, detail=outcome.detail)
+        chain.append(_step("Root cause", "this version was deleted from the versioned source before it was copied"))
+        action = "recorded as missed; alert raised (the version cannot be copied any more)"
+    elif cause == FailureCause.SOURCE_CHANGED:
         if version.state == VersionState.PENDING:
             version.state = VersionState.VANISHED
             version.save(update_fields=["state"])
@@ -303,8 +275,9 @@ def copy_failure_record(*, run: BackupRun, version: ObjectVersion, task: CopyTas
 # --------------------------------------------------------------------------- verification failures
 
 
-def _other_good_copy(version: ObjectVersion) -> tuple[storage.Place, str] | None:
-    """Another backup copy of the same bytes (another policy or destination) that verifies."""
+def _other_good_copy(version: ObjectVersion) -> tuple[storage.Place, str, bytes | None] | None:
+    """Another backup copy of the same bytes (another policy or destination) that verifies:
+    (place, key, its data key when it is encrypted)."""
     others = (
         ObjectVersion.objects.filter(sha256=version.sha256, state=VersionState.PROTECTED)
         .exclude(backup_bucket=version.backup_bucket, backup_key=version.backup_key)
@@ -316,9 +289,10 @@ def _other_good_copy(version: ObjectVersion) -> tuple[storage.Place, str] | None
             place = storage.Place.resolve(
                 target=storage.endpoint_target(other.source.policy.destination_endpoint), bucket=other.backup_bucket
             )
-            if storage.read_digest(place, other.backup_key).sha256 == version.sha256:
-                return place, other.backup_key
-        except storage.StorageError:
+            dek = keys.dek_of(other)
+            if storage.read_digest(place, other.backup_key, dek=dek).sha256 == version.sha256:
+                return place, other.backup_key, dek
+        except (storage.StorageError, keys.KeysUnusable, crypto.KeyError_):
             continue
     return None
 
@@ -333,6 +307,7 @@ class _RepairOrigin:
     source: bool
     method: str
     label: str
+    dek: bytes | None = None
 
 
 def _intact_source(version: ObjectVersion, chain: list[dict]) -> _RepairOrigin | None:
@@ -368,30 +343,47 @@ def _repair_origin(version: ObjectVersion, chain: list[dict]) -> _RepairOrigin |
         other = _other_good_copy(version)
         if other is not None:
             chain.append(_step("Other backups", f"a good copy of the same bytes at {other[0].bucket}/{other[1]}"))
-            origin = _RepairOrigin(other[0], other[1], None, False, CopyMethod.FROM_BACKUP, "another good backup copy")
+            origin = _RepairOrigin(
+                other[0], other[1], None, False, CopyMethod.FROM_BACKUP, "another good backup copy", other[2]
+            )
     return origin
+
+
+def sharing_versions(version: ObjectVersion):
+    """Every ledger version whose backup copy is `version`'s (identical bytes are stored once)."""
+    return ObjectVersion.objects.filter(backup_bucket=version.backup_bucket, backup_key=version.backup_key)
 
 
 def backup_damage_handle(
     *, run: BackupRun, version: ObjectVersion, cause: str, detail: str, evidence: dict | None = None
 ) -> Failure:
-    """A backup copy is missing or does not hash to the ledger's SHA-256: trace and repair."""
+    """A backup copy is missing or does not hash to the ledger's SHA-256: trace and repair.
+    One copy shared by several versions is one finding that names them all."""
+    sharing = list(sharing_versions(version).exclude(state=VersionState.LOST).order_by("pk")) or [version]
+    sharing_versions(version).exclude(state=VersionState.LOST).update(state=VersionState.DAMAGED)
     version.state = VersionState.DAMAGED
-    version.save(update_fields=["state"])
     dst = destination_place(run.policy)
     chain = [_step("Backup copy check", detail), ledger_step(version), copy_task_step(version)]
+    if len(sharing) > 1:
+        chain.append(_step("Shared copy", f"{len(sharing)} ledger versions have these bytes and share this one copy"))
     origin = _repair_origin(version, chain)
     damaged = "missing" if cause == FailureCause.BACKUP_MISSING else "corrupted"
     chain.append(_step("Root cause", f"the backup copy was {damaged} after it was written and checked"))
-    dedup = f"{cause}:{version.source_id}:{key_digest(version.key)}"
+    dedup = f"{cause}:blob:{key_digest(version.backup_bucket + '/' + version.backup_key)}"
+    references = [{"version": v.pk, "key": v.key, "label": v.version_label} for v in sharing] if len(sharing) > 1 else []
     if origin is not None:
-        return _damaged_copy_rewrite(
+        failure = _damaged_copy_rewrite(
             run=run, version=version, origin=origin, target=dst, cause=cause, detail=detail, damaged=damaged,
             chain=chain, dedup=dedup, evidence=evidence,
         )
-    return _damaged_copy_lost(
-        run=run, version=version, cause=cause, detail=detail, chain=chain, dedup=dedup, evidence=evidence
-    )
+    else:
+        failure = _damaged_copy_lost(
+            run=run, version=version, cause=cause, detail=detail, chain=chain, dedup=dedup, evidence=evidence
+        )
+    if references:
+        Failure.objects.filter(pk=failure.pk).update(references=references)
+        failure.references = references
+    return failure
 
 
 def _damaged_copy_rewrite(
@@ -404,6 +396,7 @@ def _damaged_copy_rewrite(
         blob_rewrite(
             origin=origin.place, origin_key=origin.key, if_match=origin.if_match, expected_sha=version.sha256,
             size=version.size, target=target, target_key=version.backup_key, source=origin.source,
+            origin_dek=origin.dek, seal=sealing_of(version), sse=run.policy.encryption == Encryption.SERVER,
         )
     except storage.StorageError as exc:
         # A good origin exists: this is not a loss. The copy stays DAMAGED, so the next
@@ -444,7 +437,9 @@ def _damaged_copy_lost(
     *, run: BackupRun, version: ObjectVersion, cause: str, detail: str, chain: list[dict], dedup: str,
     evidence: dict | None,
 ) -> Failure:
-    """No origin holds the bytes: the version is LOST; the alert points at the newest older version."""
+    """No origin holds the bytes: the version (and every one sharing its copy) is LOST; the alert
+    points at the newest older version."""
+    sharing_versions(version).update(state=VersionState.LOST)
     ObjectVersion.objects.filter(pk=version.pk).update(state=VersionState.LOST)
     older = _older_good_version(version)
     chain.append(_step(
@@ -482,6 +477,7 @@ def source_corruption_handle(*, run: BackupRun, version: ObjectVersion, detail: 
             blob_rewrite(
                 origin=destination_place(policy), origin_key=version.backup_key, if_match=None,
                 expected_sha=version.sha256, size=version.size, target=source_place(version.source), target_key=version.key,
+                origin_dek=keys.dek_of(version),
             )
         except storage.StorageError as exc:
             chain.append(_step("Restart: heal the source", f"failed: {exc.detail}"))
@@ -536,6 +532,7 @@ def failure_retry(*, failure_id: int) -> Failure:
         version.pk, version.key, version.etag, version.size, version.sha256,
         storage.Place.resolve(target=dst.target, bucket=version.backup_bucket or dst.bucket), version.backup_key,
         source_place(version.source) if failure.failed_check == FailureCheck.VERIFY_SOURCE and version.is_current else None,
+        keys.dek_of(version),
     )
     outcome = verify_one(spec)
     now = timezone.now()

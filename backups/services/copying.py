@@ -29,11 +29,12 @@ from django.db.models import F
 from django.db.models.functions import Coalesce
 from django.utils import timezone
 
-from backups import storage
+from backups import crypto, storage
 from backups.models import (
     BackupRun,
     CopyMethod,
     CopyTask,
+    Encryption,
     Failure,
     FailureCause,
     ObjectVersion,
@@ -41,6 +42,7 @@ from backups.models import (
     TaskState,
     VersionState,
 )
+from backups.services import keys, write_once
 from backups.services.common import (
     destination_place,
     destination_prefix,
@@ -48,6 +50,7 @@ from backups.services.common import (
     rows_update,
     source_place,
 )
+from backups.services.sealed_copy import Sealed, copy_sealed
 from core import s3
 
 logger = logging.getLogger(__name__)
@@ -67,6 +70,10 @@ class CopySpec:
     dst_prefix: str
     inline_max: int
     attempts_before: int = 0
+    kek: crypto.Kek | None = None  # set: the policy encrypts its copies client-side
+    lock: tuple | None = None  # (S3 Object Lock mode, retain until) of every copy written
+    s3_version_id: str = ""  # set on versioned sources: the exact version is read
+    sse: bool = False  # ask the store to encrypt what it keeps (SSE-S3)
 
 
 @dataclass
@@ -83,6 +90,7 @@ class CopyOutcome:
     # What a HEAD of the source said after the copy or the failure: {"etag", "size"} or {"missing": True}.
     source_now: dict | None = None
     changed_during_copy: bool = False
+    sealed: Sealed | None = None
 
 
 def _backoff(tries: int) -> float:
@@ -103,24 +111,38 @@ def _is_same_version(spec: CopySpec, now: dict | None) -> bool:
     return bool(now) and now.get("etag") == spec.etag and now.get("size") == spec.size
 
 
-def _copy_attempt(spec: CopySpec) -> tuple[str, s3.Digest, str]:
-    """One try at copying; returns (method, digest, backup key) or raises a StorageError."""
+def _pinned(spec: CopySpec) -> dict:
+    return {"version_id": spec.s3_version_id} if spec.s3_version_id else {}
+
+
+def _copy_attempt(spec: CopySpec) -> tuple[str, s3.Digest, str, Sealed | None]:
+    """One try at copying; returns (method, digest, backup key, wrapped data key or None) or
+    raises a StorageError."""
+    if spec.kek is not None:
+        return copy_sealed(spec)
+    method, digest, key = _copy_plain(spec)
+    return method, digest, key, None
+
+
+def _copy_plain(spec: CopySpec) -> tuple[str, s3.Digest, str]:
     what = f"{spec.src.bucket}/{spec.key}"
     if spec.size <= spec.inline_max:
-        data, digest = storage.read_all(spec.src, spec.key, if_match=spec.etag, source=True)
+        data, digest = storage.read_all(spec.src, spec.key, if_match=spec.etag, source=True, **_pinned(spec))
         storage.check_against_listing(digest, etag=spec.etag, size=spec.size, what=what)
         key = storage.blob_key(spec.dst_prefix, digest.sha256)
-        written = storage.put_once(spec.dst, key, data, md5=digest.md5)
+        written = storage.put_once(spec.dst, key, data, md5=digest.md5, lock=spec.lock, sse=spec.sse)
         return (CopyMethod.INLINE if written else CopyMethod.DEDUPLICATED), digest, key
 
-    if spec.src.same_server_as(spec.dst) and not s3.is_multipart_etag(spec.etag):
+    if spec.src.same_server_as(spec.dst) and not s3.is_multipart_etag(spec.etag) and not spec.s3_version_id:
         digest = storage.read_digest(spec.src, spec.key, if_match=spec.etag, source=True)
         storage.check_against_listing(digest, etag=spec.etag, size=spec.size, what=what)
         key = storage.blob_key(spec.dst_prefix, digest.sha256)
         if storage.head(spec.dst, key) is not None:
             return CopyMethod.DEDUPLICATED, digest, key
         # If-Match pins the version we hashed; the copy's ETag must be the MD5 of those bytes.
-        copied = storage.server_copy(spec.src, spec.key, spec.dst, key, size=spec.size, if_match=spec.etag)
+        copied = storage.server_copy(
+            spec.src, spec.key, spec.dst, key, size=spec.size, if_match=spec.etag, lock=spec.lock, sse=spec.sse
+        )
         if copied != digest.md5:
             storage.delete(spec.dst, key)
             raise storage.TransferFailed(
@@ -131,18 +153,19 @@ def _copy_attempt(spec: CopySpec) -> tuple[str, s3.Digest, str]:
 
     staging = f"{spec.dst_prefix}staging/task-{spec.task_id}"
     digest, _ = storage.stream_upload(
-        storage.stream(spec.src, spec.key, if_match=spec.etag, source=True),
+        storage.stream(spec.src, spec.key, if_match=spec.etag, source=True, **_pinned(spec)),
         spec.dst,
         staging,
         size_hint=spec.size,
         accept=lambda d: storage.check_against_listing(d, etag=spec.etag, size=spec.size, what=what),
+        sse=spec.sse,
     )
     try:
         key = storage.blob_key(spec.dst_prefix, digest.sha256)
         if storage.head(spec.dst, key) is not None:
             return CopyMethod.DEDUPLICATED, digest, key
         staged = storage.head(spec.dst, staging) or {}
-        copied = storage.server_copy(spec.dst, staging, spec.dst, key, size=spec.size)
+        copied = storage.server_copy(spec.dst, staging, spec.dst, key, size=spec.size, lock=spec.lock, sse=spec.sse)
         # AWS gives a plain copy a fresh MD5 ETag; SeaweedFS keeps the staging object's.
         if copied not in (digest.md5, s3.etag_clean(staged.get("ETag"))):
             storage.delete(spec.dst, key)
@@ -188,7 +211,7 @@ def copy_one(spec: CopySpec) -> CopyOutcome:
     while True:
         tries += 1
         try:
-            method, digest, key = _copy_attempt(spec)
+            method, digest, key, sealed = _copy_attempt(spec)
         except storage.StorageError as exc:
             attempts.append(exc.detail)
             verdict = _verdict(spec, exc, tries)
@@ -200,8 +223,10 @@ def copy_one(spec: CopySpec) -> CopyOutcome:
                 spec=spec, ok=False, tries=tries, cause=cause, detail=exc.detail,
                 evidence={**exc.evidence, "attempts": attempts}, source_now=now,
             )
-        outcome = CopyOutcome(spec=spec, ok=True, tries=tries, method=method, digest=digest, backup_key=key)
-        if spec.size > spec.inline_max or s3.is_multipart_etag(spec.etag):
+        outcome = CopyOutcome(
+            spec=spec, ok=True, tries=tries, method=method, digest=digest, backup_key=key, sealed=sealed
+        )
+        if not spec.s3_version_id and (spec.size > spec.inline_max or s3.is_multipart_etag(spec.etag)):
             # A long copy, or one whose ETag cannot prove the bytes: did the source change while
             # we read it? The copy still holds the version we listed, so it is kept either way.
             now = _source_now(spec)
@@ -248,6 +273,12 @@ class _Places:
     def __init__(self, run: BackupRun) -> None:
         self.dst = destination_place(run.policy)
         self.prefix = destination_prefix(run.policy)
+        self.kek = keys.current_kek() if run.policy.encryption == Encryption.CLIENT else None
+        policy = run.policy
+        self.sse = policy.encryption == Encryption.SERVER
+        self.lock = None
+        if policy.lock_mode and policy.lock_days:
+            self.lock = (policy.lock_mode, timezone.now() + timedelta(days=policy.lock_days))
         self._sources: dict[int, storage.Place] = {}
 
     def source(self, source) -> storage.Place:
@@ -278,7 +309,8 @@ def tasks_claim(*, run: BackupRun, owner: str, limit: int, places: _Places) -> l
         CopySpec(
             task_id=t.pk, version_id=t.version_id, key=t.version.key, etag=t.version.etag, size=t.version.size,
             src=places.source(t.version.source), dst=places.dst, dst_prefix=places.prefix,
-            inline_max=settings.BACKUP_INLINE_MAX_BYTES, attempts_before=t.attempts,
+            inline_max=settings.BACKUP_INLINE_MAX_BYTES, attempts_before=t.attempts, kek=places.kek, lock=places.lock,
+            s3_version_id=t.version.version_id, sse=places.sse,
         )
         for t in claimed
     ]
@@ -299,13 +331,18 @@ def copy_outcomes_record(*, run: BackupRun, outcomes: list[CopyOutcome]) -> None
         # already there was not read by us, so it waits, never-verified, for the next verification.
         rows_update(
             ObjectVersion,
-            ["sha256", "md5", "state", "backup_bucket", "backup_key", "copied_at", "verified_at", "copied_by"],
+            ["sha256", "md5", "state", "backup_bucket", "backup_key", "copied_at", "verified_at", "copied_by",
+             "kek_id", "wrapped_key"],
             [
                 (o.spec.version_id, o.digest.sha256, o.digest.md5, VersionState.PROTECTED, o.spec.dst.bucket,
-                 o.backup_key, now, None if o.method == CopyMethod.DEDUPLICATED else now, o.spec.task_id)
+                 o.backup_key, now, None if o.method == CopyMethod.DEDUPLICATED else now, o.spec.task_id,
+                 o.sealed.kek_id if o.sealed else "", o.sealed.wrapped_key if o.sealed else "")
                 for o in ok
             ],
         )
+        locked = [o for o in ok if o.spec.lock]
+        if locked:
+            _locks_record(locked)
         copied_bytes = {o.spec.task_id: 0 if o.method == CopyMethod.DEDUPLICATED else o.digest.size for o in ok}
         rows_update(
             CopyTask,
@@ -329,6 +366,9 @@ def copy_outcomes_record(*, run: BackupRun, outcomes: list[CopyOutcome]) -> None
             objects_repaired=F("objects_repaired") + repaired,
             heartbeat_at=now,
         )
+        if ok:
+            # New bytes of write-once keys: the same content takes over, other content is flagged.
+            write_once.candidates_settle(run=run, version_ids=[o.spec.version_id for o in ok])
         changed = [o for o in ok if o.changed_during_copy]
         if changed:
             versions = ObjectVersion.objects.in_bulk([o.spec.version_id for o in changed])
@@ -344,6 +384,19 @@ def copy_outcomes_record(*, run: BackupRun, outcomes: list[CopyOutcome]) -> None
             backtrack.copy_failure_record(
                 run=run, version=versions[o.spec.version_id], task=tasks[o.spec.task_id], outcome=o
             )
+
+
+def _locks_record(outcomes: list[CopyOutcome]) -> None:
+    """How long each copy is locked: what we wrote it with, or, for a copy that was already
+    there, what the ledger knows of it (the store keeps the first write's lock)."""
+    for o in outcomes:
+        until = o.spec.lock[1]
+        if o.method == CopyMethod.DEDUPLICATED:
+            until = (
+                ObjectVersion.objects.filter(backup_bucket=o.spec.dst.bucket, backup_key=o.backup_key, locked_until__isnull=False)
+                .order_by("locked_until").values_list("locked_until", flat=True).first()
+            )  # fmt: skip
+        ObjectVersion.objects.filter(pk=o.spec.version_id).update(locked_until=until)
 
 
 def _outstanding(run: BackupRun) -> bool:

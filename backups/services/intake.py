@@ -3,7 +3,8 @@
 Two ways in, neither importing the pipeline:
 - the shared event log (core.Event), followed with a cursor: the pipeline's intake records
   `asset.created` (payload "key": the upload in the ingest bucket) and `job.published`
-  (payload "asset": its media under `assets/<id>/`); any app may record an event whose payload
+  (payload "asset" and "prefix": its media under `assets/<id>/` and its package under
+  `published/<id>/<job>/`); any app may record an event whose payload
   names a "bucket" with a "key" or "prefix";
 - S3 event notification documents (ObjectCreated:*, ObjectRemoved:*) posted to
   /backups/events/s3/ with the storage-events bearer token (e.g. from an AWS SNS/SQS relay).
@@ -21,7 +22,7 @@ from django.conf import settings
 from django.db import IntegrityError, transaction
 
 from backups import storage
-from backups.models import EventCursor, LegalHold, PolicySource, ScanRequest
+from backups.models import EventCursor, ObjectVersion, PolicySource, ScanRequest
 from core.models import Event
 
 logger = logging.getLogger(__name__)
@@ -67,10 +68,22 @@ def _event_targets(event: dict) -> list[tuple[str, str]]:
     if event["type"] == "asset.created" and payload.get("key"):
         return [(settings.S3_BUCKET_INGEST, str(payload["key"]))]
     if event["type"] == "job.published" and payload.get("asset"):
-        return [(settings.S3_BUCKET_MEDIA, f"assets/{payload['asset']}/")]
+        # Its renditions and the published package (playlists, manifest, segments, sprites).
+        published = str(payload.get("prefix") or f"published/{payload['asset']}").rstrip("/") + "/"
+        return [(settings.S3_BUCKET_MEDIA, f"assets/{payload['asset']}/"), (settings.S3_BUCKET_MEDIA, published)]
     if payload.get("bucket") and (payload.get("key") or payload.get("prefix")):
         return [(str(payload["bucket"]), str(payload.get("key") or payload.get("prefix")))]
     return []
+
+
+def legal_hold_from_event(*, bucket: str, prefix: str) -> int:
+    """An event says what was under `prefix` is under a legal hold (an asset deleted under one,
+    docs/delivery.md): hold its ledger versions, so retention keeps their copies until a person
+    clears the hold on the policy page. Returns how many versions it covers."""
+    held = 0
+    for source, narrowed in _covering_sources(bucket, prefix):
+        held += ObjectVersion.objects.filter(source=source, key__startswith=narrowed).update(legal_hold=True)
+    return held
 
 
 def events_follow(*, limit: int = 1000) -> int:
@@ -85,10 +98,7 @@ def events_follow(*, limit: int = 1000) -> int:
             for bucket, prefix in _event_targets(event):
                 added += scan_request_add(bucket=bucket, prefix=prefix, reason=f"event {event['type']} #{event['id']}")
                 if (event.get("payload") or {}).get("legal_hold") is True:
-                    LegalHold.objects.get_or_create(
-                        bucket=bucket, prefix=prefix, released_at=None,
-                        defaults={"reason": f"event {event['type']} #{event['id']}"},
-                    )  # fmt: skip
+                    legal_hold_from_event(bucket=bucket, prefix=prefix)
         if events:
             cursor.last_event_id = events[-1]["id"]
             cursor.save(update_fields=["last_event_id"])

@@ -3,8 +3,9 @@ from the backup copies; each written object is read back and checked against the
 SHA-256. A backup copy that does not hash right is never written anywhere.
 
 An asset's objects are found through S3 keys and the shared event log only (backups does not
-import the pipeline): its published media under `assets/<id>/` in the media bucket, and its
-source upload, whose key the pipeline's `asset.created` event records.
+import the pipeline): its media under `assets/<id>/` and its published packages under
+`published/<id>/` in the media bucket, and its source upload, whose key the pipeline's
+`asset.created` event records.
 """
 
 from __future__ import annotations
@@ -16,10 +17,10 @@ from datetime import datetime
 
 from django.conf import settings
 from django.db import transaction
-from django.db.models import F
+from django.db.models import F, Q
 from django.utils import timezone
 
-from backups import progress, storage
+from backups import crypto, progress, storage
 from backups.models import (
     BackupPolicy,
     ObjectVersion,
@@ -31,15 +32,18 @@ from backups.models import (
     TaskState,
     VersionState,
 )
-from backups.services.backtrack import blob_rewrite
+from backups.services import keys
 from backups.services.common import destination_place, process_label, source_place
+from backups.services.rewrite import blob_rewrite
 from backups.services.scan import key_prefix_filter
 from core.models import Event
 from core.services import event_record
 
 logger = logging.getLogger(__name__)
 
-ASSET_MEDIA_PREFIX = "assets/{asset_id}/"
+# An asset's objects in the media bucket: its renditions and working outputs, and its
+# published packages (everything a viewer needs).
+ASSET_MEDIA_PREFIXES = ("assets/{asset_id}/", "published/{asset_id}/")
 RESTORABLE = (VersionState.PROTECTED, VersionState.DAMAGED)
 
 
@@ -59,15 +63,18 @@ def asset_source_key(asset_id: int) -> str | None:
 
 
 def _candidates(*, policy: BackupPolicy, scope: str, selector: str):
-    base = ObjectVersion.objects.filter(source__policy=policy)
+    # A version that overwrote a write-once object is evidence, never what a restore brings back.
+    base = ObjectVersion.objects.filter(source__policy=policy, tampered_at__isnull=True)
     if scope == RestoreScope.PREFIX:
         return key_prefix_filter(base, selector)
     if scope == RestoreScope.ASSET:
-        media_prefix = ASSET_MEDIA_PREFIX.format(asset_id=int(selector))
         sources = list(policy.sources.all())
         media = [s.pk for s in sources if storage.bucket_resolve(s.bucket) == settings.S3_BUCKET_MEDIA]
         ingest = [s.pk for s in sources if storage.bucket_resolve(s.bucket) == settings.S3_BUCKET_INGEST]
-        ids = list(key_prefix_filter(base.filter(source_id__in=media), media_prefix).values_list("pk", flat=True))
+        ids = []
+        for pattern in ASSET_MEDIA_PREFIXES:
+            prefix = pattern.format(asset_id=int(selector))
+            ids += list(key_prefix_filter(base.filter(source_id__in=media), prefix).values_list("pk", flat=True))
         upload = asset_source_key(int(selector))
         if upload:
             ids += list(base.filter(source_id__in=ingest, key=upload).values_list("pk", flat=True))
@@ -76,15 +83,17 @@ def _candidates(*, policy: BackupPolicy, scope: str, selector: str):
 
 
 def versions_for_restore(
-    *, policy: BackupPolicy, scope: str, selector: str, as_of: datetime | None = None
+    *, policy: BackupPolicy, scope: str, selector: str, as_of: datetime | None = None, version_label: str = ""
 ) -> list[ObjectVersion]:
-    """One version per (source, key): the one current at `as_of`, or else the newest
-    (for a deleted object, its last version)."""
+    """One version per (source, key): the one named by `version_label` (S3 version id or
+    ETag), else the one current at `as_of`, or else the newest (for a deleted object, its last
+    version)."""
     chosen: dict[tuple[int, str], ObjectVersion] = {}
     unusable: dict[tuple[int, str], ObjectVersion] = {}
-    qs = _candidates(policy=policy, scope=scope, selector=selector).select_related("source").order_by(
-        "source_id", "key", "-first_seen_at", "-pk"
-    )
+    qs = _candidates(policy=policy, scope=scope, selector=selector)
+    if version_label:
+        qs, as_of = qs.filter(Q(version_id=version_label) | Q(etag=version_label)), None
+    qs = qs.select_related("source").order_by("source_id", "key", "-first_seen_at", "-pk")
     for version in qs.iterator(chunk_size=1000):
         ident = (version.source_id, version.key)
         if ident in chosen:
@@ -101,8 +110,10 @@ def versions_for_restore(
     return list(chosen.values()) + [v for ident, v in unusable.items() if ident not in chosen]
 
 
-def _validate(*, scope: str, selector: str, target_bucket: str, target_prefix: str) -> str:
+def _validate(*, scope: str, selector: str, target_bucket: str, target_prefix: str, version_label: str = "") -> str:
     selector = selector.strip()
+    if version_label and scope != RestoreScope.OBJECT:
+        raise RestoreRejected("A version can only be named when restoring one object.")
     if scope not in RestoreScope.values:
         raise RestoreRejected(f"Unknown scope {scope!r}.")
     if not selector and scope != RestoreScope.PREFIX:
@@ -118,16 +129,23 @@ def _validate(*, scope: str, selector: str, target_bucket: str, target_prefix: s
 def restore_create(
     *, policy: BackupPolicy, scope: str, selector: str, as_of: datetime | None = None,
     target_endpoint: StorageEndpoint | None = None, target_bucket: str = "", target_prefix: str = "",
-    actor=None, enqueue: bool = False,
+    actor=None, enqueue: bool = False, version_label: str = "",
 ) -> Restore:
     """Plan a restore (one item per object). RestoreRejected when nothing matches."""
-    selector = _validate(scope=scope, selector=selector, target_bucket=target_bucket, target_prefix=target_prefix)
-    versions = versions_for_restore(policy=policy, scope=scope, selector=selector, as_of=as_of)
+    version_label = version_label.strip()
+    selector = _validate(
+        scope=scope, selector=selector, target_bucket=target_bucket, target_prefix=target_prefix, version_label=version_label
+    )
+    versions = versions_for_restore(
+        policy=policy, scope=scope, selector=selector, as_of=as_of, version_label=version_label
+    )
     if not versions:
         when = f" as of {as_of:%Y-%m-%d %H:%M} UTC" if as_of else ""
+        when = f" in version {version_label}" if version_label else when
         raise RestoreRejected(f"No backed-up object of policy {policy.name} matches {scope} {selector!r}{when}.")
     restore = Restore.objects.create(
-        policy=policy, scope=scope, selector=selector, as_of=as_of, target_endpoint=target_endpoint,
+        policy=policy, scope=scope, selector=selector, as_of=as_of, version_label=version_label,
+        target_endpoint=target_endpoint,
         target_bucket=target_bucket.strip(), target_prefix=target_prefix.strip(), objects_total=len(versions),
         requested_by=actor if getattr(actor, "is_authenticated", False) else None,
     )
@@ -170,6 +188,7 @@ class _ItemSpec:
     size: int
     target: storage.Place
     target_key: str
+    dek: bytes | None = None
 
 
 def _restore_one(spec: _ItemSpec) -> tuple[int, str]:
@@ -177,7 +196,7 @@ def _restore_one(spec: _ItemSpec) -> tuple[int, str]:
     try:
         blob_rewrite(
             origin=spec.backup, origin_key=spec.backup_key, if_match=None, expected_sha=spec.sha256,
-            size=spec.size, target=spec.target, target_key=spec.target_key,
+            size=spec.size, target=spec.target, target_key=spec.target_key, origin_dek=spec.dek,
         )
     except storage.ContentMismatch as exc:
         return spec.item_id, f"the backup copy is damaged, nothing was written ({exc.detail}); run a verification to repair it"
@@ -199,6 +218,7 @@ def _item_specs(restore: Restore) -> list[_ItemSpec]:
                 backup=storage.Place.resolve(target=backup.target, bucket=v.backup_bucket or backup.bucket),
                 backup_key=v.backup_key, sha256=v.sha256, size=v.size,
                 target=storage.Place.resolve(target=target, bucket=item.target_bucket), target_key=item.target_key,
+                dek=keys.dek_of(v),
             )
         )
     return specs
@@ -216,10 +236,11 @@ def restore_execute(*, restore_id: int, concurrency: int | None = None) -> Resto
     publisher.maybe(force=True)
     try:
         specs = _item_specs(restore)
-    except storage.StorageError as exc:
-        Restore.objects.filter(pk=restore.pk).update(error=exc.detail[:2000])
+    except (storage.StorageError, keys.KeysUnusable, crypto.KeyError_) as exc:
+        detail = getattr(exc, "detail", str(exc))
+        Restore.objects.filter(pk=restore.pk).update(error=detail[:2000])
         RestoreItem.objects.filter(restore=restore, state=TaskState.PENDING).update(
-            state=TaskState.FAILED, error=exc.detail[:500], finished_at=timezone.now()
+            state=TaskState.FAILED, error=detail[:500], finished_at=timezone.now()
         )
         Restore.objects.filter(pk=restore.pk).update(objects_failed=restore.items.filter(state=TaskState.FAILED).count())
         return restore_finish(restore_id=restore.pk)

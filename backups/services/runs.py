@@ -12,12 +12,14 @@ import logging
 from datetime import timedelta
 
 from django.db import IntegrityError, transaction
+from django.db.models import Q
 from django.utils import timezone
 
 from backups import progress, storage
 from backups.models import (
     BackupPolicy,
     BackupRun,
+    Encryption,
     Failure,
     FailureCause,
     FailureCheck,
@@ -28,9 +30,10 @@ from backups.models import (
     RunVerify,
     ScanRequest,
 )
-from backups.services.common import alert_for, owner_alive, process_label
-from core.models import AlertSeverity
-from core.services import event_record
+from backups.services import keys
+from backups.services.common import ALERT_SOURCE, alert_for, owner_alive, process_label
+from core.models import Alert, AlertSeverity, AlertState
+from core.services import alert_resolve, event_record
 
 logger = logging.getLogger(__name__)
 
@@ -130,13 +133,45 @@ def run_finish(*, run_id: int, error: str = "") -> BackupRun:
         type="backup.run.finished", subject=run, actor_label="backups",
         payload={"policy": run.policy.name, "state": run.state, **{c: getattr(run, c) for c in COUNTERS}},
     )
+    if run.state == RunState.SUCCEEDED:
+        run_alerts_resolve(run=run)
     transaction.on_commit(lambda: progress.Publisher("run", run.pk).maybe(force=True))
     return run
 
 
-def _run_fail(*, run: BackupRun, exc: storage.StorageError) -> BackupRun:
-    """The run cannot go on (a source or destination refuses us): say why, loudly."""
-    cause = FailureCause.PERMISSION if isinstance(exc, storage.AccessDenied) else FailureCause.TRANSFER_ERROR
+# Alerts about the policy's runs as a whole (the store refused a run, transfers or permissions
+# failed): a later run of the same policy that succeeds proves them over. Alerts about one
+# object's bytes (no good copy, a corrupted source, a write-once overwrite) stay for a person.
+RUN_ALERT_DEDUPS = ("run:", "permission", "transfer")
+
+
+def run_alerts_resolve(*, run: BackupRun) -> list[int]:
+    """Resolve the policy's open run-level alerts after `run` succeeded, with an event naming
+    the run that proved them over."""
+    prefix = f"backups:{run.policy.name}:"
+    dedups = Q()
+    for name in RUN_ALERT_DEDUPS:
+        dedups |= Q(dedup_key__startswith=prefix + name)
+    resolved = []
+    for alert in Alert.objects.select_for_update().filter(dedups, source=ALERT_SOURCE).exclude(state=AlertState.RESOLVED):
+        alert_resolve(alert=alert)
+        resolved.append(alert.pk)
+    if resolved:
+        event_record(
+            type="backup.alerts.resolved", subject=run, actor_label="backups",
+            payload={"policy": run.policy.name, "alerts": resolved, "reason": f"run #{run.pk} of the policy succeeded"},
+        )
+    return resolved
+
+
+def _run_fail(*, run: BackupRun, exc: storage.StorageError | keys.KeysUnusable) -> BackupRun:
+    """The run cannot go on (a source or destination refuses us, or the encryption keys in
+    the environment cannot serve it): say why, loudly."""
+    if isinstance(exc, keys.KeysUnusable):
+        exc = storage.StorageError(str(exc), evidence={"keys": "unusable"})
+        cause = FailureCause.KEYS
+    else:
+        cause = FailureCause.PERMISSION if isinstance(exc, storage.AccessDenied) else FailureCause.TRANSFER_ERROR
     alert = alert_for(
         policy=run.policy, severity=AlertSeverity.CRITICAL, title=f"Backup run of {run.policy.name} failed",
         detail=exc.detail, dedup=f"run:{cause}", evidence={"run": run.pk, **exc.evidence},
@@ -145,8 +180,10 @@ def _run_fail(*, run: BackupRun, exc: storage.StorageError) -> BackupRun:
         run=run, failed_check=FailureCheck.COPY, cause=cause, key="", detail=exc.detail[:500],
         chain=[
             {"step": f"Run #{run.pk}, phase {run.get_phase_display().lower()}", "finding": exc.detail},
-            {"step": "Root cause", "finding": "the store refused the run's credentials or a bucket is missing"
-             if cause == FailureCause.PERMISSION else "the store could not be reached"},
+            {"step": "Root cause", "finding": {
+                FailureCause.PERMISSION: "the store refused the run's credentials or a bucket is missing",
+                FailureCause.KEYS: "the encryption keys in the environment cannot serve this policy's copies",
+            }.get(cause, "the store could not be reached")},
         ],
         resolution=Resolution.ALERTED, action="alert raised; fix the endpoint, then run again", alert=alert,
     )
@@ -171,6 +208,8 @@ def run_execute(
     publisher = progress.Publisher("run", run.pk)
     publisher.maybe(force=True)
     try:
+        if run.policy.encryption == Encryption.CLIENT or run.policy.sources.filter(versions__kek_id__gt="").exists():
+            keys.keys_require()  # a missing or wrong key stops the run before it writes anything
         if run.phase == RunPhase.SCAN:
             run_scan(run=run, on_page=publisher.maybe)
             _phase(run, RunPhase.COPY, publisher)
@@ -187,7 +226,7 @@ def run_execute(
             if not run.scope:  # only a whole-policy run knows what the sources hold
                 run_prune(run=run)
             _phase(run, RunPhase.DONE, publisher)
-    except storage.AccessDenied as exc:
+    except (storage.AccessDenied, keys.KeysUnusable) as exc:
         run_release(run_id=run.pk, owner=owner)
         return _run_fail(run=run, exc=exc)
     except BaseException:

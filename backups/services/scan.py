@@ -21,8 +21,9 @@ from django.db.models import F
 from django.db.models.functions import Left
 from django.utils import timezone
 
-from backups import storage
+from backups import s3features, storage
 from backups.models import BackupRun, CopyTask, ObjectVersion, PolicySource, TaskState, VersionState
+from backups.services import scan_versions, write_once
 from backups.services.common import rows_insert, source_place
 from core import s3
 
@@ -90,6 +91,24 @@ def _is_folder_marker(obj: dict) -> bool:
     return obj["Key"].endswith("/") and not obj.get("Size")
 
 
+def _inserted(*, run: BackupRun, source: PolicySource, new_versions: list[dict]) -> list[int]:
+    """Ids of the versions just inserted: new current ones, and write-once candidates held
+    beside the current version (their copy decides, write_once.py)."""
+    created = list(
+        ObjectVersion.objects.filter(
+            source=source, is_current=True, key__in=[v["key"] for v in new_versions if v.get("is_current", True)]
+        ).values_list("pk", flat=True)
+    )
+    held = [v["key"] for v in new_versions if not v.get("is_current", True)]
+    if held:
+        created += list(
+            ObjectVersion.objects.filter(
+                source=source, key__in=held, first_seen_run=run, overwrites__isnull=False, state=VersionState.PENDING
+            ).exclude(tasks__run=run).values_list("pk", flat=True)
+        )
+    return created
+
+
 def scan_page_record(*, run: BackupRun, source: PolicySource, page: list[dict], cursor: dict) -> dict:
     """Record one listing page against the ledger; returns the counts it added."""
     objects = [o for o in page if not _is_folder_marker(o)]
@@ -101,6 +120,14 @@ def scan_page_record(*, run: BackupRun, source: PolicySource, page: list[dict], 
         )
     }
     now = timezone.now()
+    globs = write_once.patterns(source)
+    # Changed keys that are written once: their new bytes wait beside the protected version.
+    guarded = [
+        o["Key"] for o in objects
+        if globs and o["Key"] in current and current[o["Key"]]["state"] == VersionState.PROTECTED
+        and write_once.is_write_once(globs, o["Key"])
+    ]  # fmt: skip
+    known = write_once.candidates_known(source=source, keys=guarded) if guarded else {}
     new_versions: list[dict] = []
     superseded: list[int] = []
     seen: list[int] = []
@@ -116,28 +143,32 @@ def scan_page_record(*, run: BackupRun, source: PolicySource, page: list[dict], 
             if row["state"] == VersionState.PENDING:
                 retry.append(row["id"])  # an earlier copy failed: try again in this run
             continue
+        version = {"source_id": source.pk, "key": obj["Key"], "etag": etag, "size": size,
+                   "source_modified_at": obj.get("LastModified"), "first_seen_run_id": run.pk,
+                   "last_seen_run_id": run.pk, "first_seen_at": now}  # fmt: skip
         if row is None:
             counts["objects_new"] += 1
+        elif obj["Key"] in guarded:
+            seen.append(row["id"])  # still the current version
+            earlier = next((c for c in known.get(obj["Key"], []) if c["etag"] == etag and c["size"] == size), None)
+            if earlier is None:
+                counts["objects_changed"] += 1
+                version.update(is_current=False, overwrites_id=row["id"])
+            elif earlier["state"] == VersionState.PENDING:
+                retry.append(earlier["id"])  # flagged already, or its copy failed: nothing new
+                continue
+            else:
+                continue
         else:
             counts["objects_changed"] += 1
             superseded.append(row["id"])
-        new_versions.append(
-            {"source_id": source.pk, "key": obj["Key"], "etag": etag, "size": size,
-             "source_modified_at": obj.get("LastModified"), "first_seen_run_id": run.pk,
-             "last_seen_run_id": run.pk, "first_seen_at": now}
-        )
+        new_versions.append(version)
     with transaction.atomic():
         if superseded:
             # Before the insert: at most one current version per key.
             ObjectVersion.objects.filter(pk__in=superseded).update(is_current=False, superseded_at=now)
         rows_insert(ObjectVersion, new_versions)
-        created = []
-        if new_versions:
-            created = list(
-                ObjectVersion.objects.filter(
-                    source=source, is_current=True, key__in=[v["key"] for v in new_versions]
-                ).values_list("pk", flat=True)
-            )
+        created = _inserted(run=run, source=source, new_versions=new_versions) if new_versions else []
         if seen:
             ObjectVersion.objects.filter(pk__in=seen).update(last_seen_run=run)
         rows_insert(CopyTask, [{"run_id": run.pk, "version_id": pk, "created_at": now} for pk in created + retry])
@@ -166,6 +197,13 @@ def deletions_record(*, run: BackupRun, source: PolicySource, prefix: str) -> in
     return len(ids)
 
 
+def _versioned(place: storage.Place) -> bool:
+    try:
+        return s3features.versioning_enabled(place)
+    except storage.StorageError:
+        return False  # a store without the versioning API: its listing is the current objects
+
+
 def run_scan(*, run: BackupRun, page_size: int = PAGE_SIZE, on_page=None) -> None:
     """Scan every part of the run from its cursor; the cursor moves with each committed page."""
     parts = scan_parts(run)
@@ -176,10 +214,20 @@ def run_scan(*, run: BackupRun, page_size: int = PAGE_SIZE, on_page=None) -> Non
         source, prefix = parts[index]
         after = cursor.get("after", "") if index == first_part else ""
         place = source_place(source)
-        for page in _prefetched(storage.list_pages(place, prefix, start_after=after, page_size=page_size)):
-            scan_page_record(run=run, source=source, page=page, cursor={"part": index, "after": page[-1]["Key"]})
-            if on_page:
-                on_page()
+        if _versioned(place):
+            # Every version written since the last sweep, not only the latest (scan_versions.py).
+            pages = s3features.list_version_pages(place, prefix, after=after, page_size=page_size)
+            for groups in _prefetched(pages):
+                scan_versions.versions_page_record(
+                    run=run, source=source, groups=groups, cursor={"part": index, "after": groups[-1][0]["Key"]}
+                )
+                if on_page:
+                    on_page()
+        else:
+            for page in _prefetched(storage.list_pages(place, prefix, start_after=after, page_size=page_size)):
+                scan_page_record(run=run, source=source, page=page, cursor={"part": index, "after": page[-1]["Key"]})
+                if on_page:
+                    on_page()
         deletions_record(run=run, source=source, prefix=prefix)
         BackupRun.objects.filter(pk=run.pk).update(scan_cursor={"part": index + 1, "after": ""})
     BackupRun.objects.filter(pk=run.pk).update(scan_seconds=F("scan_seconds") + (time.monotonic() - started))

@@ -24,12 +24,15 @@ from backups import storage
 from backups.models import (
     BackupPolicy,
     BackupRun,
+    Failure,
     FailureCause,
+    FailureCheck,
     ObjectVersion,
     RunVerify,
     VerifyMode,
     VersionState,
 )
+from backups.services import keys
 from backups.services.common import destination_place, source_place
 
 logger = logging.getLogger(__name__)
@@ -47,6 +50,7 @@ class VerifySpec:
     backup: storage.Place
     backup_key: str
     source: storage.Place | None  # set when the source is checked too
+    dek: bytes | None = None  # set when the copy is encrypted: checked after decryption
 
 
 @dataclass
@@ -61,12 +65,14 @@ class VerifyOutcome:
     source_detail: str = ""
 
 
-def _read_with_retries(place: storage.Place, key: str, *, if_match: str | None = None, source: bool = False):
+def _read_with_retries(
+    place: storage.Place, key: str, *, if_match: str | None = None, source: bool = False, dek: bytes | None = None
+):
     tries = 0
     while True:
         tries += 1
         try:
-            return storage.read_digest(place, key, if_match=if_match, source=source, md5=False)
+            return storage.read_digest(place, key, if_match=if_match, source=source, md5=False, dek=dek)
         except storage.TransferFailed:
             if tries >= settings.BACKUP_TASK_ATTEMPTS:
                 raise
@@ -77,7 +83,10 @@ def verify_one(spec: VerifySpec) -> VerifyOutcome:
     """Runs in a worker thread: S3 only."""
     where = f"{spec.backup.bucket}/{spec.backup_key}"
     try:
-        digest = _read_with_retries(spec.backup, spec.backup_key)
+        digest = _read_with_retries(spec.backup, spec.backup_key, dek=spec.dek)
+    except storage.ContentMismatch as exc:
+        # An encrypted copy whose ciphertext does not authenticate: altered or damaged.
+        return VerifyOutcome(spec, False, FailureCause.BACKUP_CORRUPTED, f"backup copy {where}: {exc.detail}", exc.evidence)
     except storage.ObjectMissing:
         return VerifyOutcome(spec, False, FailureCause.BACKUP_MISSING, f"backup copy {where} is missing")
     except storage.AccessDenied as exc:
@@ -156,7 +165,7 @@ def _specs(ids: list[int], *, policy: BackupPolicy, check_source: bool) -> list[
                 sources[v.source_id] = source_place(v.source)
             src = sources[v.source_id]
         place = backup if v.backup_bucket == backup.bucket else storage.Place.resolve(target=backup.target, bucket=v.backup_bucket)
-        specs.append(VerifySpec(v.pk, v.key, v.etag, v.size, v.sha256, place, v.backup_key, src))
+        specs.append(VerifySpec(v.pk, v.key, v.etag, v.size, v.sha256, place, v.backup_key, src, keys.dek_of(v)))
     return specs
 
 
@@ -179,12 +188,22 @@ def verify_outcomes_record(*, run: BackupRun, outcomes: list[VerifyOutcome]) -> 
     versions = ObjectVersion.objects.in_bulk(
         [o.spec.version_id for o in outcomes if not o.backup_ok or o.source_state == "corrupted"]
     )
+    handled: set[tuple[str, str]] = set()
     for o in outcomes:
         if not o.backup_ok:
             version = versions[o.spec.version_id]
             if o.cause == FailureCause.PERMISSION:
                 logger.warning("verification of %s refused: %s", version.key, o.detail)
                 continue
+            # A copy shared by several versions is one finding (with every version as a
+            # reference), even when its versions were read in different batches of this run.
+            blob = (version.backup_bucket, version.backup_key)
+            if blob in handled or Failure.objects.filter(
+                run=run, failed_check=FailureCheck.VERIFY_BACKUP, version__backup_bucket=blob[0],
+                version__backup_key=blob[1], created_at__gte=run.created_at,
+            ).exists():
+                continue
+            handled.add(blob)
             backtrack.backup_damage_handle(run=run, version=version, cause=o.cause, detail=o.detail, evidence=o.evidence)
         elif o.source_state == "corrupted":
             backtrack.source_corruption_handle(

@@ -160,6 +160,10 @@ REELFLOW_SEGMENT_SECONDS = env.int("REELFLOW_SEGMENT_SECONDS", default=4)
 REELFLOW_CHUNKS_PER_SLOT = env.int("REELFLOW_CHUNKS_PER_SLOT", default=3)
 REELFLOW_MIN_CHUNK_SEGMENTS = env.int("REELFLOW_MIN_CHUNK_SEGMENTS", default=3)
 REELFLOW_ENCODE_SLOTS = env.int("REELFLOW_ENCODE_SLOTS", default=0)
+# The first preview plays the video rung nearest this height from below (the smallest rung if
+# none is that low) with the audio; their units are queued ahead of the other rungs
+# (pipeline.services.planning.first_playable). 0: no rung ahead (longest first throughout).
+REELFLOW_PREVIEW_HEIGHT = env.int("REELFLOW_PREVIEW_HEIGHT", default=360)
 # A planned boundary may move this many segments either way to a scene change (0: never, and
 # no scene analysis); the analysis gives up after REELFLOW_SCENE_TIMEOUT_S and keeps the plan.
 REELFLOW_SCENE_WINDOW_SEGMENTS = env.int("REELFLOW_SCENE_WINDOW_SEGMENTS", default=1)
@@ -241,6 +245,15 @@ BACKUP_TASK_ATTEMPTS = env.int("BACKUP_TASK_ATTEMPTS", default=3)
 BACKUP_COPY_HELPERS = env.int("BACKUP_COPY_HELPERS", default=0)
 BACKUP_PROGRESS_INTERVAL_MS = env.int("BACKUP_PROGRESS_INTERVAL_MS", default=500)
 BACKUP_TICK_SECONDS = env.int("BACKUP_TICK_SECONDS", default=30)
+# Client-side encryption (docs/backups.md, "Encryption at rest"): the key-encryption key that wraps
+# every backup copy's data key, "<id>:<base64 of 32 bytes>" (`manage.py backup_keys --new ID`
+# prints one); retired keys stay readable until `backup_keys --rotate` re-wraps their data keys.
+BACKUP_KEK = env.str("BACKUP_KEK", default="")
+BACKUP_KEKS_RETIRED = env.str("BACKUP_KEKS_RETIRED", default="")
+# Restore drills: every this many hours (0: never) each policy restores this many assets to a
+# scratch prefix, verifies them and plays their packages (docs/backups.md, "Restore drills").
+BACKUP_DRILL_HOURS = env.int("BACKUP_DRILL_HOURS", default=24)
+BACKUP_DRILL_ASSETS = env.int("BACKUP_DRILL_ASSETS", default=2)
 
 # --- Webhooks (webhooks/, docs/webhooks.md) --------------------------------------------------
 # Refuse endpoints whose host resolves to loopback, private, link-local or other non-public
@@ -302,27 +315,50 @@ SECURE_REFERRER_POLICY = "same-origin"
 # boto3's own names, so they never redirect the S3 client; empty means real AWS.
 AWS_REGIONS = env.list("AWS_REGIONS", default=[])
 AWS_ENDPOINT_URL_EC2 = env.str("AWS_ENDPOINT_URL_EC2", default="")
+# Every other AWS service c7n's filters and actions call (CloudWatch, IAM, SSM...): the simulated
+# cloud under `make run`; empty: AWS.
+AWS_ENDPOINT_URL = env.str("AWS_ENDPOINT_URL", default="")
 AWS_ENDPOINT_URL_SQS = env.str("AWS_ENDPOINT_URL_SQS", default="")
 AWS_ACCESS_KEY_ID = env.str("AWS_ACCESS_KEY_ID", default="")  # empty: boto3's default chain
 AWS_SECRET_ACCESS_KEY = env.str("AWS_SECRET_ACCESS_KEY", default="")
 SECURITY_POLICY_PATHS = env.list("SECURITY_POLICY_PATHS", default=[str(BASE_DIR / "security" / "policies")])
 SECURITY_EVENTS_TOKEN = env.str("SECURITY_EVENTS_TOKEN", default="")  # bearer for /security/events/ec2/
 SECURITY_SQS_QUEUE_URL = env.str("SECURITY_SQS_QUEUE_URL", default="")
-SECURITY_LAUNCH_ALLOWLIST = env.list("SECURITY_LAUNCH_ALLOWLIST", default=[])  # principal ARN globs
+SECURITY_LAUNCH_ALLOWLIST = env.list("SECURITY_LAUNCH_ALLOWLIST", default=[])  # principal ARNs, globs per part
+# A RunInstances event whose instance EC2 says launched further than this from the event's time
+# is not acted on (alerted instead): it may be forged to stop a long-running instance.
+SECURITY_LAUNCH_EVENT_SKEW_SECONDS = env.int("SECURITY_LAUNCH_EVENT_SKEW_SECONDS", default=300)
+# An SQS message that failed this many receives goes to the dead-letter record (never loops).
+SECURITY_SQS_MAX_RECEIVES = env.int("SECURITY_SQS_MAX_RECEIVES", default=5)
+# The account c7n is told it runs in (its ARNs and some filters use it); empty is fine for EC2.
+SECURITY_AWS_ACCOUNT_ID = env.str("SECURITY_AWS_ACCOUNT_ID", default="")
 SECURITY_ALLOW_TERMINATE = env.bool("SECURITY_ALLOW_TERMINATE", default=False)
 SECURITY_ISOLATION_GROUP_NAME = env.str("SECURITY_ISOLATION_GROUP_NAME", default="reelflow-quarantine")
 SECURITY_WORKER_TOKEN = env.str("SECURITY_WORKER_TOKEN", default="")  # empty: derived from SECRET_KEY
 SECURITY_FLEET_VERSION = env.str("SECURITY_FLEET_VERSION", default="")  # empty: the code's; set at migrate
 # 10 s: an instance launched outside the event path is caught within 15 s (bench/lanes.py).
 SECURITY_SWEEP_SECONDS = env.int("SECURITY_SWEEP_SECONDS", default=10)
+# Lock an account from one address (or one device) after this many failures there.
 SECURITY_LOGIN_FAILURES_PER_USER = env.int("SECURITY_LOGIN_FAILURES_PER_USER", default=5)
+# Alert when one address has failed this many logins (any accounts); it is slowed down long before.
 SECURITY_LOGIN_FAILURES_PER_ADDRESS = env.int("SECURITY_LOGIN_FAILURES_PER_ADDRESS", default=20)
 SECURITY_LOGIN_WINDOW_SECONDS = env.int("SECURITY_LOGIN_WINDOW_SECONDS", default=900)
 SECURITY_LOGIN_LOCK_SECONDS = env.int("SECURITY_LOGIN_LOCK_SECONDS", default=3600)  # 0: until lifted
-SECURITY_PROBE_THRESHOLD = env.int("SECURITY_PROBE_THRESHOLD", default=20)  # distinct denied paths
+# Past this many failures from an address, each attempt waits 1, 2, 4 ... s (at most the max).
+SECURITY_LOGIN_SLOWDOWN_AFTER = env.int("SECURITY_LOGIN_SLOWDOWN_AFTER", default=5)
+SECURITY_LOGIN_SLOWDOWN_MAX_SECONDS = env.int("SECURITY_LOGIN_SLOWDOWN_MAX_SECONDS", default=60)
+# A browser that signed in to an account keeps a signed device cookie this long (its way in).
+SECURITY_DEVICE_COOKIE_DAYS = env.int("SECURITY_DEVICE_COOKIE_DAYS", default=180)
+SECURITY_PROBE_THRESHOLD = env.int("SECURITY_PROBE_THRESHOLD", default=20)  # distinct ids of one route
 SECURITY_PROBE_WINDOW_SECONDS = env.int("SECURITY_PROBE_WINDOW_SECONDS", default=300)
 AUTHENTICATION_BACKENDS = ["security.backends.LockoutModelBackend"]
-MIDDLEWARE += ["security.middleware.AccessDeniedMiddleware"]
+MIDDLEWARE += [
+    "security.middleware.DeviceCookieMiddleware",
+    "security.middleware.AccessDeniedMiddleware",
+    "security.middleware.ContentSecurityPolicyMiddleware",
+]
+# Origins pages may also load media, images and connections from (a CDN in front of S3, say).
+SECURITY_CSP_EXTRA_SOURCES = env.list("SECURITY_CSP_EXTRA_SOURCES", default=[])
 
 LANGUAGE_CODE = "en-us"
 TIME_ZONE = "UTC"

@@ -123,23 +123,45 @@ def job_plan(*, job_id: int, info, chunks: list, plan: dict | None = None) -> En
     return job
 
 
+def first_playable(renditions: list[Rendition]) -> set[int]:
+    """The renditions the first preview plays: the video rung nearest ``REELFLOW_PREVIEW_HEIGHT``
+    from below (the smallest if none is that low) and every audio rendition; none when the
+    setting is 0 (the plain order).
+
+    As video sites do (a standard-definition stream while the HD ones still encode): a 360p
+    rung costs about a seventh of a 720p ladder, so it is watchable long before the ladder."""
+    video = sorted((r for r in renditions if r.kind == RenditionKind.VIDEO), key=lambda r: (r.height or 0, r.pk))
+    if not video or settings.REELFLOW_PREVIEW_HEIGHT <= 0:
+        return set()
+    low = [r for r in video if (r.height or 0) <= settings.REELFLOW_PREVIEW_HEIGHT]
+    first = low[-1] if low else video[0]
+    return {first.pk} | {r.pk for r in renditions if r.kind == RenditionKind.AUDIO}
+
+
 def _queue_order(job: EncodeJob, info) -> list[int]:
-    """Longest first, each chunk's other rungs after the unit that decodes it (pipeline.scheduling),
-    for the encode workers registered, or the slots of a fleet that scales out
-    (``REELFLOW_ENCODE_SLOTS``, which the chunks were planned for too)."""
+    """The first playable set (:func:`first_playable`) ahead, then longest first, each chunk's
+    other rungs after the unit that decodes it (pipeline.scheduling), for the encode workers
+    registered, or the slots of a fleet that scales out (``REELFLOW_ENCODE_SLOTS``, which the
+    chunks were planned for too).
+
+    The preview rung's units decode the chunks and keep the frames for the other rungs. Where
+    the whole source does not fit in the decoded-chunk cache, the chunks past it are not kept,
+    and each is decoded once more by its costliest rung, which keeps it for the others: about
+    8 % more CPU for those chunks of a four-rung 720p ladder, for a preview after a quarter of
+    the encode instead of at its end (docs/pipeline.md)."""
     video = info.video
     shared = settings.REELFLOW_DECODED_CACHE_MB > 0 and decoded_cache.frame_bytes(
         pix_fmt=video.pix_fmt, width=video.width, height=video.height
     ) is not None
+    rows = Unit.objects.filter(job=job).values_list("pk", "cost", "chunk_id", "chunk__frame_count", "rendition_id")
+    first = first_playable(list(job.renditions.all()))
     work = [
         scheduling.Work(
-            key=pk, cost=cost, chunk=chunk_id,
-            decode_cost=frames * video.width * video.height * scheduling.DECODE_SHARE if chunk_id else 0.0,
+            key=pk, cost=cost, chunk=chunk_id, first=rendition_id in first,
+            decode_cost=count * video.width * video.height * scheduling.DECODE_SHARE if chunk_id else 0.0,
         )
-        for pk, cost, chunk_id, frames in Unit.objects.filter(job=job).values_list("pk", "cost", "chunk_id", "chunk__frame_count")
+        for pk, cost, chunk_id, count, rendition_id in rows
     ]  # fmt: skip
     slots = settings.REELFLOW_ENCODE_SLOTS
     workers = slots if slots > 0 else scheduling.encode_workers()
     return scheduling.queue_order(work, workers=workers, shared_decode=shared)
-
-

@@ -1,5 +1,6 @@
 """The pictures of a package: the poster (from the tallest rung, at most 720 lines of it) and
-the thumbnail sprite with its WebVTT (from the second smallest rung). The assemble step cuts
+the thumbnail sprite with its WebVTT (from a small rung off the critical paths: see
+:func:`picture_sources`). The assemble step cuts
 them from its joined file while other units still encode; the package step cuts only one that
 is missing.
 """
@@ -10,6 +11,7 @@ from pathlib import Path
 from pipeline import chunking, ffmpeg, packaging_cmds
 from pipeline.media import planned_fps, video_info_from_json
 from pipeline.models import EncodeJob, Rendition, RenditionKind
+from pipeline.services.planning import first_playable
 from pipeline.steps.common import upload
 
 
@@ -20,11 +22,16 @@ def package_prefix(job: EncodeJob) -> str:
 
 def picture_sources(job: EncodeJob) -> dict[str, Rendition]:
     """Which rendition each picture is cut from: the poster from the tallest video rung (at
-    most 720 lines of it), the thumbnail sprite from the second smallest (cheap to decode, its
-    keyframes at most). Not the smallest: longest work first queues its units last, so its
-    assemble is the job's tail, and a sprite there would lengthen it."""
+    most 720 lines of it), the thumbnail sprite from the smallest rung that is neither the
+    preview's (queued first: its assemble decides when the first preview plays) nor the
+    smallest of several (queued last: its assemble is the job's tail); cheap to decode, its
+    keyframes at most. With too few rungs, the smallest not the preview's, else any."""
     videos = list(Rendition.objects.filter(job=job, kind=RenditionKind.VIDEO).order_by("-height", "pk"))
-    return {"poster.jpg": videos[0], "sprite.jpg": videos[-2 if len(videos) > 1 else -1]} if videos else {}
+    if not videos:
+        return {}
+    preview = first_playable(videos)
+    off_paths = [v for v in videos[:-1] if v.pk not in preview] or [v for v in videos if v.pk not in preview] or videos
+    return {"poster.jpg": videos[0], "sprite.jpg": off_paths[-1]}
 
 
 def picture_commands(job: EncodeJob, sources: dict[str, tuple[str, Rendition]], out: Path) -> list[list[str]]:

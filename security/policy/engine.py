@@ -8,12 +8,12 @@ turned into a dict once per resource and shared by every policy evaluated on it.
 from __future__ import annotations
 
 import json
-import operator
 import re
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from typing import Any
 
+from c7n.filters.core import OPERATORS
 from jmespath.exceptions import JMESPathError
 
 from security.policy.jmes import compile_expression
@@ -36,7 +36,8 @@ def resource_tags(resource: dict) -> dict:
     tags = resource.get("Tags")
     if not tags:
         return {}
-    return {t.get("Key"): t.get("Value") for t in tags if isinstance(t, dict)}
+    # The first of duplicate keys wins, as in Custodian's tag lookup.
+    return {t.get("Key"): t.get("Value") for t in reversed(tags) if isinstance(t, dict)}
 
 
 def _getter(key: str) -> tuple[Callable[[dict, dict], Any], bool]:
@@ -80,17 +81,20 @@ def _getter(key: str) -> tuple[Callable[[dict, dict], Any], bool]:
 
 
 def _coerce(value_type: str | None) -> Callable[[Any], Any] | None:
+    """Custodian's value_type on the resource's side (ValueFilter.process_value_type): the
+    expected value is never converted (`normalize` lower-cases only the resource's)."""
     if value_type == "normalize":
         return lambda v: v.strip().lower() if isinstance(v, str) else v
-    if value_type == "integer":
+    if value_type in ("integer", "float"):
+        cast, zero = (int, 0) if value_type == "integer" else (float, 0.0)
 
-        def to_int(v):
+        def number(v):
             try:
-                return int(str(v).strip())
+                return cast(str(v).strip())
             except ValueError:
-                return 0
+                return zero
 
-        return to_int
+        return number
     if value_type == "size":
 
         def size(v):
@@ -103,69 +107,36 @@ def _coerce(value_type: str | None) -> Callable[[Any], Any] | None:
     return None
 
 
-def _number_pair(actual: Any, expected: Any) -> tuple[Any, Any]:
-    # Custodian compares "10" with 5 as numbers; so do we.
-    if isinstance(expected, (int, float)) and isinstance(actual, str):
-        try:
-            return float(actual), expected
-        except ValueError:
-            return actual, expected
-    return actual, expected
+def _matcher(spec: dict, coerce: Callable[[Any], Any] | None) -> Callable[[Any], bool]:
+    """Custodian's ValueFilter.match, compiled: the special values first, then the operator
+    (c7n's own function; a TypeError, such as "10" > 5, is False), else equality."""
+    value, c7n_op = spec["value"], spec["c7n_op"]
+    compare = OPERATORS[c7n_op] if c7n_op else None
+    empty_when_none = c7n_op in ("in", "not-in")
+    special = value if isinstance(value, str) and value in ("absent", "present", "empty", "not-null") else ""
 
-
-_ORDERING = {"gt": operator.gt, "lt": operator.lt, "ge": operator.ge, "le": operator.le}
-
-
-def _comparison(op: str, expected: Any) -> Callable[[Any], bool]:  # noqa: C901 - one case per op
-    if op == "eq":
-        return lambda a: a == expected
-    if op == "ne":
-        return lambda a: a != expected
-    if op in ("in", "not-in"):
-        try:
-            members: Any = frozenset(expected)
-        except TypeError:
-            members = list(expected)  # unhashable members (dicts): a list still answers `in`
-
-        def member(a):
+    def match(r):
+        if empty_when_none and r is None:
+            r = ()
+        if coerce is not None:
+            r = coerce(r)
+        if special:
+            if special == "absent" and r is None:
+                return True
+            if special == "present" and r is not None:
+                return True
+            if special == "not-null" and r:
+                return True
+            if special == "empty" and not r:
+                return True
+        if compare is not None:
             try:
-                return a in members
+                return bool(compare(r, value))
             except TypeError:
                 return False
+        return r == value
 
-        return member if op == "in" else (lambda a: not member(a))
-    if op == "contains":
-
-        def contains(a):
-            try:
-                return expected in a
-            except TypeError:
-                return False
-
-        return contains
-    if op == "regex":
-        pattern = re.compile(str(expected), re.IGNORECASE)  # Custodian's regex ignores case
-        return lambda a: isinstance(a, str) and pattern.match(a) is not None
-    if op in _ORDERING:
-        compare = _ORDERING[op]
-
-        def ordered(a):
-            a, b = _number_pair(a, expected)
-            try:
-                return compare(a, b)
-            except TypeError:
-                return False
-
-        return ordered
-    if op == "absent":
-        return lambda a: a is None
-    if op == "present":
-        return lambda a: a is not None
-    if op == "empty":
-        return lambda a: not a
-    if op == "not-null":
-        return lambda a: bool(a)
-    raise ValueError(f"unknown op {op}")
+    return match
 
 
 @dataclass(frozen=True)
@@ -184,24 +155,20 @@ class Leaf:
         return self.coerce(value) if self.coerce is not None else value
 
     def test(self, resource: dict, tags: dict) -> bool:
-        return self.check(self.actual(resource, tags))
+        return self.check(self.get(resource, tags))
 
 
 def _leaf(spec: dict) -> Leaf:
     get, _ = _getter(spec["key"])
     coerce = _coerce(spec["value_type"])
-    value = spec["value"]
-    if spec["value_type"] == "normalize":
-        # Normalizing compares lower-case to lower-case: the expected side is normalized too.
-        value = [coerce(v) for v in value] if isinstance(value, list) else coerce(value)
     return Leaf(
         spec["key"],
         spec["op"],
-        value,
+        spec["value"],
         spec["value_type"],
         spec["line"],
         get,
-        _comparison(spec["op"], value),
+        _matcher(spec, coerce),
         coerce,
     )
 
@@ -228,10 +195,8 @@ def _compile_node(node: tuple) -> tuple[Test, Any]:
     kind, body = node
     if kind == "value":
         leaf = _leaf(body)
-        get, check, coerce = leaf.get, leaf.check, leaf.coerce
-        if coerce is None:
-            return (lambda r, t: check(get(r, t))), leaf
-        return (lambda r, t: check(coerce(get(r, t)))), leaf
+        get, check = leaf.get, leaf.check
+        return (lambda r, t: check(get(r, t))), leaf
     compiled = [_compile_node(child) for child in body]
     tests = [c[0] for c in compiled]
     tree = (kind, [c[1] for c in compiled])
@@ -276,7 +241,7 @@ def _explain(tree: Any, resource: dict, tags: dict, negated: bool, out: list[dic
             expected = ""
         else:
             expected = tree.value
-        wording = (_AFFIRMATION if negated else _NEGATION)[tree.op]
+        wording = (_AFFIRMATION if negated else _NEGATION).get(tree.op, f"must {'' if negated else 'not '}satisfy {tree.op}")
         counted = _LENGTH_OF.match(tree.key)
         items = None
         if counted:
@@ -310,6 +275,7 @@ class Policy:
     """A compiled policy: `matches(resource)` is the hot path; `explain` is for evidence."""
 
     __slots__ = ("spec", "test", "tree", "uses_tags")
+    engine = "reelflow"
 
     def __init__(self, spec: PolicySpec):
         self.spec = spec
@@ -344,9 +310,26 @@ class Policy:
         return f"<Policy {self.name} ({self.resource})>"
 
 
+_STARTS = ("pending", "running")
+
+
+def listens(spec: PolicySpec, event: str) -> bool:
+    """Whether an on-start policy runs on `event`: a state from `ec2-instance-state`'s events, a
+    launch ("RunInstances") for `cloudtrail` and for state modes that listen for a start, and
+    any start ("" or pending/running) for Reelflow's `on-start`."""
+    events = set(spec.events)
+    if not events:  # Reelflow's on-start
+        return event in ("", "RunInstances", *_STARTS)
+    if event == "RunInstances":
+        return "RunInstances" in events or bool(events & set(_STARTS))
+    return event in events or (event == "" and bool(events & set(_STARTS)))
+
+
 class PolicySet:
     def __init__(self, specs: Iterable[PolicySpec]):
-        self.policies = [Policy(spec) for spec in specs]
+        from security.policy.c7n_engine import CustodianPolicy
+
+        self.policies = [CustodianPolicy(spec) if spec.engine == "c7n" else Policy(spec) for spec in specs]
         self._by_kind: dict[tuple[str, str], list[Policy]] = {}
 
     def __iter__(self):
@@ -358,14 +341,15 @@ class PolicySet:
     def get(self, name: str) -> Policy | None:
         return next((p for p in self.policies if p.name == name), None)
 
-    def applicable(self, kind: str, trigger: str) -> list[Policy]:
-        """Start events run the on-start policies; the sweep and manual runs run all of them."""
-        cache_key = (kind, trigger)
+    def applicable(self, kind: str, trigger: str, event: str = "") -> list[Policy]:
+        """Start events run the on-start policies whose mode listens for this event (an EC2 state
+        such as "stopped", or "RunInstances"); the sweep and manual runs run all of them."""
+        cache_key = (kind, trigger, event)
         found = self._by_kind.get(cache_key)
         if found is None:
             found = [
                 p for p in self.policies
-                if p.resource == kind and (trigger != Trigger.START or p.mode == MODE_ON_START)
+                if p.resource == kind and (trigger != Trigger.START or (p.mode == MODE_ON_START and listens(p.spec, event)))
             ]  # fmt: skip
             self._by_kind[cache_key] = found
         return found

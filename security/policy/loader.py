@@ -1,9 +1,9 @@
-"""Read policy files in Cloud Custodian's syntax (the subset in docs/security.md), with line numbers.
+"""Read policy files in Cloud Custodian's syntax, with line numbers (docs/security.md).
 
-Validation collects every error with the line it is on instead of stopping at the first, so
-`manage.py policy validate` shows an author everything to fix at once. A real Custodian EC2
-policy inside the subset loads unchanged; keys Custodian uses only to deploy (a mode's `role`,
-`schedule`, `memory`...) are accepted and ignored, anything else is reported.
+EC2 policies are validated by c7n's own schema and validation (security.custodian), each error
+on the line of its key; what they say runs on the compiled evaluator when it is made of value
+filters, on c7n's filters otherwise. Worker policies are checked here, every error with its
+line, so `manage.py policy validate` shows an author everything to fix at once.
 """
 
 from __future__ import annotations
@@ -14,90 +14,39 @@ from pathlib import Path
 from typing import Any
 
 import jmespath
-import yaml
 from jmespath.exceptions import JMESPathError
 
 from core.models import AlertSeverity
 from security.models import ResourceKind
+from security.policy.yaml_lines import PolicyError, PolicyValidationError, document_load
+from security.policy.yaml_lines import line_of as _line
 
-
-class LineDict(dict):
-    line: int = 0
-    key_lines: dict
-
-
-class LineList(list):
-    line: int = 0
-    item_lines: list
-
-
-class _Loader(yaml.SafeLoader):
-    """SafeLoader whose mappings and sequences remember the line they start on."""
-
-
-def _construct_mapping(loader: _Loader, node: yaml.MappingNode) -> LineDict:
-    result = LineDict()
-    result.line = node.start_mark.line + 1
-    result.key_lines = {}
-    for key_node, value_node in node.value:
-        key = loader.construct_object(key_node, deep=True)
-        if key in result:
-            # YAML keeps the last duplicate silently; in a policy that hides a mistake.
-            raise PolicyError(key_node.start_mark.line + 1, f"duplicate key {key!r}")
-        result[key] = loader.construct_object(value_node, deep=True)
-        result.key_lines[key] = key_node.start_mark.line + 1
-    return result
-
-
-def _construct_sequence(loader: _Loader, node: yaml.SequenceNode) -> LineList:
-    result = LineList(loader.construct_object(child, deep=True) for child in node.value)
-    result.line = node.start_mark.line + 1
-    result.item_lines = [child.start_mark.line + 1 for child in node.value]
-    return result
-
-
-_Loader.add_constructor(yaml.resolver.BaseResolver.DEFAULT_MAPPING_TAG, _construct_mapping)
-_Loader.add_constructor(yaml.resolver.BaseResolver.DEFAULT_SEQUENCE_TAG, _construct_sequence)
-
-
-@dataclass
-class PolicyError(Exception):
-    line: int
-    message: str
-    source: str = ""
-
-    def __str__(self) -> str:
-        return f"{self.source or '<policy>'}:{self.line}: {self.message}"
-
-
-class PolicyValidationError(Exception):
-    def __init__(self, errors: list[PolicyError]):
-        self.errors = sorted(errors, key=lambda e: (e.source, e.line, e.message))
-        super().__init__("\n".join(str(e) for e in self.errors))
-
+__all__ = ["PolicyError", "PolicySpec", "PolicyValidationError", "policies_parse", "policy_files"]
 
 # --- the subset ---------------------------------------------------------------------------------
 
 RESOURCES = {"ec2": ResourceKind.EC2, "aws.ec2": ResourceKind.EC2, "reelflow.worker": ResourceKind.WORKER}
 
-# Custodian's operator names and aliases -> ours.
+# Custodian's operator names and aliases -> the name shown in evidence. Matching itself is
+# Custodian's own (security.policy.engine uses c7n's operator functions).
 OPS = {
     "eq": "eq", "equal": "eq",
     "ne": "ne", "not-equal": "ne",
     "in": "in",
     "not-in": "not-in", "ni": "not-in",
-    "regex": "regex",
-    "contains": "contains",
+    "regex": "regex", "regex-case": "regex-case", "glob": "glob",
+    "contains": "contains", "difference": "difference", "intersect": "intersect", "mod": "mod",
     "gt": "gt", "greater-than": "gt",
     "lt": "lt", "less-than": "lt",
     "ge": "ge", "gte": "ge",
     "le": "le", "lte": "le",
-    "absent": "absent", "present": "present",
 }  # fmt: skip
-# Custodian spells these as values (`value: absent`); the brief's subset also allows them as ops.
+# Custodian spells these as values (`value: absent`), never as ops.
 SPECIAL_VALUES = {"absent", "present", "empty", "not-null"}
-VALUE_TYPES = {"normalize", "integer", "size"}
+# value_types the compiled evaluator runs itself (as Custodian does); others run on c7n.
+VALUE_TYPES = {"normalize", "integer", "float", "size"}
 FILTER_KEYS = {"type", "key", "op", "value", "value_type"}
+_TIME_KEY = re.compile(r"(Time|Date)\b")
 
 SEVERITIES = {
     "info": AlertSeverity.INFO, "low": AlertSeverity.INFO,
@@ -119,7 +68,6 @@ MODE_DEPLOY_KEYS = {
 POLICY_KEYS = {"name", "resource", "filters", "actions", "mode", "severity", "description", "comment",
                "comments", "metadata", "tags"}  # fmt: skip
 
-EC2_ACTIONS = {"alert", "notify", "tag", "mark", "stop", "quarantine", "modify-security-groups", "terminate"}
 WORKER_ACTIONS = {"alert", "notify", "shutdown-worker"}
 _NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,127}$")
 # Values a policy may take from where it runs, as Custodian's {account_id} and {region} do.
@@ -148,6 +96,10 @@ class PolicySpec:
     source: str
     line: int
     compliant_hint: str = ""
+    # "reelflow": the compiled evaluator (value filters, proven equal to Custodian's by the
+    # differential tests); "c7n": Custodian's own filters over the same documents.
+    engine: str = "reelflow"
+    raw: dict = field(default_factory=dict)  # the policy as written (plain), for c7n
 
 
 class _Errors:
@@ -156,16 +108,6 @@ class _Errors:
 
     def add(self, line: int, message: str) -> None:
         self.items.append(PolicyError(line, message, self.source))
-
-
-def _line(container: Any, key: Any = None, default: int = 0) -> int:
-    if isinstance(container, LineDict):
-        return container.key_lines.get(key, container.line) if key is not None else container.line
-    if isinstance(container, LineList):
-        if isinstance(key, int) and key < len(container.item_lines):
-            return container.item_lines[key]
-        return container.line
-    return default
 
 
 def _interpolate(value: Any, context: dict[str, str]) -> Any:
@@ -226,41 +168,46 @@ def _check_value_filter(spec: dict, node: Any, line: int, errors: _Errors, conte
                 _line(node, "key", line), f"key {key!r} is not valid JMESPath: {exc}".replace("\n", " ")
             )
             return None
+    if _TIME_KEY.search(key):
+        # boto3 gives c7n datetimes, the inventory keeps ISO strings: Custodian compares these.
+        errors.add(_line(node, "key", line), f"key {key!r} is a time: it runs on Custodian's engine only")
+        return None
     value = _interpolate(spec.get("value"), context)
     op_name = spec.get("op")
     if op_name is None:
-        op = value if value in SPECIAL_VALUES else "eq"
+        op = value if isinstance(value, str) and value in SPECIAL_VALUES else "eq"
     else:
         op = OPS.get(op_name) if isinstance(op_name, str) else None
         if op is None:
+            hint = " (write `value: absent|present`)" if op_name in SPECIAL_VALUES else ""
             errors.add(
                 _line(node, "op", line),
-                f"op {op_name!r} is not supported (supported: {', '.join(sorted(OPS))})",
+                f"op {op_name!r} is not one of Custodian's ({', '.join(sorted(OPS))}){hint}",
             )
             return None
-    if "value" not in spec and op not in ("absent", "present"):
-        errors.add(line, f"a value filter with op {op!r} needs a `value`")
-        return None
-    if op in ("in", "not-in") and not isinstance(value, list):
-        errors.add(_line(node, "value", line), f"op {op!r} needs a list value")
-        return None
-    if op == "regex":
+    if op == "regex" or op == "regex-case":
         try:
-            re.compile(str(value))
-        except re.error as exc:
+            re.compile(value)
+        except (re.error, TypeError) as exc:
             errors.add(_line(node, "value", line), f"invalid regular expression {value!r}: {exc}")
             return None
     value_type = spec.get("value_type")
     if value_type is not None and value_type not in VALUE_TYPES:
         errors.add(
             _line(node, "value_type", line),
-            f"value_type {value_type!r} is not supported ({', '.join(sorted(VALUE_TYPES))})",
+            f"value_type {value_type!r} runs on Custodian's engine only (here: {', '.join(sorted(VALUE_TYPES))})",
         )
         return None
-    return ("value", {"key": key, "op": op, "value": value, "value_type": value_type, "line": line})
+    return (
+        "value",
+        {"key": key, "op": op, "c7n_op": op_name, "value": value, "value_type": value_type, "line": line},
+    )
 
 
 def _check_action(raw: Any, line: int, resource: str, errors: _Errors) -> ActionSpec | None:
+    """Reelflow runs an action itself (recorded with its undo) only when it honours every
+    parameter written; any other EC2 action is Custodian's, run by c7n as written (its schema
+    has already checked it). Nothing is accepted and silently dropped."""
     if isinstance(raw, str):
         raw = {"type": raw}
     if not isinstance(raw, dict) or not isinstance(raw.get("type"), str):
@@ -268,37 +215,39 @@ def _check_action(raw: Any, line: int, resource: str, errors: _Errors) -> Action
         return None
     line = _line(raw, default=line)
     kind = raw["type"]
-    allowed = EC2_ACTIONS if resource == ResourceKind.EC2 else WORKER_ACTIONS
-    if kind not in allowed:
-        errors.add(
-            _line(raw, "type", line),
-            f"action {kind!r} is not available for {resource} (available: {', '.join(sorted(allowed))})",
-        )
-        return None
     params = {k: v for k, v in raw.items() if k != "type"}
-    if kind in ("alert", "notify"):
-        return ActionSpec("alert", {}, line)  # every violation alerts; notify's transport is ours
-    if kind in ("tag", "mark"):
+    if resource == ResourceKind.WORKER:
+        if kind not in WORKER_ACTIONS:
+            errors.add(
+                _line(raw, "type", line),
+                f"action {kind!r} is not available for {resource} (available: {', '.join(sorted(WORKER_ACTIONS))})",
+            )
+            return None
+        if params:
+            errors.add(line, f"action {kind!r} takes no parameters here ({', '.join(sorted(params))})")
+            return None
+        return ActionSpec("alert" if kind in ("alert", "notify") else kind, {}, line)
+    native = _native_ec2_action(kind, params)
+    return ActionSpec(*native, line) if native else ActionSpec("custodian", {"action": _plain(raw)}, line)
+
+
+def _native_ec2_action(kind: str, params: dict) -> tuple[str, dict] | None:
+    if kind == "alert" and not params:
+        return "alert", {}
+    if kind in ("stop", "terminate") and not params:
+        return kind, {}
+    if kind in ("tag", "mark") and params and set(params) <= {"key", "value", "tags"}:
         tags = dict(params.get("tags") or {})
         if "key" in params:
             tags[str(params["key"])] = str(params.get("value", ""))
-        if not tags or not all(isinstance(k, str) and k for k in tags):
-            errors.add(line, "a tag action needs `key` and `value`, or `tags: {name: value}`")
-            return None
-        return ActionSpec("tag", {"tags": {k: str(v) for k, v in tags.items()}}, line)
-    if kind == "modify-security-groups":
-        # Custodian's way to quarantine: isolation group in, every other group out.
-        if params.get("remove") not in ("all", "matched") or not params.get("isolation-group"):
-            errors.add(
-                line,
-                "modify-security-groups is supported as quarantine only: `remove: all` and `isolation-group`",
-            )
-            return None
-        return ActionSpec("quarantine", {"isolation-group": str(params["isolation-group"])}, line)
-    if kind == "quarantine":
+        return "tag", {"tags": {str(k): str(v) for k, v in tags.items()}}
+    if kind == "modify-security-groups" and set(params) == {"remove", "isolation-group"}:
+        if params["remove"] == "all":  # Custodian's way to quarantine
+            return "quarantine", {"isolation-group": str(params["isolation-group"])}
+    if kind == "quarantine" and set(params) <= {"isolation-group"}:
         group = params.get("isolation-group")
-        return ActionSpec("quarantine", {"isolation-group": str(group)} if group else {}, line)
-    return ActionSpec(kind, {}, line)
+        return "quarantine", {"isolation-group": str(group)} if group else {}
+    return None
 
 
 def policies_parse(
@@ -307,7 +256,7 @@ def policies_parse(
     """Parse and validate a policy document; raise PolicyValidationError with every error found."""
     context = context or {}
     errors = _Errors(source)
-    doc = _document_load(text, source)
+    doc = document_load(text, source)
     for extra in sorted(set(doc) - {"policies", "vars"}, key=str):
         errors.add(_line(doc, extra), f"unknown top-level key {extra!r}")
     specs, seen = [], {}
@@ -321,25 +270,6 @@ def policies_parse(
     if errors.items:
         raise PolicyValidationError(errors.items)
     return specs
-
-
-def _document_load(text: str, source: str) -> dict:
-    """The YAML document, a mapping with a `policies:` list; anything else fails at once."""
-    try:
-        doc = yaml.load(text, Loader=_Loader)  # noqa: S506 - _Loader is a SafeLoader subclass
-    except PolicyError as exc:
-        raise PolicyValidationError([PolicyError(exc.line, exc.message, source)]) from None
-    except yaml.YAMLError as exc:
-        mark = getattr(exc, "problem_mark", None)
-        problem = getattr(exc, "problem", None) or str(exc)
-        raise PolicyValidationError(
-            [PolicyError(mark.line + 1 if mark else 1, f"YAML: {problem}", source)]
-        ) from None
-    if not isinstance(doc, dict) or not isinstance(doc.get("policies"), list):
-        raise PolicyValidationError(
-            [PolicyError(_line(doc, default=1) or 1, "the file needs a top-level `policies:` list", source)]
-        )
-    return doc
 
 
 def _check_policy(
@@ -357,8 +287,6 @@ def _check_policy(
         errors.add(line, "a policy must be a mapping")
         return None
     line = _line(raw, default=line)
-    for extra in sorted(set(raw) - POLICY_KEYS, key=str):
-        errors.add(_line(raw, extra), f"unknown policy key {extra!r}")
     name = _check_name(raw, index, seen, errors)
     resource = RESOURCES.get(raw.get("resource")) if isinstance(raw.get("resource"), str) else None
     if resource is None:
@@ -367,10 +295,27 @@ def _check_policy(
             f"resource {raw.get('resource')!r} is not supported ({', '.join(RESOURCES)})",
         )
         return None
+    engine = "reelflow"
+    if resource == ResourceKind.EC2:
+        # Custodian's schema and validation decide what an EC2 policy may say.
+        from security.custodian import custodian_errors
+
+        problems = custodian_errors(raw)
+        for path, problem in problems:
+            errors.add(_path_line(raw, path, line), problem)
+        if problems:
+            return None
+    else:
+        for extra in sorted(set(raw) - POLICY_KEYS, key=str):
+            errors.add(_line(raw, extra), f"unknown policy key {extra!r}")
     filters_raw = _check_list(raw, "filters", errors)
+    # What the compiled evaluator cannot run, Custodian runs (EC2); for workers it is an error.
+    subset = _Errors(source) if resource == ResourceKind.EC2 else errors
     filters = [
-        _check_filter(f, _line(filters_raw, i, line), errors, context) for i, f in enumerate(filters_raw)
+        _check_filter(f, _line(filters_raw, i, line), subset, context) for i, f in enumerate(filters_raw)
     ]
+    if subset is not errors and subset.items:
+        engine, filters = "c7n", []
     actions_raw = _check_list(raw, "actions", errors)
     actions = [
         _check_action(a, _line(actions_raw, i, line), resource, errors) for i, a in enumerate(actions_raw)
@@ -389,7 +334,33 @@ def _check_policy(
         source=source,
         line=line,
         compliant_hint=str(metadata.get("compliant", "")),
+        engine=engine,
+        raw=_plain(raw),
     )
+
+
+def _path_line(node: Any, path: tuple, default: int) -> int:
+    """The line of the deepest element of `path` the file still has (Custodian names a path,
+    the author needs a line)."""
+    line = default
+    for step in path:
+        if isinstance(node, dict) and step in node:
+            line = _line(node, step, line)
+            node = node[step]
+        elif isinstance(node, list) and isinstance(step, int) and step < len(node):
+            line = _line(node, step, line)
+            node = node[step]
+        else:
+            break
+    return line
+
+
+def _plain(value: Any) -> Any:
+    if isinstance(value, dict):
+        return {k: _plain(v) for k, v in value.items()}
+    if isinstance(value, list):
+        return [_plain(v) for v in value]
+    return value
 
 
 def _check_name(raw: dict, index: int, seen: dict[str, int], errors: _Errors) -> str:

@@ -1,6 +1,9 @@
 """EC2 events in: EventBridge "EC2 Instance State-change Notification" and CloudTrail
-RunInstances (inside EventBridge's "AWS API Call via CloudTrail", or as a raw CloudTrail
-record), from SQS or the webhook. Each starts an evaluation of the instance at once."""
+RunInstances, from SQS or the webhook (parsed and checked by security.event_parsing). Each
+instance is handled on its own: an id EC2 does not know is reported, never a reason to drop
+the real instances beside it. A RunInstances event is checked against EC2 before anything is
+stopped (the instance's LaunchTime near the event's time, its owner the caller's account, a
+session really its issuer's); a mismatch raises an alert instead of acting."""
 
 from __future__ import annotations
 
@@ -11,167 +14,174 @@ from django.conf import settings
 
 from core.services import event_record
 from security import aws
+from security.event_parsing import Ec2Event, EventRejected, ec2_events_parse
 from security.models import Instance, InstanceState, ResourceKind
-from security.policy import Trigger
-from security.services.detectors import launch_principal_allowed, launch_respond
+from security.policy import Trigger, policy_set_current
+from security.principals import principal_inconsistency
+from security.services.detectors import launch_event_distrust, launch_principal_allowed, launch_respond
 from security.services.evaluation import instance_evaluate
 from security.services.inventory import ec2_instances_refresh
 from security.services.violations import violations_close_for_instance
 
 logger = logging.getLogger(__name__)
 
-STATE_CHANGE = "EC2 Instance State-change Notification"
-CLOUDTRAIL_CALL = "AWS API Call via CloudTrail"
-_STARTING = ("pending", "running")
-
-
-class EventRejected(ValueError):
-    """Not an event this intake understands; the message says what is wrong."""
-
-
-@dataclass
-class Ec2Event:
-    kind: str  # "state" | "launch"
-    event_id: str
-    region: str
-    instance_ids: list[str]
-    state: str = ""
-    principal: str = ""
-    issuer: str = ""
+__all__ = ["EventRejected", "IntakeResult", "ec2_event_receive", "ec2_events_parse"]
 
 
 @dataclass
 class IntakeResult:
     instances: list[str] = field(default_factory=list)
     stopped: list[str] = field(default_factory=list)
+    unknown: list[str] = field(default_factory=list)  # ids EC2 does not know
+    distrusted: list[str] = field(default_factory=list)  # launch events EC2 contradicts: not acted on
+    errors: dict[str, str] = field(default_factory=dict)  # instance id -> the cloud's error
     opened: int = 0
     duplicates: int = 0
     ignored: int = 0
+    transient: bool = False  # an error a later retry could get past
 
     def as_dict(self) -> dict:
         return self.__dict__.copy()
 
 
-def _cloudtrail(record: dict, *, event_id: str = "") -> Ec2Event | None:
-    if (
-        record.get("eventName") != "RunInstances"
-        or record.get("eventSource", "ec2.amazonaws.com") != "ec2.amazonaws.com"
-    ):
-        return None
-    if record.get("errorCode"):
-        return None  # the call failed: nothing was launched
-    identity = record.get("userIdentity") or {}
-    issuer = ((identity.get("sessionContext") or {}).get("sessionIssuer") or {}).get("arn", "")
-    items = ((record.get("responseElements") or {}).get("instancesSet") or {}).get("items") or []
-    ids = [i["instanceId"] for i in items if isinstance(i, dict) and i.get("instanceId")]
-    if not ids:
-        raise EventRejected("RunInstances record without responseElements.instancesSet.items")
-    return Ec2Event(
-        kind="launch",
-        event_id=str(record.get("eventID") or event_id),
-        region=str(record.get("awsRegion") or ""),
-        instance_ids=ids,
-        principal=str(
-            identity.get("arn") or identity.get("principalId") or identity.get("type") or "unknown"
-        ),
-        issuer=issuer,
+def launch_event_mismatch(*, event: Ec2Event, facts: aws.LaunchFacts) -> str:
+    """Why EC2 contradicts this RunInstances event for one instance, or ""."""
+    if event.event_time is None:
+        return "the event has no valid eventTime to check the launch against"
+    if facts.launch_time is None:
+        return "EC2 reports no LaunchTime"
+    skew = abs((facts.launch_time - event.event_time).total_seconds())
+    if skew > settings.SECURITY_LAUNCH_EVENT_SKEW_SECONDS:
+        return (
+            f"EC2 says it was launched at {facts.launch_time.isoformat()}, {skew:.0f} s from the "
+            f"event's time {event.event_time.isoformat()} "
+            f"(SECURITY_LAUNCH_EVENT_SKEW_SECONDS={settings.SECURITY_LAUNCH_EVENT_SKEW_SECONDS})"
+        )
+    account = event.principal.account if event.principal else ""
+    if account and facts.owner_id and account != facts.owner_id:
+        return f"it belongs to account {facts.owner_id}, the caller to {account}"
+    return ""
+
+
+def _record(instance: Instance, event: Ec2Event, source: str) -> None:
+    event_record(
+        type="security.ec2_event",
+        subject=instance,
+        actor_label=event.principal_label or source,
+        payload={"kind": event.kind, "state": event.state, "event_id": event.event_id, "source": source},
     )
 
 
-def ec2_events_parse(body) -> list[Ec2Event]:
-    """Every EC2 event in a document: one event, a list of them, or CloudTrail's {"Records": [...]}."""
-    if isinstance(body, list):
-        return [e for item in body for e in ec2_events_parse(item)]
-    if not isinstance(body, dict):
-        raise EventRejected("an event is a JSON object")
-    if "Records" in body and isinstance(body["Records"], list):
-        return [e for r in body["Records"] if (e := _cloudtrail(r)) is not None]
-    detail_type = body.get("detail-type")
-    detail = body.get("detail") or {}
-    if detail_type == STATE_CHANGE:
-        if not detail.get("instance-id") or not detail.get("state"):
-            raise EventRejected("state-change notification without detail.instance-id and detail.state")
-        return [
-            Ec2Event(
-                "state",
-                str(body.get("id", "")),
-                str(body.get("region", "")),
-                [detail["instance-id"]],
-                state=detail["state"],
+def _evaluate(instance: Instance, event: Ec2Event, result: IntakeResult) -> None:
+    """Run the policies whose mode listens for this event: `ec2-instance-state` with its states
+    (a `stopped` event runs the policies that listen for stopped, and only those), `cloudtrail`
+    on RunInstances, Reelflow's `on-start` on any start."""
+    if instance.state == InstanceState.TERMINATED:
+        violations_close_for_instance(instance=instance, reason="the instance was terminated")
+        return
+    name = "RunInstances" if event.kind == "launch" else event.state
+    if not policy_set_current().applicable(instance.kind, Trigger.START, name):
+        result.ignored += 1
+        return
+    report = instance_evaluate(instance_id=instance.pk, trigger=Trigger.START, event=name)
+    result.opened += len(report.opened)
+
+
+def _refresh(event: Ec2Event, ids: list[str], result: IntakeResult) -> list[Instance]:
+    try:
+        instances = ec2_instances_refresh(region=event.region, instance_ids=ids) if ids else []
+    except aws.CloudError as exc:
+        result.errors |= dict.fromkeys(ids, str(exc)[:500])
+        result.transient = result.transient or exc.transient
+        return []
+    known = {i.external_id for i in instances}
+    result.unknown += [i for i in ids if i not in known and i not in result.unknown]
+    result.instances += [i.external_id for i in instances]
+    return instances
+
+
+def _state_handle(event: Ec2Event, source: str, result: IntakeResult) -> None:
+    for instance in _refresh(event, event.instance_ids, result):
+        _record(instance, event, source)
+        _evaluate(instance, event, result)
+
+
+def _launch_distrusted(event: Ec2Event, result: IntakeResult) -> tuple[dict, set[str]]:
+    """(EC2's facts of the instances, the ids whose launch EC2 contradicts)."""
+    reasons: dict[str, str] = {}
+    facts = aws.instances_launch_facts(region=event.region, instance_ids=event.instance_ids)
+    for instance_id in event.instance_ids:
+        if instance_id not in facts:
+            reasons[instance_id] = "EC2 knows no such instance"
+            result.unknown.append(instance_id)
+            continue
+        why = principal_inconsistency(event.principal) if event.principal else ""
+        reasons[instance_id] = why or launch_event_mismatch(event=event, facts=facts[instance_id])
+    reasons = {k: v for k, v in reasons.items() if v}
+    if reasons:
+        result.distrusted.append(event.event_id)
+        launch_event_distrust(
+            event_id=event.event_id, region=event.region, principal=event.principal_label, reasons=reasons
+        )
+    return facts, set(reasons)
+
+
+def _launch_handle(event: Ec2Event, source: str, result: IntakeResult) -> None:
+    if event.event_id:
+        already = set(
+            Instance.objects.filter(kind=ResourceKind.EC2, launch_event_id=event.event_id).values_list(
+                "external_id", flat=True
             )
-        ]
-    if detail_type == CLOUDTRAIL_CALL:
-        found = _cloudtrail(detail, event_id=str(body.get("id", "")))
-        if found is not None and not found.region:
-            found.region = str(body.get("region", ""))
-        return [found] if found else []
-    if "eventName" in body:
-        found = _cloudtrail(body)
-        return [found] if found else []
-    raise EventRejected(f"unknown event (detail-type {detail_type!r})")
+        )
+        if already >= set(event.instance_ids):
+            result.duplicates += 1  # SQS delivers at least once; the launch was handled
+            return
+    allowed = launch_principal_allowed(principal=event.principal)
+    if allowed is None:
+        logger.warning("SECURITY_LAUNCH_ALLOWLIST is empty: launch by %s not checked", event.principal_label)
+    try:
+        facts, distrusted = _launch_distrusted(event, result)
+    except aws.CloudError as exc:
+        result.errors |= dict.fromkeys(event.instance_ids, str(exc)[:500])
+        result.transient = result.transient or exc.transient
+        return
+    trusted = [i for i in event.instance_ids if i in facts and i not in distrusted]
+    stop_errors: dict[str, str] = {}
+    if allowed is False:
+        # Stop first (one instance at a time, so one that cannot stop keeps no other running),
+        # then read: every round trip before the stop is exposure.
+        for instance_id in trusted:
+            try:
+                aws.instance_stop(region=event.region, instance_id=instance_id)
+            except aws.CloudError as exc:
+                stop_errors[instance_id] = str(exc)
+    for instance in _refresh(event, [i for i in event.instance_ids if i in facts], result):
+        _record(instance, event, source)
+        if instance.external_id in distrusted:
+            continue  # not a launch we believe: the alert says why, the sweep evaluates it
+        Instance.objects.filter(pk=instance.pk).update(
+            launched_by=event.principal_label[:300], launch_event_id=event.event_id[:128]
+        )
+        if allowed is False:
+            launch_respond(
+                instance=instance,
+                principal=event.principal_label,
+                issuer=event.principal.issuer if event.principal else "",
+                event_id=event.event_id,
+                stop_error=stop_errors.get(instance.external_id, ""),
+            )
+            if instance.external_id not in stop_errors:
+                result.stopped.append(instance.external_id)
+        _evaluate(instance, event, result)
 
 
 def ec2_event_receive(*, body, source: str) -> IntakeResult:
-    """Handle every event in `body`: read the instances, check launches, evaluate, respond."""
+    """Handle every event in `body`: check launches against EC2, read the instances, evaluate,
+    respond. Raises EventRejected (before anything is done) when the document is malformed."""
     result = IntakeResult()
     for event in ec2_events_parse(body):
-        region = event.region or (settings.AWS_REGIONS[0] if settings.AWS_REGIONS else "")
-        if not region:
-            raise EventRejected("the event names no region and AWS_REGIONS is empty")
         if event.kind == "launch":
-            already = set(
-                Instance.objects.filter(kind=ResourceKind.EC2, launch_event_id=event.event_id).values_list("external_id", flat=True)
-            ) if event.event_id else set()  # fmt: skip
-            if already >= set(event.instance_ids):
-                result.duplicates += 1  # SQS delivers at least once; the launch was handled
-                continue
-        unauthorized, stop_error = False, ""
-        if event.kind == "launch":
-            allowed = launch_principal_allowed(principal=event.principal, issuer=event.issuer)
-            if allowed is None:
-                logger.warning(
-                    "SECURITY_LAUNCH_ALLOWLIST is empty: launch by %s not checked", event.principal
-                )
-            unauthorized = allowed is False
-            if unauthorized:
-                # Stop first, read later: every round trip before the stop is exposure.
-                try:
-                    aws.instances_stop(region=region, instance_ids=event.instance_ids)
-                except aws.CloudError as exc:
-                    stop_error = str(exc)
-        instances = ec2_instances_refresh(region=region, instance_ids=event.instance_ids)
-        for instance in instances:
-            result.instances.append(instance.external_id)
-            event_record(
-                type="security.ec2_event",
-                subject=instance,
-                actor_label=event.principal or source,
-                payload={
-                    "kind": event.kind,
-                    "state": event.state,
-                    "event_id": event.event_id,
-                    "source": source,
-                },
-            )
-            if event.kind == "launch":
-                Instance.objects.filter(pk=instance.pk).update(
-                    launched_by=event.principal[:300], launch_event_id=event.event_id[:128]
-                )
-                if unauthorized:
-                    launch_respond(
-                        instance=instance,
-                        principal=event.principal,
-                        issuer=event.issuer,
-                        event_id=event.event_id,
-                        stop_error=stop_error,
-                    )
-                    if not stop_error:
-                        result.stopped.append(instance.external_id)
-            if instance.state == InstanceState.TERMINATED:
-                violations_close_for_instance(instance=instance, reason="the instance was terminated")
-            elif event.kind == "launch" or event.state in _STARTING:
-                report = instance_evaluate(instance_id=instance.pk, trigger=Trigger.START)
-                result.opened += len(report.opened)
-            else:
-                result.ignored += 1
+            _launch_handle(event, source, result)
+        else:
+            _state_handle(event, source, result)
     return result

@@ -80,7 +80,12 @@ def violation_alert_raise(*, violation: Violation, responses: list[ResponseActio
 
 
 def instance_evaluate(
-    *, instance_id: int, trigger: str = Trigger.SWEEP, policies: PolicySet | None = None, act: bool = True
+    *,
+    instance_id: int,
+    trigger: str = Trigger.SWEEP,
+    policies: PolicySet | None = None,
+    act: bool = True,
+    event: str = "",
 ) -> EvaluationReport:
     """Evaluate one instance against the policies `trigger` selects; open, refresh or close
     its violations; run the actions of the newly opened ones and raise their alerts."""
@@ -101,7 +106,7 @@ def instance_evaluate(
             return report
         resource = resource_document(instance)
         tags = resource_tags(resource)
-        for policy in policies.applicable(instance.kind, trigger):
+        for policy in policies.applicable(instance.kind, trigger, event):
             violation = existing.get(policy.name)
             if policy.test(resource, tags):
                 report.fired.append(policy.name)

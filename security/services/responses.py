@@ -139,7 +139,21 @@ def _shutdown_worker(instance: Instance, params: dict) -> tuple[str, dict, str]:
     )
 
 
+def _custodian(instance: Instance, params: dict) -> tuple[str, dict, str]:
+    from security.custodian import custodian_action_run
+
+    action = params["action"]
+    custodian_action_run(action=action, region=instance.region, document=instance.config)
+    written = ", ".join(f"{k}={v}" for k, v in action.items() if k != "type")
+    return (
+        f"ran Custodian's {action['type']} on {instance.external_id}" + (f" ({written})" if written else ""),
+        {},
+        f"Custodian's {action['type']} is not undone automatically: reverse it in EC2 by hand.",
+    )
+
+
 _RUNNERS: dict[str, tuple[str, Callable]] = {
+    "custodian": (ResponseKind.CUSTODIAN, _custodian),
     "stop": (ResponseKind.STOP, _stop),
     "tag": (ResponseKind.TAG, _tag),
     "quarantine": (ResponseKind.QUARANTINE, _quarantine),

@@ -65,7 +65,7 @@ def test_run_page_follows_progress_reconnects_and_reloads_when_over(web, operato
         state=RunState.SUCCEEDED, phase=RunPhase.DONE, finished_at=timezone.now()
     )
     _push(run)
-    page.wait_for_function("window.__sameDocument === undefined")  # reloaded
+    page.wait_for_function("() => window.__sameDocument === undefined")  # reloaded
     page.locator('[data-field="state_label"]', has_text="Succeeded").wait_for()
     assert page.locator("[data-live-url]").count() == 0
     assert page.evaluate("window.__sockets.length") == 0, "a finished run's page opens no socket"

@@ -13,13 +13,24 @@ from backups.services.common import destination_place, source_place
 pytestmark = pytest.mark.django_db
 
 
-def test_the_default_policy_protects_uploads_and_published_media():
-    migration = importlib.import_module("backups.migrations.0002_default_policy")
-    migration.create(apps, None)  # idempotent; a flushed test database may have lost the row
+def default_policy_ensure() -> BackupPolicy:
+    """The default policy as the migrations make it (idempotent; a flushed test database may
+    have lost the rows)."""
+    importlib.import_module("backups.migrations.0002_default_policy").create(apps, None)
+    importlib.import_module("backups.migrations.0004_default_policy_published").extend(apps, None)
+    return BackupPolicy.objects.get(name="default")
 
-    policy = BackupPolicy.objects.get(name="default")
-    sources = {(storage.bucket_resolve(s.bucket), s.prefix) for s in policy.sources.all()}
-    assert sources == {(settings.S3_BUCKET_INGEST, "uploads/"), (settings.S3_BUCKET_MEDIA, "assets/")}
+
+def test_the_default_policy_protects_uploads_renditions_and_published_packages():
+    policy = default_policy_ensure()
+    sources = {(storage.bucket_resolve(s.bucket), s.prefix): s.write_once_patterns for s in policy.sources.all()}
+    assert set(sources) == {
+        (settings.S3_BUCKET_INGEST, "uploads/"), (settings.S3_BUCKET_MEDIA, "assets/"), (settings.S3_BUCKET_MEDIA, "published/"),
+    }
+    # Renditions (named by their parameters' digest) and published packages are written once.
+    assert sources[(settings.S3_BUCKET_MEDIA, "published/")] == "published/*"
+    assert sources[(settings.S3_BUCKET_MEDIA, "assets/")] == "assets/*/jobs/*/renditions/*"
+    assert sources[(settings.S3_BUCKET_INGEST, "uploads/")] == ""
     assert storage.bucket_resolve(policy.destination_bucket) == settings.S3_BUCKET_BACKUP
     target = destination_place(policy).target
     assert target.endpoint_url == settings.S3_ENDPOINT_URL  # follows the settings, nothing frozen

@@ -5,12 +5,10 @@ No Django needed. Run alone with: .venv/bin/python -m pytest tests/devservices -
 
 from __future__ import annotations
 
-import base64
 import json
 import os
 import signal
 import socket
-import stat
 import subprocess
 import sys
 import textwrap
@@ -24,17 +22,9 @@ import pytest
 import requests
 from botocore.exceptions import ClientError
 
-from devservices import seaweed
-from devservices.seaweed import (
-    PORT_FLAGS,
-    SeaweedServer,
-    build_command,
-    dev_ports,
-    ensure_buckets,
-    free_ports,
-    start_seaweed,
-    wait_ready,
-)
+from devservices import seaweed, weed_command
+from devservices.seaweed import SeaweedServer, ensure_buckets, start_seaweed, wait_ready
+from devservices.weed_command import dev_ports, free_ports
 from pipeline.filer_events import parse_filer_event  # noqa: E402
 from tests.conftest import process_running
 
@@ -179,73 +169,6 @@ def _listening_ports(pid: int) -> set[tuple[str, int]]:
 
 
 # --------------------------------------------------------------------------- command line
-
-
-def test_build_command_binds_loopback_and_keeps_files_under_data_dir(tmp_path):
-    (tmp_path / "store").mkdir()
-    (tmp_path / "store" / "mini.options").write_text("s3.port=1\n")
-    ports = dev_ports(18333)
-    argv, cwd = build_command(
-        data_dir=tmp_path,
-        s3_port=18333,
-        access_key=ACCESS_KEY,
-        secret_key=SECRET_KEY,
-        ports=ports,
-        webhook_url="http://127.0.0.1:8000/events/s3/",
-        webhook_token=TOKEN,
-    )
-    assert Path(argv[0]).name == "weed"
-    assert argv[argv.index("mini") - 1] == f"-config_dir={tmp_path / 'conf'}"
-    assert cwd == tmp_path / "conf"
-    for flag in (
-        "-ip=127.0.0.1",
-        "-ip.bind=127.0.0.1",
-        "-master.telemetry=false",
-        "-admin.ui=false",
-        "-webdav=false",
-        "-s3.port.iceberg=0",
-        "-s3.port.lance=0",
-        f"-dir={tmp_path / 'store'}",
-        f"-s3.config={tmp_path / 'conf' / 's3.json'}",
-        f"-filer.localSocket={tmp_path / 'run' / 'filer.sock'}",
-        f"-s3.localSocket={tmp_path / 'run' / 's3.sock'}",
-    ):
-        assert flag in argv
-    for name, flag in PORT_FLAGS.items():
-        assert f"-{flag}={ports[name]}" in argv
-    assert not any(SECRET_KEY in a or TOKEN in a for a in argv), "secrets must not be in argv"
-    assert not (tmp_path / "store" / "mini.options").exists()
-
-    identities = json.loads((tmp_path / "conf" / "s3.json").read_text())["identities"]
-    assert [i["credentials"] for i in identities] == [[{"accessKey": ACCESS_KEY, "secretKey": SECRET_KEY}]]
-    notification = (tmp_path / "conf" / "notification.toml").read_text()
-    assert "[notification.webhook]" in notification
-    assert 'endpoint = "http://127.0.0.1:8000/events/s3/"' in notification
-    assert f'bearer_token = "{TOKEN}"' in notification
-    for name in ("s3.json", "notification.toml"):
-        assert stat.S_IMODE((tmp_path / "conf" / name).stat().st_mode) == 0o600
-
-
-def test_long_data_dir_gets_short_socket_paths(tmp_path):
-    deep = tmp_path / ("d" * 60) / ("e" * 60)
-    argv, _ = build_command(data_dir=deep, s3_port=None, access_key="a", secret_key="b")
-    [filer_socket] = [a.split("=", 1)[1] for a in argv if a.startswith("-filer.localSocket=")]
-    assert len(filer_socket) <= 100
-    assert Path(filer_socket).parent.is_dir()
-    Path(filer_socket).parent.rmdir()  # the short fallback folder outside tmp_path
-    assert all(f"-{flag}=" in " ".join(argv) for flag in PORT_FLAGS.values())
-
-
-def test_dev_ports_are_stable_and_distinct():
-    ports = dev_ports(8333)
-    assert ports == dev_ports(8333)
-    assert ports["s3"] == 8333
-    assert sorted(ports.values()) == [*range(8333, 8342), 8341 + 10000]
-    assert ports["admin_grpc"] == ports["admin"] + 10000  # where weed's worker dials it
-    assert set(ports) == set(PORT_FLAGS)
-
-
-# --------------------------------------------------------------------------- the server
 
 
 def test_listens_only_on_loopback_on_the_configured_ports(s3):
@@ -428,7 +351,7 @@ def test_two_servers_side_by_side(tmp_path, s3, client):
     assert second.process.returncode is not None
     for name, port in second.ports.items():  # weed's hard-coded /tmp gRPC sockets are cleaned up
         if name.endswith("_grpc"):
-            assert not Path(seaweed.GRPC_SOCKET_TEMPLATE.format(service=name[:-5], port=port)).exists()
+            assert not Path(weed_command.GRPC_SOCKET_TEMPLATE.format(service=name[:-5], port=port)).exists()
     assert not (second.data_dir / "run" / "s3.sock").exists()
     with socket.socket() as probe:  # its S3 port is released (TIME_WAIT left aside, as servers do)
         probe.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
@@ -474,10 +397,10 @@ def test_weed_dies_with_the_process_that_started_it(tmp_path):
         assert time.monotonic() < deadline, "weed outlived its parent"
         time.sleep(0.1)
     # Nobody called stop(): clear weed's leftover /tmp sockets like stop() would.
-    leftovers = seaweed._leftover_sockets(tmp_path, json.loads(ports_json))
+    leftovers = weed_command.leftover_sockets(tmp_path, json.loads(ports_json))
     deadline = time.monotonic() + 20  # weed's helpers may take a moment to let go on a busy machine
     while True:
-        seaweed._remove_stale_sockets(leftovers)
+        weed_command.remove_stale_sockets(leftovers)
         remaining = [p for p in leftovers if p.exists()]
         if not remaining or time.monotonic() > deadline:
             break
@@ -574,106 +497,3 @@ def test_server_repr_hides_the_secret(s3):
 
 
 # --------------------------------------------------------------------------- parse_filer_event
-
-
-def _b64(text: str) -> str:
-    return base64.b64encode(text.encode()).decode()
-
-
-def _file_entry(name: str, size: int | None, etag: str | None = None) -> dict:
-    entry: dict = {"name": name, "attributes": {"mtime": 1795796538, "file_mode": 432}}
-    if size:
-        entry["attributes"]["file_size"] = size
-        entry["chunks"] = [{"size": size, "e_tag": "x"}]
-    if etag:
-        entry["extended"] = {"Seaweed-X-Amz-ETag": _b64(etag)}
-    return entry
-
-
-def test_parse_created_object():
-    body = {
-        "key": "/buckets/ingest/uploads/alice/clip.mp4",
-        "event_type": "create",
-        "message": {
-            "new_entry": _file_entry("clip.mp4", 1234, "4b3e2355a4a96876d671bff87a566e74"),
-            "new_parent_path": "/buckets/ingest/uploads/alice",
-        },
-    }
-    assert parse_filer_event(body) == [
-        {
-            "event": "created",
-            "bucket": "ingest",
-            "key": "uploads/alice/clip.mp4",
-            "size": 1234,
-            "etag": "4b3e2355a4a96876d671bff87a566e74",
-            "mtime": 1795796538.0,
-        }
-    ]
-
-
-def test_parse_etag_falls_back_to_md5_and_zero_size_is_zero():
-    entry = _file_entry("empty.txt", None)
-    entry["attributes"]["md5"] = base64.b64encode(bytes.fromhex("d41d8cd98f00b204e9800998ecf8427e")).decode()
-    body = {
-        "key": "/buckets/b/k/empty.txt",
-        "message": {"new_entry": entry, "new_parent_path": "/buckets/b/k"},
-    }
-    [event] = parse_filer_event(body)
-    assert (event["size"], event["etag"]) == (0, "d41d8cd98f00b204e9800998ecf8427e")
-
-
-def test_parse_deleted_updated_and_renamed():
-    deleted = {
-        "key": "/buckets/b/a.mp4",
-        "event_type": "delete",
-        "message": {"old_entry": _file_entry("a.mp4", 5)},
-    }
-    assert [(e["event"], e["key"], e["size"]) for e in parse_filer_event(deleted)] == [
-        ("deleted", "a.mp4", 5)
-    ]
-
-    updated = {
-        "key": "/buckets/b/a.mp4",
-        "event_type": "update",
-        "message": {"old_entry": _file_entry("a.mp4", 5), "new_entry": _file_entry("a.mp4", 7)},
-    }
-    assert [(e["event"], e["key"], e["size"]) for e in parse_filer_event(updated)] == [
-        ("created", "a.mp4", 7)
-    ]
-
-    renamed = {
-        "key": "/buckets/b/old/a.mp4",
-        "event_type": "rename",
-        "message": {
-            "old_entry": _file_entry("a.mp4", 5),
-            "new_entry": _file_entry("b.mp4", 5),
-            "new_parent_path": "/buckets/c/new",
-        },
-    }
-    assert [(e["event"], e["bucket"], e["key"]) for e in parse_filer_event(renamed)] == [
-        ("deleted", "b", "old/a.mp4"),
-        ("created", "c", "new/b.mp4"),
-    ]
-
-
-@pytest.mark.parametrize(
-    ("key", "entry"),
-    [
-        ("/buckets/ingest/uploads", {"name": "uploads", "is_directory": True, "attributes": {}}),
-        ("/buckets/ingest", {"name": "ingest", "is_directory": True, "attributes": {}}),
-        ("/buckets/.system/owners/admin/ingest", _file_entry("ingest", None)),
-        ("/buckets/ingest/.uploads/abc_123/0001_x.part", _file_entry("0001_x.part", 10)),
-        ("/etc/iam/identity.json", _file_entry("identity.json", 10)),
-        ("/topics/x", _file_entry("x", 10)),
-    ],
-)
-def test_parse_ignores_directories_internals_and_non_bucket_paths(key, entry):
-    parent = key.rsplit("/", 1)[0] or "/"
-    assert parse_filer_event({"key": key, "message": {"new_entry": entry, "new_parent_path": parent}}) == []
-    assert parse_filer_event({"key": key, "message": {"old_entry": entry}}) == []
-
-
-def test_parse_tolerates_junk():
-    assert parse_filer_event({}) == []
-    assert parse_filer_event({"key": "/buckets/b/k", "message": {}}) == []
-    assert parse_filer_event(None) == []  # type: ignore[arg-type]

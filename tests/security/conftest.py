@@ -40,6 +40,7 @@ def cloud(moto_server, settings):
     settings.AWS_REGIONS = ["us-east-1"]
     settings.AWS_ENDPOINT_URL_EC2 = moto_server
     settings.AWS_ENDPOINT_URL_SQS = moto_server
+    settings.AWS_ENDPOINT_URL = moto_server  # what else c7n calls (CloudWatch for `singleton`...)
     settings.AWS_ACCESS_KEY_ID = simcloud.SIMULATED_KEY
     settings.AWS_SECRET_ACCESS_KEY = simcloud.SIMULATED_KEY
     settings.SECURITY_EVENTS_TOKEN = EVENTS_TOKEN
@@ -81,9 +82,15 @@ def state_change_event(instance_id: str, state: str = "running", *, event_id: st
 
 
 def run_instances_event(
-    instance_id: str, principal: str, *, event_id: str = "ct-1", wrapped: bool = True
+    instance_id: str | list, principal: str, *, event_id: str = "ct-1", wrapped: bool = True,
+    event_time: str | None = None,
 ) -> dict:
-    """A CloudTrail RunInstances record, inside EventBridge's "AWS API Call via CloudTrail"."""
+    """A CloudTrail RunInstances record, inside EventBridge's "AWS API Call via CloudTrail"
+    (at the current time unless `event_time` says otherwise: the instances were just launched)."""
+    from datetime import UTC, datetime
+
+    ids = instance_id if isinstance(instance_id, list) else [instance_id]
+    event_time = event_time or datetime.now(UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
     record = {
         "eventVersion": "1.08",
         "userIdentity": {
@@ -93,13 +100,13 @@ def run_instances_event(
             "accountId": "123456789012",
             "userName": principal.rsplit("/", 1)[-1],
         },
-        "eventTime": "2026-11-27T12:00:00Z",
+        "eventTime": event_time,
         "eventSource": "ec2.amazonaws.com",
         "eventName": "RunInstances",
         "awsRegion": "us-east-1",
         "sourceIPAddress": "203.0.113.9",
         "requestParameters": {"instanceType": "t3.small"},
-        "responseElements": {"instancesSet": {"items": [{"instanceId": instance_id}]}},
+        "responseElements": {"instancesSet": {"items": [{"instanceId": i} for i in ids]}},
         "eventID": event_id,
         "eventType": "AwsApiCall",
     }

@@ -35,7 +35,7 @@ def test_alerts_appear_live_and_after_a_reconnect(web, reviewer_page):  # noqa: 
     page = reviewer_page
     page.goto(web.url("/security/"))
     status = page.locator("#live-status")
-    page.wait_for_function("document.getElementById('live-status').textContent === 'live'")
+    page.wait_for_function("() => document.getElementById('live-status').textContent === 'live'")
     assert page.locator("#live-alerts tr.empty").count() == 1
 
     raised = off_the_loop(
@@ -48,7 +48,7 @@ def test_alerts_appear_live_and_after_a_reconnect(web, reviewer_page):  # noqa: 
     quiet = alert_raise(source="security", severity=AlertSeverity.WARNING, title="Worker runs in debug mode")
     page.evaluate("window.__sockets[0].close()")
     page.wait_for_function(RECONNECTED)
-    page.wait_for_function("document.getElementById('live-status').textContent === 'live'")
+    page.wait_for_function("() => document.getElementById('live-status').textContent === 'live'")
     assert "live: reconnecting…" in page.evaluate("window.__status")
     page.locator(f'#live-alerts tr:first-child[data-alert-id="{quiet.pk}"]').wait_for()
     assert page.locator(f'#live-alerts tr[data-alert-id="{raised.pk}"]').count() == 1, "not twice"

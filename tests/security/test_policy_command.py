@@ -24,7 +24,7 @@ policies:
     filters:
       - "tag:owner": absent
     actions:
-      - type: reboot
+      - type: reboot-twice
 """
 
 
@@ -35,8 +35,9 @@ def test_validate_reports_errors_with_line_numbers(tmp_path):
     with pytest.raises(CommandError, match="2 error"):
         call_command("policy", "validate", str(path), stderr=err)
     lines = err.getvalue().splitlines()
-    assert lines[0].startswith(f"{path}:7: op 'not-quite' is not supported")
-    assert lines[1].startswith(f"{path}:14: action 'reboot' is not available for ec2")
+    assert lines[0].startswith(f"{path}:7: Custodian's schema: filters[0].op: 'not-quite' is not one of")
+    assert lines[1].startswith(f"{path}:14: Custodian's schema: actions[0]")
+    assert "reboot-twice" in lines[1]
 
 
 def test_validate_accepts_the_shipped_pack():

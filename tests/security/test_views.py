@@ -144,7 +144,7 @@ def test_alert_page_shows_automatic_actions_and_undo(reviewer_client, reviewer, 
     home = reviewer_client.get(reverse("security:home")).content.decode()
     assert "Account pat locked after 3 failed logins" in home and f'data-alert-id="{response.alert_id}"' in home
     page = reviewer_client.get(reverse("security:alert", args=[response.alert_id])).content.decode()
-    assert "Lock account" in page and "Undo" in page and "Lift the block" in page
+    assert "Lock account" in page and "Undo" in page and "Lift the lock" in page
     reviewer_client.post(reverse("security:response_undo", args=[response.pk]))
     response.refresh_from_db()
     assert response.state == ResponseState.UNDONE
@@ -176,3 +176,35 @@ def test_inventory_and_rules_pages(reviewer_client, violations_made):
     assert "w-debug" in inventory and "w-old" in inventory
     rules = reviewer_client.get(reverse("security:policies")).content.decode()
     assert "worker-not-debug" in rules and "alert-only.yml" in rules
+
+
+def test_csv_export_escapes_formulas(reviewer_client, violations_made):
+    debug, _ = violations_made
+    Instance.objects.filter(pk=debug.instance_id).update(name='=HYPERLINK("http://evil.example","x")')
+    Violation.objects.filter(pk=debug.pk).update(justification="@SUM(1+1)")
+    rows = list(csv.DictReader(io.StringIO(reviewer_client.get(reverse("security:violations_csv")).content.decode())))
+    row = next(r for r in rows if r["policy"] == "worker-not-debug")
+    assert row["resource_name"] == "'=HYPERLINK(\"http://evil.example\",\"x\")"
+    assert row["justification"] == "'@SUM(1+1)"
+    assert row["id"] == str(debug.pk), "numbers stay numbers"
+
+
+@pytest.mark.parametrize("cell", ["=1+1", "+1", "-1+2", "@A1", "\t=1", "\r=1"])
+def test_csv_cell_escapes_every_formula_start(cell):
+    from core.csv_cells import csv_cell
+
+    assert csv_cell(cell) == "'" + cell and csv_cell("plain") == "plain" and csv_cell(-3) == -3
+
+
+def test_every_page_carries_a_content_security_policy(reviewer_client, violations_made, settings):
+    page = reviewer_client.get(reverse("security:violations"))
+    policy = page.headers["Content-Security-Policy"]
+    directives = dict(d.split(" ", 1) for d in policy.split("; "))
+    assert directives["script-src"] == "'self'", "no inline script, no eval"
+    assert directives["style-src"] == "'self'" and directives["object-src"] == "'none'"
+    assert directives["frame-ancestors"] == "'none'"
+    storage = settings.S3_PUBLIC_ENDPOINT_URL.rstrip("/")
+    assert storage in directives["media-src"] and storage in directives["connect-src"]
+    assert "blob:" in directives["worker-src"], "hls.js runs its demuxer in a blob: worker"
+    login = reviewer_client.get(reverse("login"))
+    assert login.headers["Content-Security-Policy"] == policy

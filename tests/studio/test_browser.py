@@ -60,7 +60,7 @@ document.addEventListener("DOMContentLoaded", () => {
 });
 """
 # The page's second socket (after a drop) is open.
-RECONNECTED = "window.__sockets.length === 2 && window.__sockets[1].readyState === WebSocket.OPEN"
+RECONNECTED = "() => window.__sockets.length === 2 && window.__sockets[1].readyState === WebSocket.OPEN"
 
 
 def script_error(message) -> bool:
@@ -273,7 +273,7 @@ def test_publisher_uploads_watches_the_grid_fill_and_plays_the_result(
     page.wait_for_selector("#grid td.cell", timeout=30_000)
     assert page.locator("#socket-state").inner_text() in ("Live", "Finished")
     page.wait_for_function(
-        "document.getElementById('progress').dataset.state === 'published'", timeout=150_000
+        "() => document.getElementById('progress').dataset.state === 'published'", timeout=150_000
     )
 
     # The grid changed in place: no reload, and cells went through running to done.
@@ -294,12 +294,12 @@ def test_publisher_uploads_watches_the_grid_fill_and_plays_the_result(
     page.wait_for_selector("#player video")
     assert page.evaluate("window.__sameDocument") is True
     assert page.locator("#player").get_attribute("data-engine") == "hls.js"
-    page.wait_for_function("document.querySelectorAll('#player .quality option').length === 3")
+    page.wait_for_function("() => document.querySelectorAll('#player .quality option').length === 3")
     page.locator("#player .play").click()
-    page.wait_for_function("document.querySelector('#player video').currentTime > 1.0", timeout=30_000)
+    page.wait_for_function("() => document.querySelector('#player video').currentTime > 1.0", timeout=30_000)
     low = page.locator("#player .quality option").last.get_attribute("value")  # sorted by height
     page.locator("#player .quality").select_option(low)
-    page.wait_for_function(f"document.getElementById('player').dataset.level === '{low}'", timeout=15_000)
+    page.wait_for_function(f"() => document.getElementById('player').dataset.level === '{low}'", timeout=15_000)
     # Hovering the seek bar shows a thumbnail cut from the sprite.
     seek = page.locator("#player .seek")
     box = seek.bounding_box()
@@ -310,7 +310,7 @@ def test_publisher_uploads_watches_the_grid_fill_and_plays_the_result(
 
     # Quality numbers come in after publishing, a chunk at a time: the panel follows them live.
     page.wait_for_function(
-        "['done', 'failed'].includes(document.getElementById('quality').dataset.state)", timeout=120_000
+        "() => ['done', 'failed'].includes(document.getElementById('quality').dataset.state)", timeout=120_000
     )
     assert page.evaluate("window.__sameDocument") is True
     assert page.locator("#quality").get_attribute("data-state") == "done"
@@ -477,9 +477,9 @@ def test_cancel_aborts_the_upload_in_storage(web, new_page, make_user, s3, tmp_p
     page.set_input_files("#files", str(video))
     page.get_by_role("button", name="Start upload").click()
     item = page.locator(".upload-item")
-    page.wait_for_function("document.querySelector('.upload-item').dataset.state === 'uploading'")
+    page.wait_for_function("() => document.querySelector('.upload-item').dataset.state === 'uploading'")
     item.get_by_role("button", name="Cancel").click()
-    page.wait_for_function("document.querySelector('.upload-message').textContent.includes('deleted')")
+    page.wait_for_function("() => document.querySelector('.upload-message').textContent.includes('deleted')")
     session = UploadSession.objects.get()
     assert session.state == UploadState.ABORTED
     from botocore.exceptions import ClientError

@@ -3,6 +3,7 @@
     manage.py restore --policy default --key uploads/alice/clip.mp4 --yes
     manage.py restore --policy default --asset 42 --to-bucket reelflow-media --to-prefix restored/
     manage.py restore --policy default --prefix assets/42/ --as-of 2026-01-31T12:00
+    manage.py restore --policy default --key uploads/alice/clip.mp4 --version-id 3HL4kqtJlcpXroDTDmJ --yes
 
 Every written object is read back and checked against the ledger's SHA-256.
 """
@@ -25,8 +26,9 @@ class Command(BaseCommand):
         what = parser.add_mutually_exclusive_group(required=True)
         what.add_argument("--key", help="one object")
         what.add_argument("--prefix", help="every object under a prefix")
-        what.add_argument("--asset", type=int, help="an asset's media and source upload")
+        what.add_argument("--asset", type=int, help="an asset's media, published packages and source upload")
         parser.add_argument("--as-of", help="ISO date-time (UTC if no zone): the versions current then")
+        parser.add_argument("--version-id", default="", help="with --key: that exact version (S3 version id or ETag)")
         parser.add_argument("--to-bucket", default="", help="restore here instead of the original place")
         parser.add_argument("--to-prefix", default="", help="put before each key (with --to-bucket)")
         parser.add_argument("--to-endpoint", default="", help="a storage endpoint's name (with --to-bucket)")
@@ -60,7 +62,7 @@ class Command(BaseCommand):
         try:
             planned = restore_service.restore_create(
                 policy=policy, scope=scope, selector=selector, as_of=as_of, target_endpoint=endpoint,
-                target_bucket=options["to_bucket"], target_prefix=options["to_prefix"],
+                target_bucket=options["to_bucket"], target_prefix=options["to_prefix"], version_label=options["version_id"],
             )
         except restore_service.RestoreRejected as exc:
             raise CommandError(str(exc)) from None
