@@ -21,7 +21,7 @@ from tests.studio.test_browser import chromium, script_error, static_root, web, 
 
 pytestmark = [pytest.mark.browser, pytest.mark.slow, pytest.mark.django_db(transaction=True), ENCODE_LANE_2]
 
-PLAYING = "(() => { const v = document.getElementById('player'); return v && v.currentTime > 0.5; })()"
+PLAYING = "() => { const v = document.getElementById('player'); return !!v && v.currentTime > 0.5; }"
 
 
 @pytest.fixture
