@@ -50,6 +50,52 @@ def timed_get(session, url: str, headers: dict) -> tuple[float, int]:
     return elapsed, len(body)
 
 
+def start_web(env: dict, work: Path) -> tuple[str, subprocess.Popen]:
+    """daphne on a free port serving config.asgi with the bench's settings, once it answers."""
+    import requests
+
+    port = free_port()
+    origin = f"http://127.0.0.1:{port}"
+    log = (work / "daphne.log").open("wb")
+    web = subprocess.Popen([sys.executable, "-m", "daphne", "-b", "127.0.0.1", "-p", str(port), "config.asgi:application"],
+                           cwd=ROOT, env={**env, "REELFLOW_SITE_URL": origin}, stdout=log, stderr=subprocess.STDOUT)  # fmt: skip
+    deadline = time.monotonic() + 60
+    while True:
+        try:
+            if requests.get(f"{origin}/healthz", timeout=5).status_code in (200, 503):
+                return origin, web
+        except requests.RequestException:
+            pass
+        if time.monotonic() > deadline or web.poll() is not None:
+            web.kill()
+            raise SystemExit(f"daphne did not start: {(work / 'daphne.log').read_text()[-2000:]}")
+        time.sleep(0.3)
+
+
+def measure(session, url: str, ranges: list[tuple[int, int]], *, size: int) -> dict:
+    """Each range one at a time, then the whole file once."""
+    times = []
+    for first, last in ranges:
+        elapsed, got = timed_get(session, url, {"Range": f"bytes={first}-{last}"})
+        assert got == last - first + 1
+        times.append(elapsed)
+    whole, got = timed_get(session, url, {})
+    assert got == size
+    return {"median_ms": round(statistics.median(times) * 1000, 2), "p95_ms": round(pct(times, 0.95) * 1000, 2),
+            "whole_file_mb_s": round(size / whole / 1e6, 1)}  # fmt: skip
+
+
+def report(args, results: dict) -> None:
+    a, b = results["s3_direct"], results["reelflow_play"]
+    print(f"{args.requests} ranges of {args.range_kib} KiB from a {args.file_mib} MiB file, one at a time")
+    print(f"(a) S3 presigned   median {a['median_ms']} ms  p95 {a['p95_ms']} ms  whole file {a['whole_file_mb_s']} MB/s")
+    print(f"(b) /play/ daphne  median {b['median_ms']} ms  p95 {b['p95_ms']} ms  whole file {b['whole_file_mb_s']} MB/s")
+    ratio = round(b["median_ms"] / a["median_ms"], 2)
+    print(f"ratio b/a (median): {ratio}")
+    print(json.dumps({"requests": args.requests, "range_kib": args.range_kib, "file_mib": args.file_mib, **results,
+                      "ratio_median": ratio}))  # fmt: skip
+
+
 def main() -> int:
     parser = argparse.ArgumentParser()
     parser.add_argument("--requests", type=int, default=100)
@@ -103,23 +149,9 @@ def main() -> int:
     s3.client().put_object(Bucket=settings.S3_BUCKET_MEDIA, Key=f"{folder}/h264-360p.mp4", Body=payload)
     s3.client().put_object(Bucket=settings.S3_BUCKET_MEDIA, Key=f"{folder}/master.m3u8", Body=b"#EXTM3U\n")
 
-    port = free_port()
-    origin = f"http://127.0.0.1:{port}"
+    origin, web = start_web(env, work)
     settings.SITE_URL = origin
-    log = (work / "daphne.log").open("wb")
-    web = subprocess.Popen([sys.executable, "-m", "daphne", "-b", "127.0.0.1", "-p", str(port), "config.asgi:application"],
-                           cwd=ROOT, env={**env, "REELFLOW_SITE_URL": origin}, stdout=log, stderr=subprocess.STDOUT)  # fmt: skip
     try:
-        deadline = time.monotonic() + 60
-        while True:
-            try:
-                if requests.get(f"{origin}/healthz", timeout=5).status_code in (200, 503):
-                    break
-            except requests.RequestException:
-                pass
-            if time.monotonic() > deadline or web.poll() is not None:
-                raise SystemExit(f"daphne did not start: {(work / 'daphne.log').read_text()[-2000:]}")
-            time.sleep(0.3)
         hls = playback_urls(asset=asset, job=job)["hls"]
         via_reelflow = hls.rsplit("/", 1)[0] + "/h264-360p.mp4"
         direct = s3.presign_get(settings.S3_BUCKET_MEDIA, f"{folder}/h264-360p.mp4", expires=3600)
@@ -129,30 +161,16 @@ def main() -> int:
         session = requests.Session()
         for url in (direct, via_reelflow):  # warm both paths (connections, caches, first imports)
             timed_get(session, url, {"Range": "bytes=0-1023"})
-        results = {}
-        for name, url in (("s3_direct", direct), ("reelflow_play", via_reelflow)):
-            times = []
-            for first, last in ranges:
-                elapsed, got = timed_get(session, url, {"Range": f"bytes={first}-{last}"})
-                assert got == span
-                times.append(elapsed)
-            whole, got = timed_get(session, url, {})
-            assert got == size
-            results[name] = {"median_ms": round(statistics.median(times) * 1000, 2), "p95_ms": round(pct(times, 0.95) * 1000, 2),
-                             "whole_file_mb_s": round(size / whole / 1e6, 1)}  # fmt: skip
+        results = {
+            name: measure(session, url, ranges, size=size)
+            for name, url in (("s3_direct", direct), ("reelflow_play", via_reelflow))
+        }
     finally:
         web.terminate()
         web.wait(timeout=10)
         server.stop()
         shutil.rmtree(work, ignore_errors=True)
-    a, b = results["s3_direct"], results["reelflow_play"]
-    print(f"{args.requests} ranges of {args.range_kib} KiB from a {args.file_mib} MiB file, one at a time")
-    print(f"(a) S3 presigned   median {a['median_ms']} ms  p95 {a['p95_ms']} ms  whole file {a['whole_file_mb_s']} MB/s")
-    print(f"(b) /play/ daphne  median {b['median_ms']} ms  p95 {b['p95_ms']} ms  whole file {b['whole_file_mb_s']} MB/s")
-    ratio = round(b["median_ms"] / a["median_ms"], 2)
-    print(f"ratio b/a (median): {ratio}")
-    print(json.dumps({"requests": args.requests, "range_kib": args.range_kib, "file_mib": args.file_mib, **results,
-                      "ratio_median": ratio}))  # fmt: skip
+    report(args, results)
     return 0
 
 
