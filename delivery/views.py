@@ -179,9 +179,12 @@ def oembed(request: HttpRequest) -> HttpResponse:
         found = selectors.playable(playback_id=playback_id, token=token)
     except Unplayable as exc:
         return _refusal(404 if exc.status != 403 else 401, exc.code, exc.message)
-    width = _dimension(request, "maxwidth", 640)
     aspect = (found.asset.height or 9) / (found.asset.width or 16)
-    height = min(_dimension(request, "maxheight", round(width * aspect)), round(width * aspect))
+    width = _dimension(request, "maxwidth", 640)
+    height = round(width * aspect)
+    if "maxheight" in request.GET and height > _dimension(request, "maxheight", height):
+        height = _dimension(request, "maxheight", height)  # the frame keeps the video's shape
+        width = round(height / aspect)
     src = settings.SITE_URL + reverse("delivery:embed", args=[playback_id])
     if token != PUBLIC_TOKEN:
         src += f"?token={urllib.parse.quote(token)}"

@@ -57,6 +57,8 @@ def test_oembed_answers_an_iframe_for_an_embed_url(client, published, settings):
     body = answer.json()
     assert body["type"] == "video" and body["version"] == "1.0" and body["width"] == 320 and body["height"] == 180
     assert f'src="{embed}"' in body["html"] and body["thumbnail_url"].endswith("poster.jpg")
+    boxed = client.get(reverse("delivery:oembed"), {"url": embed, "maxwidth": 640, "maxheight": 180}).json()
+    assert (boxed["width"], boxed["height"]) == (320, 180)
 
 
 @pytest.mark.parametrize(("url", "status"), [("https://evil.example/embed/x", 404), ("", 404), ("/studio/", 404)])
