@@ -201,3 +201,17 @@ def test_openapi_document_and_docs_page_are_served(client):
     assert doc["components"]["securitySchemes"]["TokenAuth"]["scheme"] == "bearer"
     page = client.get("/api/v1/docs")
     assert page.status_code == 200 and b"swagger" in page.content.lower()
+
+
+def test_a_page_of_assets_costs_the_same_queries_whatever_its_length(alice_api, alice, make_asset, django_assert_max_num_queries):
+    from delivery.services import asset_delivery_ensure
+
+    for n in range(3):
+        asset_delivery_ensure(make_asset(alice, title=f"Small {n}")[0])
+    alice_api.get("/api/v1/token")  # last used written; permissions cached per request anyway
+    with django_assert_max_num_queries(8) as few:
+        assert len(alice_api.get("/api/v1/assets").json()["items"]) == 3
+    for n in range(12):
+        asset_delivery_ensure(make_asset(alice, title=f"More {n}")[0])
+    with django_assert_max_num_queries(len(few.captured_queries)):
+        assert len(alice_api.get("/api/v1/assets").json()["items"]) == 15
