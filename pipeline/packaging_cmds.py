@@ -27,6 +27,7 @@ __all__ = [
     "MANIFEST_NAME",
     "MASTER_NAME",
     "SpriteLayout",
+    "download_mux_args",
     "poster_command",
     "rendition_package_args",
     "sprite_command",
@@ -56,6 +57,17 @@ def rendition_package_args(
         single_file="1", single_file_name=file_name, global_sidx="1",
         hls_playlist="1", hls_master_name=MASTER_NAME,
     )  # fmt: skip
+
+
+def download_mux_args(*, video: str, audio: str | None, output: str | os.PathLike[str]) -> list[str]:
+    """A progressive MP4 a person can save and play: one video rendition with the audio
+    rendition beside it, stream-copied (no re-encode), its index at the front (faststart)."""
+    streams = [ffmpeg_lib.input(video)["v:0"]]
+    if audio:
+        streams.append(ffmpeg_lib.input(audio)["a:0"])
+    return compile_args(
+        ffmpeg_lib.output(*streams, str(output), format="mp4", c="copy", movflags="+faststart", map_metadata="-1")
+    )
 
 
 # --------------------------------------------------------------------------------------

@@ -40,6 +40,10 @@ class Entry:
     PACKAGE_JOB = "pipeline.jobs.package_job"
     PUBLISH_JOB = "pipeline.jobs.publish_job"
     MEASURE_QUALITY = "pipeline.quality.jobs.measure_quality"
+    # Delivery's MP4 downloads: a stream copy of a published rendition, a media lane's work.
+    DOWNLOAD_PREPARE = "delivery.jobs.download_prepare"
+    # The API's uploads from a URL: fetched into the ingest bucket on the ingest lane.
+    URL_IMPORT = "api.jobs.url_import"
 
 
 _BACKOFF = [5, 30, 120]
@@ -58,6 +62,8 @@ ENTRIES: dict[str, tuple[str, dict]] = {
     Entry.ASSEMBLE_RENDITION: (ASSEMBLE, _options("pipeline.jobs.assemble_failed", 6 * _HOUR)),
     Entry.PACKAGE_JOB: (PACKAGE, _options("pipeline.jobs.job_failed", 6 * _HOUR)),
     Entry.PUBLISH_JOB: (PUBLISH, _options("pipeline.jobs.job_failed", _HOUR)),
+    Entry.DOWNLOAD_PREPARE: (PACKAGE, _options("delivery.jobs.download_failed", _HOUR)),
+    Entry.URL_IMPORT: (INGEST, {"on_failure": Callback("api.jobs.url_import_failed"), "job_timeout": 6 * _HOUR}),
     Entry.MEASURE_QUALITY: (
         QUALITY, _options("pipeline.quality.jobs.measure_failed", 2 * _HOUR, result_ttl=_HOUR),
     ),

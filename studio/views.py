@@ -2,7 +2,6 @@
 calls one service or selector, and renders."""
 
 import base64
-import binascii
 import json
 import logging
 import re
@@ -20,7 +19,7 @@ from core import logs, s3
 from core.roles import permission_required
 from pipeline import selectors as pipeline_selectors
 from pipeline.models import Artifact, AssetState, JobState, RenditionKind, RenditionState
-from studio import playback, selectors, services, sniff
+from studio import delivery_views, playback, selectors, services, sniff
 from studio.access import asset_viewer_required
 from studio.models import UploadSession
 from studio.services import Refusal, UploadRefused
@@ -164,7 +163,7 @@ def upload_start(request: HttpRequest) -> JsonResponse:
             raise UploadRefused(Refusal.INVALID, "'fingerprint' must be a SHA-256 in hex.")
         try:
             head = base64.b64decode(_field(data, "head", str, default="", max_length=4096), validate=True)
-        except binascii.Error as exc:
+        except ValueError as exc:  # binascii.Error, or characters outside ASCII (was a 500)
             raise UploadRefused(Refusal.INVALID, "'head' must be base64.") from exc
         started = services.upload_start(
             publisher=request.user,
@@ -300,6 +299,7 @@ def asset(request: HttpRequest, asset_id: int) -> HttpResponse:
         "review": job.reviews.order_by("-created_at").first() if job else None,
         "artifacts": pipeline_selectors.job_artifacts(job_id=job.pk) if job else [],
         **_player_context(request, asset, published, job=job),
+        **delivery_views.card_context(asset=asset, user=request.user),
     }
     return render(request, "studio/asset.html", context)
 

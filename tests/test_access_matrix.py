@@ -108,6 +108,46 @@ EXPECTED: dict[str, tuple] = {
     "notifications:channel_delete": (LOGIN, 403, 405, 403, 405),
     "notifications:route_add": (LOGIN, 403, 405, 403, 405),
     "notifications:route_delete": (LOGIN, 403, 405, 403, 405),
+    # API v1 takes API tokens only, never a session: every role's browser gets 401 (or 405 on
+    # POST-only routes, which are refused before authentication). Its schema and docs are public.
+    "api-v1:openapi-json": (200,) * 5,
+    "api-v1:openapi-view": (200,) * 5,
+    "api-v1:api-root": (404,) * 5,
+    "api-v1:token_get": (401,) * 5,
+    "api-v1:assets_list": (401,) * 5,
+    "api-v1:asset_get": (401,) * 5,
+    "api-v1:asset_update": (401,) * 5,
+    "api-v1:asset_delete": (401,) * 5,
+    "api-v1:asset_takedown": (405,) * 5,
+    "api-v1:asset_takedown_lift": (405,) * 5,
+    "api-v1:asset_renditions": (401,) * 5,
+    "api-v1:asset_jobs": (401,) * 5,
+    "api-v1:asset_playback": (401,) * 5,
+    "api-v1:job_get": (401,) * 5,
+    "api-v1:job_units": (401,) * 5,
+    "api-v1:upload_start": (405,) * 5,
+    "api-v1:upload_get": (401,) * 5,
+    "api-v1:upload_parts": (405,) * 5,
+    "api-v1:upload_complete": (405,) * 5,
+    "api-v1:upload_abort": (405,) * 5,
+    "api-v1:import_start": (405,) * 5,
+    "api-v1:import_get": (401,) * 5,
+    "api-v1:webhooks_list": (401,) * 5,
+    "api-v1:webhook_create": (401,) * 5,
+    "api-v1:webhook_delete": (405,) * 5,
+    # The asset page's delivery card posts here (operations staff may take down any asset).
+    "delivery_pages:policy": (LOGIN, 405, 405, 403, 405),
+    "delivery_pages:takedown": (LOGIN, 405, 405, 403, 405),
+    "delivery_pages:delete": (LOGIN, 405, 405, 403, 405),
+    "api_tokens:home": (LOGIN, 200, 403, 403, 200),
+    "api_tokens:token_new": (LOGIN, 405, 403, 403, 405),
+    "api_tokens:token_revoke": (LOGIN, 405, 403, 403, 405),
+    "api_tokens:embed_origins": (LOGIN, 405, 403, 403, 405),
+    # Playback needs no session: the sample asset is public, so anyone plays and embeds it.
+    "delivery:play": (200,) * 5,
+    "delivery:embed": (200,) * 5,
+    "delivery:oembed": (404,) * 5,  # no url= given
+    "delivery:download": (404,) * 5,  # the sample asset offers no download
     "admin:index": (302, 302, 302, 302, 200),
     "django_rq:home": (302, 302, 302, 302, 200),
 }
@@ -208,10 +248,15 @@ def sample_kwargs(clients, s3):
     s3.put_object(Bucket=settings.S3_BUCKET_MEDIA, Key=key, Body=b"#EXTM3U\n#EXT-X-VERSION:7\n")
     artifact = Artifact.objects.create(job=job, kind=Artifact.Kind.PACKAGE, bucket=settings.S3_BUCKET_MEDIA, key=key,
                                        step="package", inputs={"ffmpeg": "5.1"})
+    from delivery.models import AssetDelivery
+
+    delivery = AssetDelivery.objects.create(asset=asset, policy="public")
     rule_set = RuleSet.objects.create(name="Sample rules")
     Rule.objects.create(rule_set=rule_set, kind=RuleKind.RENDITIONS_VALID)
     return {"asset_id": asset.pk, "job_id": job.pk, "session_id": uuid.uuid4(), "path": "master.m3u8", "what": "source",
             "artifact_id": artifact.pk, "rule_set_id": rule_set.pk, "rule_id": rule_set.rules.first().pk, "user_id": publisher.pk,
+            "playback_id": delivery.playback_id, "token": "public", "name": "master.m3u8", "upload_id": str(uuid.uuid4()),
+            "token_id": 0, "import_id": 0, "rung": "h264-360p",
             "violation_id": 0, "alert_id": 0, "response_id": 0, "run_id": 0, "failure_id": 0, "restore_id": 0,
             "policy_id": 0}
 

@@ -14,6 +14,11 @@ class EndpointState(models.TextChoices):
     AUTO_DISABLED = "auto_disabled", "Disabled after failing"
 
 
+class SigningScheme(models.TextChoices):
+    REELFLOW = "reelflow", "Reelflow (Reelflow-Signature)"
+    STANDARD = "standard", "Standard Webhooks (webhook-signature)"
+
+
 class Endpoint(models.Model):
     owner = models.ForeignKey(
         settings.AUTH_USER_MODEL, on_delete=models.CASCADE, related_name="webhook_endpoints"
@@ -29,6 +34,9 @@ class Endpoint(models.Model):
     previous_secret = models.CharField(max_length=100, blank=True)
     previous_secret_expires_at = models.DateTimeField(null=True, blank=True)
     secret_rotated_at = models.DateTimeField(null=True, blank=True)
+    # How deliveries are signed: Reelflow's own headers, or the Standard Webhooks scheme
+    # (standardwebhooks.com) that receivers verify with an existing library.
+    signing = models.CharField(max_length=16, choices=SigningScheme.choices, default=SigningScheme.REELFLOW)
     state = models.CharField(max_length=16, choices=EndpointState.choices, default=EndpointState.ACTIVE)
     state_reason = models.CharField(max_length=300, blank=True)
     # Start of the current run of failed attempts (cleared by a success): drives auto-disable.
@@ -67,6 +75,10 @@ class Delivery(models.Model):
     key = models.UUIDField(default=uuid.uuid4, unique=True, editable=False)
     endpoint = models.ForeignKey(Endpoint, on_delete=models.CASCADE, related_name="deliveries")
     event = models.ForeignKey("core.Event", on_delete=models.CASCADE, related_name="+")
+    # The JSON sent, written once when the event is recorded (it names the asset's state and
+    # playback URLs at that moment), so every attempt sends the same bytes. Blank: built from
+    # the event (deliveries made before this field).
+    body = models.TextField(blank=True)
     state = models.CharField(max_length=16, choices=DeliveryState.choices, default=DeliveryState.PENDING)
     attempts_made = models.PositiveIntegerField(default=0)
     # When the next attempt is due (None: none planned). While an attempt runs it holds the

@@ -21,6 +21,10 @@ SUBJECT_NAMES = {
 
 
 def body_for(event: Event) -> bytes:
+    """The delivery's JSON; events about an asset carry an `asset` block with its state and
+    playback URLs (delivery.webhooks)."""
+    from delivery.webhooks import asset_block
+
     document = {
         "id": event.pk,
         "type": event.type,
@@ -31,13 +35,29 @@ def body_for(event: Event) -> bytes:
         },
         "data": event.payload,
     }
+    block = asset_block(subject_type=event.subject_type, subject_id=event.subject_id, payload=event.payload)
+    if block is not None:
+        document["asset"] = block
     return json.dumps(document, cls=DjangoJSONEncoder, separators=(",", ":"), sort_keys=True).encode()
 
 
 def headers_for(
-    *, event_type: str, delivery_key: str, body: bytes, secrets_: list[str], timestamp: int | None = None
+    *, event_type: str, delivery_key: str, body: bytes, secrets_: list[str], timestamp: int | None = None,
+    scheme: str = "reelflow",
 ) -> dict:
     timestamp = int(time.time()) if timestamp is None else timestamp
+    if scheme == "standard":
+        # Standard Webhooks: webhook-id is the idempotency key, the same on every attempt.
+        return {
+            "Content-Type": "application/json",
+            "User-Agent": USER_AGENT,
+            "Reelflow-Event-Type": event_type,
+            "webhook-id": delivery_key,
+            "webhook-timestamp": str(timestamp),
+            "webhook-signature": signing.standard_signature_header(
+                secrets_=secrets_, msg_id=delivery_key, timestamp=timestamp, body=body
+            ),
+        }
     return {
         "Content-Type": "application/json",
         "User-Agent": USER_AGENT,

@@ -23,7 +23,8 @@ from django.utils import timezone
 from core import metrics
 from core.models import AlertSeverity, Event
 from core.services import alert_raise, event_record
-from webhooks import event_types, payloads, sender, signing, targets
+from webhooks import event_types, payloads, sender, targets
+from webhooks import signing as signing_module
 from webhooks.models import (
     AttemptTrigger,
     Delivery,
@@ -31,6 +32,7 @@ from webhooks.models import (
     DeliveryState,
     Endpoint,
     EndpointState,
+    SigningScheme,
 )
 
 logger = logging.getLogger(__name__)
@@ -125,9 +127,10 @@ def deliveries_create_for(event: Event) -> list[Delivery]:
     if not endpoints:
         return []
     now = timezone.now()
+    body = payloads.body_for(event).decode()
     deliveries = Delivery.objects.bulk_create(
         [
-            Delivery(endpoint=endpoint, event=event, next_attempt_at=now, enqueued_at=now, created_at=now)
+            Delivery(endpoint=endpoint, event=event, body=body, next_attempt_at=now, enqueued_at=now, created_at=now)
             for endpoint in endpoints
         ]
     )
@@ -175,6 +178,7 @@ class AttemptPlan:
     event_type: str
     delivery_key: str
     secrets: list[str]
+    signing: str = "reelflow"
 
 
 @transaction.atomic
@@ -226,10 +230,11 @@ def delivery_attempt_start(*, delivery_id: int, worker: str = "") -> AttemptPlan
     return AttemptPlan(
         attempt_id=attempt.pk,
         url=endpoint.url,
-        body=payloads.body_for(delivery.event),
+        body=delivery.body.encode() if delivery.body else payloads.body_for(delivery.event),
         event_type=delivery.event.type,
         delivery_key=str(delivery.key),
         secrets=keys,
+        signing=endpoint.signing,
     )
 
 
@@ -367,7 +372,8 @@ def delivery_attempt_run(*, delivery_id: int, worker: str = "") -> Delivery | No
         url=plan.url,
         body=plan.body,
         headers=payloads.headers_for(
-            event_type=plan.event_type, delivery_key=plan.delivery_key, body=plan.body, secrets_=plan.secrets
+            event_type=plan.event_type, delivery_key=plan.delivery_key, body=plan.body, secrets_=plan.secrets,
+            scheme=plan.signing,
         ),
         connect_timeout=settings.WEBHOOKS_CONNECT_TIMEOUT,
         total_timeout=settings.WEBHOOKS_TIMEOUT,
@@ -410,16 +416,20 @@ def _endpoint_event(endpoint: Endpoint, type_: str, *, actor, **payload) -> None
 
 @transaction.atomic
 def endpoint_create(
-    *, owner, url: str, description: str = "", types: list[str] | None = None, actor=None
+    *, owner, url: str, description: str = "", types: list[str] | None = None, actor=None,
+    signing: str = SigningScheme.REELFLOW,
 ) -> tuple[Endpoint, str]:
     """A new active endpoint; returns it and its secret (shown to the person once)."""
     if Endpoint.objects.filter(owner=owner).count() >= settings.WEBHOOKS_MAX_ENDPOINTS:
         raise WebhookRefused(
             f"You have {settings.WEBHOOKS_MAX_ENDPOINTS} endpoints, the most allowed: delete one you no longer use."
         )
-    secret = signing.secret_new()
+    if signing not in SigningScheme.values:
+        raise WebhookRefused(f"Signing must be one of: {', '.join(SigningScheme.values)}.")
+    secret = signing_module.secret_new(signing)
     now = timezone.now()
     endpoint = Endpoint.objects.create(
+        signing=signing,
         owner=owner,
         url=_url_clean(url),
         description=description.strip()[:200],
@@ -456,7 +466,7 @@ def endpoint_secret_rotate(*, endpoint: Endpoint, actor, overlap_seconds: int = 
         raise WebhookRefused("Choose when the old secret stops working.")
     endpoint = Endpoint.objects.select_for_update().get(pk=endpoint.pk)
     now = timezone.now()
-    secret = signing.secret_new()
+    secret = signing_module.secret_new(endpoint.signing)
     endpoint.previous_secret = endpoint.secret if overlap_seconds else ""
     endpoint.previous_secret_expires_at = (
         now + timedelta(seconds=overlap_seconds) if overlap_seconds else None

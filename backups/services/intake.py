@@ -22,7 +22,7 @@ from django.conf import settings
 from django.db import IntegrityError, transaction
 
 from backups import storage
-from backups.models import EventCursor, PolicySource, ScanRequest
+from backups.models import EventCursor, ObjectVersion, PolicySource, ScanRequest
 from core.models import Event
 
 logger = logging.getLogger(__name__)
@@ -76,6 +76,16 @@ def _event_targets(event: dict) -> list[tuple[str, str]]:
     return []
 
 
+def legal_hold_from_event(*, bucket: str, prefix: str) -> int:
+    """An event says what was under `prefix` is under a legal hold (an asset deleted under one,
+    docs/delivery.md): hold its ledger versions, so retention keeps their copies until a person
+    clears the hold on the policy page. Returns how many versions it covers."""
+    held = 0
+    for source, narrowed in _covering_sources(bucket, prefix):
+        held += ObjectVersion.objects.filter(source=source, key__startswith=narrowed).update(legal_hold=True)
+    return held
+
+
 def events_follow(*, limit: int = 1000) -> int:
     """Turn new events of the shared log into scan requests; returns how many were added."""
     with transaction.atomic():
@@ -87,6 +97,8 @@ def events_follow(*, limit: int = 1000) -> int:
         for event in events:
             for bucket, prefix in _event_targets(event):
                 added += scan_request_add(bucket=bucket, prefix=prefix, reason=f"event {event['type']} #{event['id']}")
+                if (event.get("payload") or {}).get("legal_hold") is True:
+                    legal_hold_from_event(bucket=bucket, prefix=prefix)
         if events:
             cursor.last_event_id = events[-1]["id"]
             cursor.save(update_fields=["last_event_id"])

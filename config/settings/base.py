@@ -43,6 +43,9 @@ INSTALLED_APPS = [
     "webhooks",
     "ops",
     "notifications",
+    "delivery",
+    "api",
+    "ninja",
 ]
 
 MIDDLEWARE = [
@@ -301,6 +304,25 @@ EMAIL_HOST_USER = env.str("EMAIL_HOST_USER", default="")
 EMAIL_HOST_PASSWORD = env.str("EMAIL_HOST_PASSWORD", default="")
 EMAIL_USE_TLS = env.bool("EMAIL_USE_TLS", default=False)
 EMAIL_TIMEOUT = 10
+# --- Delivery (delivery/, docs/delivery.md) and API v1 (api/, docs/api.md) ----------------------
+# Policy of a new asset's playback URLs: public (anyone with the link), signed (expiring links)
+# or private (studio only).
+DELIVERY_DEFAULT_POLICY = env.str("DELIVERY_DEFAULT_POLICY", default="signed")
+if DELIVERY_DEFAULT_POLICY not in ("public", "signed", "private"):
+    raise ImproperlyConfigured("DELIVERY_DEFAULT_POLICY must be public, signed or private.")
+# Keys that sign playback tokens, "kid:secret,kid:secret": the first signs, all verify (rotation).
+# Empty: one key derived from DJANGO_SECRET_KEY.
+DELIVERY_SIGNING_KEYS = env.list("DELIVERY_SIGNING_KEYS", default=[])
+for _key in DELIVERY_SIGNING_KEYS:
+    _kid, _, _secret = _key.partition(":")
+    if not (_kid.isalnum() and _kid.islower() and len(_kid) <= 16 and len(_secret) >= 32):
+        raise ImproperlyConfigured("DELIVERY_SIGNING_KEYS: each key is kid:secret (kid a-z0-9, secret 32+ characters)")
+# Base lifetime of a signed playback URL (twice the video's duration is added), at most 7 days.
+DELIVERY_TOKEN_SECONDS = env.int("DELIVERY_TOKEN_SECONDS", default=6 * 3600)
+# Lifetime of the signed playback URLs webhook deliveries carry.
+DELIVERY_WEBHOOK_URL_SECONDS = env.int("DELIVERY_WEBHOOK_URL_SECONDS", default=7 * 24 * 3600)
+API_RATE_PER_MINUTE = env.int("API_RATE_PER_MINUTE", default=600)  # requests per token per minute
+API_MAX_TOKENS = env.int("API_MAX_TOKENS", default=20)  # active tokens per publisher
 
 # --- Auth -------------------------------------------------------------------------------------
 LOGIN_URL = "login"

@@ -187,11 +187,31 @@ def sample_url(name: str) -> str | None:
         return None
 
 
+def api_routes() -> set[str]:
+    """API v1 (docs/api.md): API tokens only, never a session, so a forged cross-site POST
+    carrying the victim's cookie is simply unauthenticated (401), CSRF or not."""
+    return {name for name, _ in all_routes() if name.startswith("api-v1:")}
+
+
 def test_only_token_authenticated_machine_endpoints_are_csrf_exempt():
     exempt = {name for name, view in all_routes() if getattr(view, "csrf_exempt", False)}
-    assert exempt == TOKEN_ENDPOINTS, (
-        f"csrf_exempt views that are not token endpoints: {exempt - TOKEN_ENDPOINTS}"
+    assert exempt - api_routes() == TOKEN_ENDPOINTS, (
+        f"csrf_exempt views that are not token endpoints: {exempt - TOKEN_ENDPOINTS - api_routes()}"
     )
+
+
+def test_the_api_acts_on_no_session(people):
+    """Signed in as a superuser, with no API token: every API write is 401 (or 405)."""
+    client = Client(enforce_csrf_checks=True)
+    client.force_login(people["superuser"])
+    answered = {}
+    for name in api_routes():
+        url = sample_url(name)
+        if url is None or name.endswith(("openapi-json", "openapi-view", "api-root")):
+            continue
+        for method in ("post", "patch", "delete"):
+            answered[(name, method)] = getattr(client, method)(url, "{}", content_type="application/json").status_code
+    assert answered and set(answered.values()) <= {401, 405}, answered
 
 
 def test_every_route_refuses_a_post_without_a_csrf_token(people):
@@ -201,7 +221,7 @@ def test_every_route_refuses_a_post_without_a_csrf_token(people):
     checked, wrong = 0, []
     for name, _ in all_routes():
         url = sample_url(name)
-        if url is None or name in TOKEN_ENDPOINTS:
+        if url is None or name in TOKEN_ENDPOINTS or name in api_routes():
             continue
         response = client.post(url, {"anything": "1"})
         checked += 1

@@ -156,10 +156,15 @@ def web_server(
             raise AssertionError(f"daphne exited:\n{log.read_text()[-3000:]}")
         try:
             return requests.get(f"{origin}/accounts/login/", timeout=2).status_code == 200
-        except requests.ConnectionError:
+        except (requests.ConnectionError, requests.Timeout):  # not up yet, or its first answer is slow
             return False
 
-    wait_until(up, timeout=30, message="daphne to answer")
+    try:
+        wait_until(up, timeout=30, message="daphne to answer")
+    except BaseException:
+        proc.kill()  # never leave a daphne behind when it did not come up
+        proc.wait()
+        raise
     yield Web(origin, proc, log)
     proc.terminate()
     try:

@@ -70,6 +70,8 @@ def test_delivery_is_signed_json_that_the_documented_snippet_verifies(
         "created_at": event.created_at.isoformat(),
         "subject": {"type": "job", "id": "41"},
         "data": {"asset": 9, "master": "assets/9/master.m3u8"},
+        # Asset 9 does not exist (an event about a deleted asset): its block says so.
+        "asset": {"id": 9, "state": "deleted", "title": None, "playback": None},
     }
 
     verify, invalid = documented_verify()

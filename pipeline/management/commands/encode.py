@@ -113,6 +113,22 @@ class Command(BaseCommand):
         self.stdout.write(self.style.SUCCESS(f"published in {self._elapsed(job)}"))
         self.stdout.write(f"master playlist: {settings.SITE_URL}/studio/assets/{job.asset_id}/hls/master.m3u8")
         self.stdout.write(f"  (S3: s3://{settings.S3_BUCKET_MEDIA}/{job.master_playlist_key})")
+        self._print_playback(job)
+
+    def _print_playback(self, job: EncodeJob) -> None:
+        """The URLs anyone can open (no cookie). A command is an entry point like a page, so it
+        may reach delivery; the pipeline's modules themselves never do."""
+        from delivery.services import playback_urls
+
+        urls = playback_urls(asset=job.asset, job=job)
+        if urls["hls"] is None:
+            self.stdout.write(f"playback: none (the asset's playback policy is {urls['policy']})")
+            return
+        self.stdout.write(f"playback HLS: {urls['hls']}")
+        if urls["dash"]:
+            self.stdout.write(f"playback DASH: {urls['dash']}")
+        if urls["expires_at"]:
+            self.stdout.write(f"  (signed links, valid until {urls['expires_at']})")
 
     def _put(self, source: str, username: str, *, profile: str, title: str) -> str:
         name = source.rsplit("/", 1)[-1]
