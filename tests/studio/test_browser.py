@@ -435,7 +435,11 @@ def test_an_upload_resumes_from_the_stored_parts_after_a_reload(web, new_page, m
     # with its URL: a web process busy beside other tests may answer part 2's after part 1 is
     # stored. All three are still tried, which a one-at-a-time upload stopping at part 2 is not.
     page_wait_until(page, lambda: {1, 2, 3} <= set(sent), timeout=20, message="parts go in parallel")
-    assert "MiB of 10.1 MiB" in page.locator(".upload-stats").inner_text()
+    # The page counts part 1's bytes once its PUT's progress reaches the script (after S3 may
+    # already list the part).
+    page.wait_for_function(
+        "() => document.querySelector('.upload-stats').textContent.includes('MiB of 10.1 MiB')", timeout=20_000
+    )
 
     page.on("dialog", lambda dialog: dialog.accept())  # "leave the page while uploading?"
     page.reload()
