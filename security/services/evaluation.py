@@ -29,6 +29,7 @@ from security.models import (
 from security.policy import PolicySet, Trigger, policy_set_current
 from security.policy.engine import resource_tags
 from security.services.alerts import security_alert_raise
+from security.services.notify import policy_notify
 from security.services.violations import Transition, violation_close, violation_observe
 
 logger = logging.getLogger(__name__)
@@ -140,6 +141,8 @@ def instance_evaluate(
         changed_config |= any(r.kind in _CONFIG_CHANGING and r.state == ResponseState.DONE for r in responses)
         with transaction.atomic():
             violation_alert_raise(violation=violation, responses=responses)
+            if policy is not None:
+                policy_notify(policy=policy, alert=violation.alert)
     if changed_config:
         # Our own tag/quarantine changed the instance: re-read it, so an acknowledgement covers
         # the configuration as it now is and is not reopened by our own change.

@@ -107,3 +107,45 @@ def test_the_rules_page_names_each_policys_engine_and_custodians_actions(
     page = client.get(reverse("security:policies")).content.decode()
     assert "engine: c7n" in page and "engine: reelflow" in page
     assert "set-metadata-access (c7n)" in page and "stop (c7n)" in page
+
+
+NOTIFY = """
+policies:
+  - name: open-ssh-notify
+    resource: ec2
+    severity: high
+    filters:
+      - type: security-group
+        key: GroupName
+        value: legacy-ssh
+    actions:
+      - type: notify
+        to: [secops, media-ops/pager, sec@example.com, resource-owner]
+        subject: SSH open to the world
+        transport: {type: sqs, queue: "https://sqs.us-east-1.amazonaws.com/123456789012/c7n-mailer"}
+"""
+
+
+def test_notify_reaches_the_teams_and_channels_it_names_through_notifications(cloud, redis_conn, settings, tmp_path):
+    from notifications.models import Channel, ChannelKind, Pending
+    from security.services.notify import notify_targets
+
+    path = tmp_path / "notify.yml"
+    path.write_text(NOTIFY)
+    settings.SECURITY_POLICY_PATHS = [str(path)]
+    policies = policy_set_load([str(path)])
+    # Addresses, owners' tags and URLs are c7n-mailer's (through the transport); team and
+    # team/channel names are Reelflow's.
+    policy = next(p for p in policies if p.name == "open-ssh-notify")
+    assert notify_targets(policy) == (["secops"], ["media-ops/pager"])
+    secops = Channel.objects.create(team="secops", name="mail", kind=ChannelKind.EMAIL, target="sec@example.com")
+    pager = Channel.objects.create(team="media-ops", name="pager", kind=ChannelKind.WEBHOOK, target="http://127.0.0.1:9/")
+    bystander = Channel.objects.create(team="media-ops", name="chat", kind=ChannelKind.WEBHOOK, target="http://127.0.0.1:9/")
+
+    open_ssh = cloud.launch(open_ssh=True)
+    for instance in ec2_inventory_sweep(region=cloud.region):
+        instance_evaluate(instance_id=instance.pk, policies=policies)
+    violation = Violation.objects.get(policy="open-ssh-notify", instance__external_id=open_ssh)
+    assert violation.alert is not None
+    heard = set(Pending.objects.filter(alert=violation.alert).values_list("channel_id", flat=True))
+    assert {secops.pk, pager.pk} <= heard and bystander.pk not in heard
