@@ -9,6 +9,7 @@ import os
 import resource
 import subprocess
 import time
+from collections.abc import Callable
 from pathlib import Path
 
 ACCESS_KEY, SECRET_KEY = "bench-access", "bench-secret-key-123456"
@@ -87,3 +88,16 @@ def processes_stop(procs: list[subprocess.Popen], timeout: float) -> None:
             proc.wait(timeout=timeout)
         except subprocess.TimeoutExpired:
             proc.kill()
+
+
+def django_setup_then(start: Callable[[], None], stop: Callable[[], None]) -> None:
+    """Django set up from the environment, then ``start`` (a platform's services); ``stop`` what
+    was started if that fails."""
+    import django
+
+    django.setup()
+    try:
+        start()
+    except BaseException:
+        stop()
+        raise

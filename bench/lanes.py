@@ -51,7 +51,8 @@ sys.path.insert(0, str(ROOT))
 PY = sys.executable
 VENV_BIN = Path(PY).parent
 
-from media_bench import make_source  # noqa: E402 - beside this script
+from bench_common import django_setup_then  # noqa: E402 - beside this script
+from media_bench import make_source  # noqa: E402
 
 from devservices import stack  # noqa: E402
 
@@ -201,16 +202,12 @@ class Platform:
             "PYTHONUNBUFFERED": "1",
         }
         os.environ.update(self.env)
-        import django
-
-        django.setup()
-        try:
-            self._database()
-            self._processes()
-        except BaseException:
-            self.__exit__(None, None, None)
-            raise
+        django_setup_then(self._start, lambda: self.__exit__(None, None, None))
         return self
+
+    def _start(self) -> None:
+        self._database()
+        self._processes()
 
     def _database(self) -> None:
         import django_rq

@@ -49,6 +49,7 @@ from bench_common import (  # noqa: E402
     ACCESS_KEY,
     SECRET_KEY,
     daphne_wait,
+    django_setup_then,
     nofile_raise,
     processes_stop,
     session_cookie_value,
@@ -228,14 +229,7 @@ class Platform:
             "ASGI_THREADS": str(self.args.asgi_threads),
         }  # fmt: skip
         os.environ.update(self.env)
-        import django
-
-        django.setup()
-        try:
-            self._start()
-        except BaseException:
-            self.__exit__(None, None, None)
-            raise
+        django_setup_then(self._start, lambda: self.__exit__(None, None, None))
         return self
 
     def _start(self) -> None:

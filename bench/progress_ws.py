@@ -50,6 +50,7 @@ from bench_common import (  # noqa: E402 - beside this script
     ACCESS_KEY,
     SECRET_KEY,
     daphne_wait,
+    django_setup_then,
     nofile_raise,
     processes_stop,
     session_cookie_value,
@@ -264,14 +265,7 @@ class Platform:
         self.env = web_env(work=work, endpoint_url=self.server.endpoint_url, origin=self.origin,
                            prefix="reelflow-bench-ws", redis_default="redis://127.0.0.1:6379/13")  # fmt: skip
         os.environ.update(self.env)
-        import django
-
-        django.setup()
-        try:
-            self._start()
-        except BaseException:
-            self.__exit__(None, None, None)
-            raise
+        django_setup_then(self._start, lambda: self.__exit__(None, None, None))
         return self
 
     def _start(self) -> None:
