@@ -41,7 +41,6 @@ from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
-sys.path.insert(0, str(ROOT / "bench"))
 PY = sys.executable
 MIB = 1024**2
 HANDSHAKES_AT_ONCE = 50
