@@ -202,10 +202,10 @@ class Platform:
             "PYTHONUNBUFFERED": "1",
         }
         os.environ.update(self.env)
-        django_setup_then(self._start, lambda: self.__exit__(None, None, None))
+        django_setup_then(self._services, lambda: self.__exit__(None, None, None))
         return self
 
-    def _start(self) -> None:
+    def _services(self) -> None:
         self._database()
         self._processes()
 
