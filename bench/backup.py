@@ -222,6 +222,107 @@ def encrypted_path(backup, repeat: int) -> dict:
     }
 
 
+def full_run_figures(policy, total: int) -> tuple[dict, float]:
+    """Full run: first scan (empty ledger) + copy of everything."""
+    run, full_seconds = full_or_incremental_run(policy)
+    assert run.objects_copied == total, (run.objects_copied, total)
+    figures = dict(
+        full_run_s=round(full_seconds, 2), first_scan_s=round(run.scan_seconds, 2),
+        first_sweep_rate=round(total / run.scan_seconds), full_copy_s=round(run.copy_seconds, 2),
+        full_copy_objects_per_s=round(total / run.copy_seconds),
+    )
+    log(f"full run {full_seconds:.1f} s (scan {run.scan_seconds:.1f} s, copy {run.copy_seconds:.1f} s)")
+    return figures, full_seconds
+
+
+def sweep_figures(policy, src, repeat: int, first_sweep_rate: float) -> dict:
+    """Sweep of an unchanged source vs a bare listing, interleaved."""
+    list_rates, sweep_rates = [], []
+    for _ in range(repeat):
+        count, seconds = bare_listing(src)
+        list_rates.append(count / seconds)
+        scanned, seconds = sweep(policy)
+        sweep_rates.append(scanned / seconds)
+    figures = dict(
+        list_rate=round(statistics.median(list_rates)), sweep_rate=round(statistics.median(sweep_rates)),
+        sweep_ratio=round(statistics.median(sweep_rates) / statistics.median(list_rates), 3),
+        first_sweep_ratio=round(first_sweep_rate / statistics.median(list_rates), 3),
+    )
+    log(f"listing {figures['list_rate']}/s, sweep {figures['sweep_rate']}/s: ratio {figures['sweep_ratio']}")
+    return figures
+
+
+def incremental_figures(policy, src, small: list, args, full_seconds: float) -> dict:
+    """Incremental runs: 1% of the small objects changed each time."""
+    changed = max(1, args.objects // 100)
+    incremental = []
+    for rep in range(args.repeat):
+        batch = small[rep * changed : (rep + 1) * changed]
+        upload(src, batch)
+        run, seconds = full_or_incremental_run(policy)
+        assert run.objects_changed == len(batch) and run.objects_copied == len(batch), run.objects_copied
+        incremental.append(seconds)
+    figures = dict(
+        changed_per_incremental=changed, incremental_run_s=round(statistics.median(incremental), 2),
+        incremental_ratio=round(statistics.median(incremental) / full_seconds, 4),
+    )
+    log(f"incremental {figures['incremental_run_s']} s = {figures['incremental_ratio']:.2%} of the full run")
+    return figures
+
+
+def verify_figures(policy, dst, repeat: int) -> dict:
+    """Verification vs bare GET-and-hash over the same backup objects, interleaved."""
+    from backups.models import ObjectVersion
+
+    keys = list(ObjectVersion.objects.filter(source__policy=policy, is_current=True).values_list("backup_key", flat=True))
+    ours, bare = [], []
+    for _ in range(repeat):
+        size, seconds = bare_get_and_hash(dst, keys, threads=THREADS)
+        bare.append(size / seconds)
+        count, size, seconds = verification(policy)
+        ours.append(size / seconds)
+    figures = dict(
+        verify_objects=len(keys), verify_bytes_per_s=round(statistics.median(ours)),
+        bare_get_hash_bytes_per_s=round(statistics.median(bare)),
+        verify_ratio=round(statistics.median(ours) / statistics.median(bare), 3),
+    )
+    log(f"verify {figures['verify_bytes_per_s'] / 1e6:.1f} MB/s, bare GET+hash "
+        f"{figures['bare_get_hash_bytes_per_s'] / 1e6:.1f} MB/s: ratio {figures['verify_ratio']}")
+    return figures
+
+
+def goals_of(figures: dict) -> dict:
+    return {
+        "sweep_ratio>=0.8": figures["sweep_ratio"] >= 0.8,
+        "verify_ratio>=0.8": figures["verify_ratio"] >= 0.8,
+        "incremental_ratio<=0.05": figures["incremental_ratio"] <= 0.05,
+        "encrypted_copy_ratio>=0.8": figures["encrypted_copy_ratio"] >= 0.8,
+        "encrypted_verify_ratio>=0.8": figures["encrypted_verify_ratio"] >= 0.8,
+    }
+
+
+def measure(args, source, backup, figures: dict) -> None:
+    from core import s3
+
+    policy = make_policy(backup)
+    # Baselines use clients configured exactly as Reelflow's (core.s3), shared by threads.
+    src = s3.client(s3.S3Target(source.endpoint_url, *SRC_KEYS))
+    dst = s3.client(s3.S3Target(backup.endpoint_url, *DST_KEYS))
+    small = [(f"{PREFIX}small/{i:06d}", args.small_bytes) for i in range(args.objects)]
+    large = [(f"{PREFIX}large/{i:02d}", args.large_mb * 1024 * 1024) for i in range(args.large)]
+    started = time.perf_counter()
+    upload(src, small)
+    upload(src, large, threads=2)
+    log(f"uploaded in {time.perf_counter() - started:.1f} s")
+    full, full_seconds = full_run_figures(policy, args.objects + args.large)
+    figures.update(full)
+    figures.update(sweep_figures(policy, src, args.repeat, figures["first_sweep_rate"]))
+    figures.update(incremental_figures(policy, src, small, args, full_seconds))
+    figures.update(verify_figures(policy, dst, args.repeat))
+    figures.update(encrypted_path(backup, args.repeat))
+    figures["goals_met"] = goals_of(figures)
+
+
 def main() -> int:
     args = parse_args()
     tmp = Path(tempfile.mkdtemp(prefix="reelflow-bench-backup-"))
@@ -230,83 +331,7 @@ def main() -> int:
     figures: dict = {"objects": args.objects, "large_objects": args.large, "large_mb": args.large_mb,
                      "threads": THREADS, "repeat": args.repeat}
     try:
-        from backups.models import ObjectVersion
-        from core import s3
-
-        policy = make_policy(backup)
-        # Baselines use clients configured exactly as Reelflow's (core.s3), shared by threads.
-        src = s3.client(s3.S3Target(source.endpoint_url, *SRC_KEYS))
-        dst = s3.client(s3.S3Target(backup.endpoint_url, *DST_KEYS))
-        small = [(f"{PREFIX}small/{i:06d}", args.small_bytes) for i in range(args.objects)]
-        large = [(f"{PREFIX}large/{i:02d}", args.large_mb * 1024 * 1024) for i in range(args.large)]
-        started = time.perf_counter()
-        upload(src, small)
-        upload(src, large, threads=2)
-        log(f"uploaded in {time.perf_counter() - started:.1f} s")
-        total = args.objects + args.large
-
-        # Full run: first scan (empty ledger) + copy of everything.
-        run, full_seconds = full_or_incremental_run(policy)
-        assert run.objects_copied == total, (run.objects_copied, total)
-        figures.update(
-            full_run_s=round(full_seconds, 2), first_scan_s=round(run.scan_seconds, 2),
-            first_sweep_rate=round(total / run.scan_seconds), full_copy_s=round(run.copy_seconds, 2),
-            full_copy_objects_per_s=round(total / run.copy_seconds),
-        )
-        log(f"full run {full_seconds:.1f} s (scan {run.scan_seconds:.1f} s, copy {run.copy_seconds:.1f} s)")
-
-        # Sweep of an unchanged source vs a bare listing, interleaved.
-        list_rates, sweep_rates = [], []
-        for _ in range(args.repeat):
-            count, seconds = bare_listing(src)
-            list_rates.append(count / seconds)
-            scanned, seconds = sweep(policy)
-            sweep_rates.append(scanned / seconds)
-        figures.update(
-            list_rate=round(statistics.median(list_rates)), sweep_rate=round(statistics.median(sweep_rates)),
-            sweep_ratio=round(statistics.median(sweep_rates) / statistics.median(list_rates), 3),
-            first_sweep_ratio=round(figures["first_sweep_rate"] / statistics.median(list_rates), 3),
-        )
-        log(f"listing {figures['list_rate']}/s, sweep {figures['sweep_rate']}/s: ratio {figures['sweep_ratio']}")
-
-        # Incremental runs: 1% of the small objects changed each time.
-        changed = max(1, args.objects // 100)
-        incremental = []
-        for rep in range(args.repeat):
-            batch = small[rep * changed : (rep + 1) * changed]
-            upload(src, batch)
-            run, seconds = full_or_incremental_run(policy)
-            assert run.objects_changed == len(batch) and run.objects_copied == len(batch), run.objects_copied
-            incremental.append(seconds)
-        figures.update(
-            changed_per_incremental=changed, incremental_run_s=round(statistics.median(incremental), 2),
-            incremental_ratio=round(statistics.median(incremental) / full_seconds, 4),
-        )
-        log(f"incremental {figures['incremental_run_s']} s = {figures['incremental_ratio']:.2%} of the full run")
-
-        # Verification vs bare GET-and-hash over the same backup objects, interleaved.
-        keys = list(ObjectVersion.objects.filter(source__policy=policy, is_current=True).values_list("backup_key", flat=True))
-        ours, bare = [], []
-        for _ in range(args.repeat):
-            size, seconds = bare_get_and_hash(dst, keys, threads=THREADS)
-            bare.append(size / seconds)
-            count, size, seconds = verification(policy)
-            ours.append(size / seconds)
-        figures.update(
-            verify_objects=len(keys), verify_bytes_per_s=round(statistics.median(ours)),
-            bare_get_hash_bytes_per_s=round(statistics.median(bare)),
-            verify_ratio=round(statistics.median(ours) / statistics.median(bare), 3),
-        )
-        log(f"verify {figures['verify_bytes_per_s'] / 1e6:.1f} MB/s, bare GET+hash "
-            f"{figures['bare_get_hash_bytes_per_s'] / 1e6:.1f} MB/s: ratio {figures['verify_ratio']}")
-        figures.update(encrypted_path(backup, args.repeat))
-        figures["goals_met"] = {
-            "sweep_ratio>=0.8": figures["sweep_ratio"] >= 0.8,
-            "verify_ratio>=0.8": figures["verify_ratio"] >= 0.8,
-            "incremental_ratio<=0.05": figures["incremental_ratio"] <= 0.05,
-            "encrypted_copy_ratio>=0.8": figures["encrypted_copy_ratio"] >= 0.8,
-            "encrypted_verify_ratio>=0.8": figures["encrypted_verify_ratio"] >= 0.8,
-        }
+        measure(args, source, backup, figures)
     finally:
         source.stop()
         backup.stop()

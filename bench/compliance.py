@@ -17,6 +17,7 @@ Prints the ratios and goals, then one line holding a JSON object of the figures.
 """
 
 import argparse
+import contextlib
 import json
 import logging
 import os
@@ -270,23 +271,17 @@ def run_instances_event(instance_id: str, principal: str, *, event_id: str) -> d
     }
 
 
-def bench_latency(launches: int) -> dict:
-    from django.conf import settings
-    from django.db import connection
-    from django.test import Client
-
-    from security import aws, simcloud
-
-    logging.getLogger("security").setLevel(logging.ERROR)
+@contextlib.contextmanager
+def moto_server():
+    """moto_server in its own process, as AWS is: the outside poller and the webhook must not
+    share a GIL with it. Yields its endpoint."""
     with socket.socket() as sock:
         sock.bind(("127.0.0.1", 0))
         port = sock.getsockname()[1]
-    # Its own process, as AWS is: the outside poller and the webhook must not share a GIL with it.
     server = subprocess.Popen(
         [sys.executable, "-m", "moto.server", "-H", "127.0.0.1", "-p", str(port)],
         stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
     )  # fmt: skip
-    endpoint = f"http://127.0.0.1:{port}"
     deadline = time.monotonic() + 30
     while True:
         try:
@@ -297,6 +292,64 @@ def bench_latency(launches: int) -> dict:
                 raise SystemExit("moto_server did not start") from None
             time.sleep(0.1)
     try:
+        yield f"http://127.0.0.1:{port}"
+    finally:
+        server.terminate()
+        server.wait(timeout=10)
+
+
+def launch_once(ec2, client, web: ThreadPoolExecutor, index: int) -> tuple[float, float]:
+    """One unauthorized launch announced to the webhook: (ms until EC2 says stopping, ms until
+    the webhook answered)."""
+    from security import simcloud
+
+    instance_id = simcloud.instance_launch(ec2)
+    body = json.dumps(
+        run_instances_event(
+            instance_id, "arn:aws:iam::123456789012:user/intruder", event_id=f"bench-{index}"
+        )
+    )
+    answered: dict = {}
+
+    def post(body=body, answered=answered):
+        answered["response"] = client.post(
+            "/security/events/ec2/",
+            data=body,
+            content_type="application/json",
+            HTTP_AUTHORIZATION="Bearer bench-token",
+        )
+        answered["at"] = time.perf_counter()
+
+    # The webhook stops the instance first and then records, evaluates and alerts; the
+    # latency that matters is until EC2 says "stopping", watched from outside. One
+    # long-lived request thread, as a web server's: its boto3 client is made once.
+    started = time.perf_counter()
+    poster = web.submit(post)
+    while True:
+        state = ec2.describe_instances(InstanceIds=[instance_id])["Reservations"][0]["Instances"][0][
+            "State"
+        ]["Name"]
+        if state in ("stopping", "stopped"):
+            latency = (time.perf_counter() - started) * 1000
+            break
+        if time.perf_counter() - started > 10:
+            raise SystemExit(f"{instance_id} not stopped after 10 s")
+        time.sleep(0.01)
+    poster.result()
+    if answered["response"].status_code != 200:
+        raise SystemExit(f"webhook answered {answered['response'].status_code}")
+    return latency, (answered["at"] - started) * 1000
+
+
+def bench_latency(launches: int) -> dict:
+    from django.conf import settings
+    from django.db import connection
+    from django.test import Client
+
+    from security import aws, simcloud
+
+    logging.getLogger("security").setLevel(logging.ERROR)
+    with moto_server() as endpoint:
         settings.AWS_REGIONS = ["us-east-1"]
         settings.AWS_ENDPOINT_URL_EC2 = settings.AWS_ENDPOINT_URL_SQS = endpoint
         settings.AWS_ACCESS_KEY_ID = settings.AWS_SECRET_ACCESS_KEY = simcloud.SIMULATED_KEY
@@ -309,47 +362,11 @@ def bench_latency(launches: int) -> dict:
         simcloud.instance_launch(ec2)  # moto loads its catalogues on the first launch: not timed
         latencies, handled = [], []
         for index in range(launches):
-            instance_id = simcloud.instance_launch(ec2)
-            body = json.dumps(
-                run_instances_event(
-                    instance_id, "arn:aws:iam::123456789012:user/intruder", event_id=f"bench-{index}"
-                )
-            )
-            answered: dict = {}
-
-            def post(body=body, answered=answered):
-                answered["response"] = client.post(
-                    "/security/events/ec2/",
-                    data=body,
-                    content_type="application/json",
-                    HTTP_AUTHORIZATION="Bearer bench-token",
-                )
-                answered["at"] = time.perf_counter()
-
-            # The webhook stops the instance first and then records, evaluates and alerts; the
-            # latency that matters is until EC2 says "stopping", watched from outside. One
-            # long-lived request thread, as a web server's: its boto3 client is made once.
-            started = time.perf_counter()
-            poster = web.submit(post)
-            while True:
-                state = ec2.describe_instances(InstanceIds=[instance_id])["Reservations"][0]["Instances"][0][
-                    "State"
-                ]["Name"]
-                if state in ("stopping", "stopped"):
-                    latencies.append((time.perf_counter() - started) * 1000)
-                    break
-                if time.perf_counter() - started > 10:
-                    raise SystemExit(f"{instance_id} not stopped after 10 s")
-                time.sleep(0.01)
-            poster.result()
-            if answered["response"].status_code != 200:
-                raise SystemExit(f"webhook answered {answered['response'].status_code}")
-            handled.append((answered["at"] - started) * 1000)
+            latency, answered_ms = launch_once(ec2, client, web, index)
+            latencies.append(latency)
+            handled.append(answered_ms)
         web.submit(lambda: connection.close()).result()  # the request thread's own connection
         web.shutdown()
-    finally:
-        server.terminate()
-        server.wait(timeout=10)
     return {
         "launches": launches,
         "latency_p50_ms": round(percentile(latencies, 50), 1),

@@ -29,12 +29,12 @@ the server, probe messages not sent, page errors, an encode that did not publish
 summary and ONE line of JSON.
 """
 
+from __future__ import annotations
+
 import argparse
 import asyncio
-import contextlib
 import json
 import os
-import resource
 import subprocess
 import sys
 import tempfile
@@ -45,17 +45,19 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 sys.path.insert(0, str(ROOT / "bench"))
-from progress_ws import (  # noqa: E402
+from bench_common import (  # noqa: E402
     ACCESS_KEY,
-    HANDSHAKES_AT_ONCE,
-    MIB,
-    PY,
     SECRET_KEY,
-    free_port,
-    make_upload_file,
-    percentile,
-    upload_browser_path,
+    daphne_wait,
+    django_setup_then,
+    nofile_raise,
+    processes_stop,
+    session_cookie_value,
+    web_database,
+    web_env,
 )
+from progress_ws import HANDSHAKES_AT_ONCE, PY, free_port, percentile  # noqa: E402
+from studio_upload import MIB, make_upload_file, upload_browser_path  # noqa: E402
 
 
 def pct(values: list[float], q: float, scale: float = 1000) -> float | None:
@@ -184,7 +186,7 @@ async def viewers(origin, cookie, current, count, stats, stop_at):
 # --- Main -----------------------------------------------------------------------------------
 
 
-def main() -> int:
+def parse_args() -> argparse.Namespace:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--minutes", type=float, default=5)
     parser.add_argument("--viewers", type=int, default=500)
@@ -196,233 +198,259 @@ def main() -> int:
     parser.add_argument("--nice", type=int, default=10, help="niceness of the RQ workers (batch work)")
     parser.add_argument("--probe", nargs=3, help=argparse.SUPPRESS)
     parser.add_argument("--upload-proc", help=argparse.SUPPRESS)
-    args = parser.parse_args()
+    return parser.parse_args()
+
+
+class Platform:
+    """SeaweedFS, a SQLite database, Django configured for them, a signed-in publisher, the clip
+    to encode and the file to upload, one daphne and two niced RQ workers with the scheduler;
+    stopped on exit (the probe told to stop too)."""
+
+    def __init__(self, args) -> None:
+        self.args = args
+        self.procs: list[subprocess.Popen] = []
+
+    def __enter__(self) -> Platform:
+        from devservices.seaweed import start_seaweed
+
+        nofile_raise()
+        self.work = work = Path(tempfile.mkdtemp(prefix="reelflow-bench-load-"))
+        self.stop_file = work / "stop"
+        self.server = start_seaweed(data_dir=work / "s3", access_key=ACCESS_KEY, secret_key=SECRET_KEY)
+        self.port = free_port()
+        self.origin = f"http://127.0.0.1:{self.port}"
+        self.env = {
+            **web_env(work=work, endpoint_url=self.server.endpoint_url, origin=self.origin,
+                      prefix="reelflow-bench-load", redis_default="redis://127.0.0.1:6379/12"),
+            "REELFLOW_CHUNK_SECONDS": "4",
+            "REELFLOW_SEGMENT_SECONDS": "2",
+            # Threads for Django's sync code under daphne (asgiref's executor; default: 5 a CPU = 10
+            # here). Each upload API call holds one while it talks to S3; see docs/benchmarks.md.
+            "ASGI_THREADS": str(self.args.asgi_threads),
+        }  # fmt: skip
+        os.environ.update(self.env)
+        django_setup_then(self._start, lambda: self.__exit__(None, None, None))
+        return self
+
+    def _start(self) -> None:
+        from django.conf import settings
+
+        from core.roles import Role
+        from core.services import user_create_with_role
+
+        args, work = self.args, self.work
+        web_database(self.origin)
+        publisher, _ = user_create_with_role(username="loadpub", role=Role.PUBLISHER)
+        self.cookie_value = session_cookie_value(publisher)
+        self.cookie = f"{settings.SESSION_COOKIE_NAME}={self.cookie_value}"
+        self.clip = work / "encode.mp4"
+        subprocess.run(
+            ["ffmpeg", "-v", "error", "-y", "-f", "lavfi", "-i", f"testsrc2=size=1280x720:rate=25:duration={args.clip_seconds}",
+             "-f", "lavfi", "-i", f"sine=frequency=440:duration={args.clip_seconds}", "-c:v", "libx264",
+             "-preset", "ultrafast", "-g", "50", "-c:a", "aac", str(self.clip)],
+            check=True, timeout=600,
+        )  # fmt: skip
+        self.upload_file = work / "upload.mp4"
+        make_upload_file(self.upload_file, args.upload_mib)
+        self._processes()
+        daphne_wait(self.origin)
+
+    def _processes(self) -> None:
+        from pipeline.queues import MEDIA as MEDIA_QUEUES
+
+        args, work, env = self.args, self.work, self.env
+        daphne_log = (work / "daphne.log").open("wb")
+        self.procs.append(subprocess.Popen([PY, "-m", "daphne", "-b", "127.0.0.1", "-p", str(self.port), "--websocket_connect_timeout",
+                                            str(args.ws_connect_timeout), "config.asgi:application"],
+                                           cwd=ROOT, env=env, stdout=daphne_log, stderr=subprocess.STDOUT))  # fmt: skip
+        for index in range(2):
+            log = (work / f"worker-{index}.log").open("wb")
+            self.procs.append(subprocess.Popen(
+                ["nice", "-n", str(args.nice), PY, "manage.py", "rqworker", *MEDIA_QUEUES,
+                 "default", "--with-scheduler"],
+                cwd=ROOT, env=env, stdout=log, stderr=subprocess.STDOUT,
+            ))  # fmt: skip
+
+    def __exit__(self, kind, exc, tb) -> None:
+        self.stop_file.write_text("stop")
+        processes_stop(self.procs, timeout=20)
+        self.server.stop()
+
+
+class Encodes:
+    """The encodes, one after another: when one ends the next starts, and the viewers and the
+    probe move to its job."""
+
+    def __init__(self, platform: Platform) -> None:
+        self.platform = platform
+        self.list: list[dict] = []
+        self.current = {"asset": 0}
+        self.job_file = platform.work / "job-id"
+        self.job_file.write_text("0")
+
+    def start(self) -> None:
+        from django.conf import settings
+
+        from core import s3
+        from pipeline import events
+        from pipeline.models import IngestEvent
+
+        key = f"uploads/loadpub/encode-{len(self.list)}/clip.mp4"
+        s3.client().upload_file(
+            str(self.platform.clip), settings.S3_BUCKET_INGEST, key, ExtraArgs={"Metadata": {"profile": "standard"}}
+        )
+        event = events.object_created_receive(created=events.ObjectCreated(bucket=settings.S3_BUCKET_INGEST, key=key),
+                                              source=IngestEvent.Source.CLI)  # fmt: skip
+        self.list.append({"job": event.job_id, "started": time.monotonic()})
+        self.current["asset"] = event.job.asset_id
+        self.job_file.write_text(str(event.job_id))
+
+    def loop(self, deadline: float) -> None:
+        import django.db
+
+        from pipeline.models import EncodeJob, JobState
+
+        encodes = self.list
+        while time.monotonic() < deadline:
+            job = EncodeJob.objects.get(pk=encodes[-1]["job"])
+            if job.state in (JobState.PUBLISHED, JobState.HELD, JobState.FAILED, JobState.CANCELLED):
+                encodes[-1].update(state=job.state, seconds=round(time.monotonic() - encodes[-1]["started"], 1),
+                                   reason=job.failure_reason)  # fmt: skip
+                self.start()
+            time.sleep(1)
+        django.db.connections.close_all()
+
+
+def page_poller(platform: Platform, deadline: float, pages: dict) -> None:
+    """The studio home page once a second until the deadline."""
+    import requests
+    from django.conf import settings
+
+    session = requests.Session()
+    session.cookies.set(settings.SESSION_COOKIE_NAME, platform.cookie_value)
+    while time.monotonic() < deadline:
+        t0 = time.monotonic()
+        try:
+            ok = session.get(f"{platform.origin}/studio/", timeout=30).status_code == 200
+        except requests.RequestException:
+            ok = False
+        pages["seconds"].append(time.monotonic() - t0)
+        pages["errors"] += 0 if ok else 1
+        time.sleep(max(0, 1 - (time.monotonic() - t0)))
+
+
+def measure(platform: Platform, args) -> dict:
+    """The whole window: encodes, the probe, the uploaders, the page poller and the viewers."""
+    from django.conf import settings
+
+    env, work = platform.env, platform.work
+    encodes = Encodes(platform)
+    encodes.start()
+    deadline = time.monotonic() + args.minutes * 60
+    probe_proc = subprocess.Popen([PY, __file__, "--probe", str(encodes.job_file), "2", str(platform.stop_file)], env=env,
+                                  stdout=subprocess.PIPE, text=True)  # fmt: skip
+
+    uploaders_proc = subprocess.Popen(
+        [PY, __file__, "--upload-proc", json.dumps({
+            "origin": platform.origin, "cookie_name": settings.SESSION_COOKIE_NAME, "cookie_value": platform.cookie_value,
+            "count": args.uploaders, "seconds": deadline - time.monotonic(), "source": str(platform.upload_file),
+            "work": str(work)})],
+        env=env, stdout=subprocess.PIPE, text=True,
+    )  # fmt: skip
+
+    pages = {"seconds": [], "errors": 0}
+    threads = [
+        threading.Thread(target=page_poller, args=(platform, deadline, pages), daemon=True),
+        threading.Thread(target=encodes.loop, args=(deadline,), daemon=True),
+    ]
+    ws_stats = {"connects": 0, "dropped": 0, "messages": 0, "latencies": [], "errors": []}
+    started = time.monotonic()
+    for thread in threads:
+        thread.start()
+    asyncio.run(viewers(platform.origin, platform.cookie, encodes.current, args.viewers, ws_stats, deadline))
+    for thread in threads:
+        thread.join(timeout=300)
+    elapsed = time.monotonic() - started
+    uploads = json.loads(uploaders_proc.communicate(timeout=600)[0].strip().splitlines()[-1])
+    platform.stop_file.write_text("stop")
+    probe_out = json.loads(probe_proc.communicate(timeout=30)[0].strip().splitlines()[-1])
+    return {"elapsed": elapsed, "uploads": uploads, "probe": probe_out, "ws": ws_stats, "pages": pages,
+            "encodes": encodes.list}  # fmt: skip
+
+
+def results_of(args, raw: dict) -> dict:
+    from pipeline.models import EncodeJob, JobState
+
+    elapsed, uploads, probe_out = raw["elapsed"], raw["uploads"], raw["probe"]
+    ws_stats, pages, encodes = raw["ws"], raw["pages"], raw["encodes"]
+    last = EncodeJob.objects.get(pk=encodes[-1]["job"])
+    encodes[-1].setdefault("state", f"{last.state} (still running at the end)")
+    finished = [e for e in encodes if "seconds" in e]
+    refused = EncodeJob.objects.filter(
+        state=JobState.FAILED, failure_reason__contains="not a media file"
+    ).count()
+
+    results = {
+        "minutes": round(elapsed / 60, 2),
+        "machine": {"cpus": os.cpu_count()},
+        "viewers": {
+            "clients": args.viewers, "connects": ws_stats["connects"], "dropped": ws_stats["dropped"],
+            "messages": ws_stats["messages"], "probe_sent": probe_out["sent"], "probe_failed": probe_out["failed"],
+            "probe_received": len(ws_stats["latencies"]),
+            "p50_ms": pct([x for x in ws_stats["latencies"]], 50), "p95_ms": pct(ws_stats["latencies"], 95),
+            "max_ms": round(1000 * max(ws_stats["latencies"]), 1) if ws_stats["latencies"] else None,
+        },
+        "uploads": {
+            "uploaders": args.uploaders, "mib_each": args.upload_mib, "done": len(uploads["seconds"]),
+            "errors": len(uploads["errors"]), "p50_s": pct(uploads["seconds"], 50, 1),
+            "p95_s": pct(uploads["seconds"], 95, 1),
+            "mib_s_total": round(uploads["bytes"] / MIB / elapsed, 1),
+            "jobs_refused_at_probe": refused,
+        },
+        "pages": {"requests": len(pages["seconds"]), "errors": pages["errors"], "p50_ms": pct(pages["seconds"], 50),
+                  "p95_ms": pct(pages["seconds"], 95)},
+        "encodes": encodes,
+    }  # fmt: skip
+    errors = (ws_stats["dropped"] + probe_out["failed"] + len(uploads["errors"]) + pages["errors"]
+              + sum(1 for e in finished if e["state"] not in (JobState.PUBLISHED, JobState.HELD)))  # fmt: skip
+    results["errors"] = errors
+    return results
+
+
+def summary_print(args, results: dict, raw: dict) -> None:
+    v, u, p = results["viewers"], results["uploads"], results["pages"]
+    print(f"load for {results['minutes']} min on {os.cpu_count()} CPUs:")
+    print(f"  {args.viewers} viewers: {v['connects']} connections, {v['dropped']} dropped; probe messages "
+          f"{v['probe_received']} received of {v['probe_sent']} x viewers sent; latency p50 {v['p50_ms']} ms, "
+          f"p95 {v['p95_ms']} ms, max {v['max_ms']} ms")  # fmt: skip
+    print(f"  {args.uploaders} uploaders: {u['done']} uploads of {args.upload_mib} MiB, {u['errors']} errors, "
+          f"p50 {u['p50_s']} s, p95 {u['p95_s']} s each, {u['mib_s_total']} MiB/s in total")  # fmt: skip
+    print(
+        f"  studio page: {p['requests']} requests, {p['errors']} errors, p50 {p['p50_ms']} ms, p95 {p['p95_ms']} ms"
+    )
+    for e in results["encodes"]:
+        print(
+            f"  encode job {e['job']}: {e.get('state')} {('in ' + str(e['seconds']) + ' s') if 'seconds' in e else ''}"
+        )
+    print(f"  errors: {results['errors']}")
+    for error in raw["ws"]["errors"][:3] + raw["uploads"]["errors"][:3]:
+        print(f"    e.g. {error}")
+    print(json.dumps(results))
+
+
+def main() -> int:
+    args = parse_args()
     if args.probe:
         probe(args.probe[0], float(args.probe[1]), args.probe[2])
         return 0
     if args.upload_proc:
         upload_proc(**json.loads(args.upload_proc))
         return 0
-
-    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
-    resource.setrlimit(resource.RLIMIT_NOFILE, (max(soft, min(hard, 65536)), hard))
-    work = Path(tempfile.mkdtemp(prefix="reelflow-bench-load-"))
-    from devservices.seaweed import start_seaweed
-
-    server = start_seaweed(data_dir=work / "s3", access_key=ACCESS_KEY, secret_key=SECRET_KEY)
-    port = free_port()
-    origin = f"http://127.0.0.1:{port}"
-    env = {
-        **os.environ,
-        "DJANGO_SETTINGS_MODULE": "config.settings.base",
-        "DATABASE_URL": f"sqlite:///{work / 'bench.sqlite3'}",
-        "REDIS_URL": os.environ.get("BENCH_REDIS_URL", "redis://127.0.0.1:6379/12"),
-        "CHANNELS_PREFIX": "reelflow-bench-load",
-        "CACHE_PREFIX": "reelflow-bench-load",
-        "S3_ENDPOINT_URL": server.endpoint_url,
-        "S3_ACCESS_KEY": ACCESS_KEY,
-        "S3_SECRET_KEY": SECRET_KEY,
-        "REELFLOW_SITE_URL": origin,
-        "DJANGO_ALLOWED_HOSTS": "127.0.0.1,localhost",
-        "REELFLOW_VAR_DIR": str(work),
-        "REELFLOW_CHUNK_SECONDS": "4",
-        "REELFLOW_SEGMENT_SECONDS": "2",
-        "LOG_LEVEL": "WARNING",
-        "PYTHONUNBUFFERED": "1",
-        # Threads for Django's sync code under daphne (asgiref's executor; default: 5 a CPU = 10
-        # here). Each upload API call holds one while it talks to S3; see docs/benchmarks.md.
-        "ASGI_THREADS": str(args.asgi_threads),
-    }
-    os.environ.update(env)
-    import django
-
-    django.setup()
-    import django_rq
-    import requests
-    from django.conf import settings
-    from django.core.management import call_command
-    from django.test import Client
-
-    procs: list[subprocess.Popen] = []
-    stop_file = work / "stop"
-    try:
-        django_rq.get_connection("default").flushdb()
-        call_command("migrate", verbosity=0)
-        call_command("collectstatic", "--noinput", verbosity=0)
-        from core import s3
-        from core.roles import Role
-        from core.services import user_create_with_role
-        from pipeline import events
-        from pipeline.models import EncodeJob, IngestEvent, JobState
-        from pipeline.queues import MEDIA as MEDIA_QUEUES
-
-        s3.buckets_ensure([settings.S3_BUCKET_INGEST, settings.S3_BUCKET_MEDIA], cors_origins=[origin])
-        publisher, _ = user_create_with_role(username="loadpub", role=Role.PUBLISHER)
-        client = Client()
-        client.force_login(publisher)
-        cookie_value = client.cookies[settings.SESSION_COOKIE_NAME].value
-        cookie = f"{settings.SESSION_COOKIE_NAME}={cookie_value}"
-
-        clip = work / "encode.mp4"
-        subprocess.run(
-            ["ffmpeg", "-v", "error", "-y", "-f", "lavfi", "-i", f"testsrc2=size=1280x720:rate=25:duration={args.clip_seconds}",
-             "-f", "lavfi", "-i", f"sine=frequency=440:duration={args.clip_seconds}", "-c:v", "libx264",
-             "-preset", "ultrafast", "-g", "50", "-c:a", "aac", str(clip)],
-            check=True, timeout=600,
-        )  # fmt: skip
-        upload_file = work / "upload.mp4"
-        make_upload_file(upload_file, args.upload_mib)
-
-        daphne_log = (work / "daphne.log").open("wb")
-        procs.append(subprocess.Popen([PY, "-m", "daphne", "-b", "127.0.0.1", "-p", str(port), "--websocket_connect_timeout",
-                                       str(args.ws_connect_timeout), "config.asgi:application"],
-                                      cwd=ROOT, env=env, stdout=daphne_log, stderr=subprocess.STDOUT))  # fmt: skip
-        for index in range(2):
-            log = (work / f"worker-{index}.log").open("wb")
-            procs.append(subprocess.Popen(
-                ["nice", "-n", str(args.nice), PY, "manage.py", "rqworker", *MEDIA_QUEUES,
-                 "default", "--with-scheduler"],
-                cwd=ROOT, env=env, stdout=log, stderr=subprocess.STDOUT,
-            ))  # fmt: skip
-        for _ in range(300):
-            with contextlib.suppress(requests.ConnectionError):
-                if requests.get(f"{origin}/accounts/login/", timeout=2).status_code == 200:
-                    break
-            time.sleep(0.1)
-        else:
-            raise RuntimeError("daphne did not answer")
-
-        encodes: list[dict] = []
-        current = {"asset": 0}
-        job_file = work / "job-id"
-        job_file.write_text("0")
-
-        def encode_start() -> None:
-            key = f"uploads/loadpub/encode-{len(encodes)}/clip.mp4"
-            s3.client().upload_file(
-                str(clip), settings.S3_BUCKET_INGEST, key, ExtraArgs={"Metadata": {"profile": "standard"}}
-            )
-            event = events.object_created_receive(created=events.ObjectCreated(bucket=settings.S3_BUCKET_INGEST, key=key),
-                                                  source=IngestEvent.Source.CLI)  # fmt: skip
-            encodes.append({"job": event.job_id, "started": time.monotonic()})
-            current["asset"] = event.job.asset_id
-            job_file.write_text(str(event.job_id))
-
-        encode_start()
-        deadline = time.monotonic() + args.minutes * 60
-        probe_proc = subprocess.Popen([PY, __file__, "--probe", str(job_file), "2", str(stop_file)], env=env,
-                                      stdout=subprocess.PIPE, text=True)  # fmt: skip
-
-        uploaders_proc = subprocess.Popen(
-            [PY, __file__, "--upload-proc", json.dumps({
-                "origin": origin, "cookie_name": settings.SESSION_COOKIE_NAME, "cookie_value": cookie_value,
-                "count": args.uploaders, "seconds": deadline - time.monotonic(), "source": str(upload_file),
-                "work": str(work)})],
-            env=env, stdout=subprocess.PIPE, text=True,
-        )  # fmt: skip
-
-        pages = {"seconds": [], "errors": 0}
-
-        def poller() -> None:
-            session = requests.Session()
-            session.cookies.set(settings.SESSION_COOKIE_NAME, cookie_value)
-            while time.monotonic() < deadline:
-                t0 = time.monotonic()
-                try:
-                    ok = session.get(f"{origin}/studio/", timeout=30).status_code == 200
-                except requests.RequestException:
-                    ok = False
-                pages["seconds"].append(time.monotonic() - t0)
-                pages["errors"] += 0 if ok else 1
-                time.sleep(max(0, 1 - (time.monotonic() - t0)))
-
-        def encoder_loop() -> None:
-            import django.db
-
-            while time.monotonic() < deadline:
-                job = EncodeJob.objects.get(pk=encodes[-1]["job"])
-                if job.state in (JobState.PUBLISHED, JobState.HELD, JobState.FAILED, JobState.CANCELLED):
-                    encodes[-1].update(state=job.state, seconds=round(time.monotonic() - encodes[-1]["started"], 1),
-                                       reason=job.failure_reason)  # fmt: skip
-                    encode_start()
-                time.sleep(1)
-            django.db.connections.close_all()
-
-        threads = [
-            threading.Thread(target=poller, daemon=True),
-            threading.Thread(target=encoder_loop, daemon=True),
-        ]
-        ws_stats = {"connects": 0, "dropped": 0, "messages": 0, "latencies": [], "errors": []}
-        started = time.monotonic()
-        for thread in threads:
-            thread.start()
-        asyncio.run(viewers(origin, cookie, current, args.viewers, ws_stats, deadline))
-        for thread in threads:
-            thread.join(timeout=300)
-        elapsed = time.monotonic() - started
-        uploads = json.loads(uploaders_proc.communicate(timeout=600)[0].strip().splitlines()[-1])
-        stop_file.write_text("stop")
-        probe_out = json.loads(probe_proc.communicate(timeout=30)[0].strip().splitlines()[-1])
-        last = EncodeJob.objects.get(pk=encodes[-1]["job"])
-        encodes[-1].setdefault("state", f"{last.state} (still running at the end)")
-        finished = [e for e in encodes if "seconds" in e]
-        refused = EncodeJob.objects.filter(
-            state=JobState.FAILED, failure_reason__contains="not a media file"
-        ).count()
-
-        results = {
-            "minutes": round(elapsed / 60, 2),
-            "machine": {"cpus": os.cpu_count()},
-            "viewers": {
-                "clients": args.viewers, "connects": ws_stats["connects"], "dropped": ws_stats["dropped"],
-                "messages": ws_stats["messages"], "probe_sent": probe_out["sent"], "probe_failed": probe_out["failed"],
-                "probe_received": len(ws_stats["latencies"]),
-                "p50_ms": pct([x for x in ws_stats["latencies"]], 50), "p95_ms": pct(ws_stats["latencies"], 95),
-                "max_ms": round(1000 * max(ws_stats["latencies"]), 1) if ws_stats["latencies"] else None,
-            },
-            "uploads": {
-                "uploaders": args.uploaders, "mib_each": args.upload_mib, "done": len(uploads["seconds"]),
-                "errors": len(uploads["errors"]), "p50_s": pct(uploads["seconds"], 50, 1),
-                "p95_s": pct(uploads["seconds"], 95, 1),
-                "mib_s_total": round(uploads["bytes"] / MIB / elapsed, 1),
-                "jobs_refused_at_probe": refused,
-            },
-            "pages": {"requests": len(pages["seconds"]), "errors": pages["errors"], "p50_ms": pct(pages["seconds"], 50),
-                      "p95_ms": pct(pages["seconds"], 95)},
-            "encodes": encodes,
-        }  # fmt: skip
-        errors = (ws_stats["dropped"] + probe_out["failed"] + len(uploads["errors"]) + pages["errors"]
-                  + sum(1 for e in finished if e["state"] not in (JobState.PUBLISHED, JobState.HELD)))  # fmt: skip
-        results["errors"] = errors
-        v, u, p = results["viewers"], results["uploads"], results["pages"]
-        print(f"load for {results['minutes']} min on {os.cpu_count()} CPUs:")
-        print(f"  {args.viewers} viewers: {v['connects']} connections, {v['dropped']} dropped; probe messages "
-              f"{v['probe_received']} received of {v['probe_sent']} x viewers sent; latency p50 {v['p50_ms']} ms, "
-              f"p95 {v['p95_ms']} ms, max {v['max_ms']} ms")  # fmt: skip
-        print(f"  {args.uploaders} uploaders: {u['done']} uploads of {args.upload_mib} MiB, {u['errors']} errors, "
-              f"p50 {u['p50_s']} s, p95 {u['p95_s']} s each, {u['mib_s_total']} MiB/s in total")  # fmt: skip
-        print(
-            f"  studio page: {p['requests']} requests, {p['errors']} errors, p50 {p['p50_ms']} ms, p95 {p['p95_ms']} ms"
-        )
-        for e in encodes:
-            print(
-                f"  encode job {e['job']}: {e.get('state')} {('in ' + str(e['seconds']) + ' s') if 'seconds' in e else ''}"
-            )
-        print(f"  errors: {errors}")
-        for error in ws_stats["errors"][:3] + uploads["errors"][:3]:
-            print(f"    e.g. {error}")
-        print(json.dumps(results))
-        return 0 if errors == 0 else 1
-    finally:
-        stop_file.write_text("stop")
-        for proc in procs:
-            proc.terminate()
-        for proc in procs:
-            try:
-                proc.wait(timeout=20)
-            except subprocess.TimeoutExpired:
-                proc.kill()
-        server.stop()
+    with Platform(args) as platform:
+        raw = measure(platform, args)
+        results = results_of(args, raw)
+        summary_print(args, results, raw)
+    return 0 if results["errors"] == 0 else 1
 
 
 if __name__ == "__main__":

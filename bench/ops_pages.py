@@ -122,37 +122,31 @@ def main() -> int:
                 drop()
 
 
-def run(args) -> int:
-    import django
-
-    django.setup()
-    from django.contrib.auth import get_user_model
+def seed(jobs: int):
+    """Migrate and seed the demo data; returns (report, units, seconds)."""
     from django.core.management import call_command
     from django.db import connection
-    from django.test import Client
 
     from console.demo import demo_data_seed
-    from console.pagination import _encode
-    from core.models import Event
-    from core.roles import Role
-    from core.services import user_create_with_role
-    from pipeline.models import EncodeJob, JobState, Unit
+    from pipeline.models import Unit
 
     call_command("migrate", verbosity=0)
     started = time.monotonic()
-    report = demo_data_seed(jobs=args.jobs)
+    report = demo_data_seed(jobs=jobs)
     seed_s = time.monotonic() - started
     if connection.vendor == "postgresql":
         with connection.cursor() as cursor:
             cursor.execute("ANALYZE")
     units = Unit.objects.count()
     print(f"{connection.vendor}: seeded {report.jobs} jobs, {units} units, {report.events} events in {seed_s:.1f} s")
+    return report, units, seed_s
 
-    operator, _ = user_create_with_role(username="bench-ops", role=Role.OPERATIONS)
-    root = get_user_model().objects.create_superuser("bench-root", "root@example.com", "pw")
-    ops, admin = Client(), Client()
-    ops.force_login(operator)
-    admin.force_login(root)
+
+def pages_of(report) -> tuple[dict[str, str], dict[str, str]]:
+    """The console's pages and the admin's, "deep" the same number of rows in for both."""
+    from console.pagination import _encode
+    from core.models import Event
+    from pipeline.models import EncodeJob, JobState
 
     # "Deep" is the same number of rows in for the console (50 a page) and the admin (100).
     job_depth = min(7_500, report.jobs - 1)
@@ -189,13 +183,11 @@ def run(args) -> int:
         "admin events": "/admin/core/event/",
         "admin events deep": f"/admin/core/event/?p={max(1, event_depth // 100)}",
     }
-    measured = _measure(
-        {**{k: (ops, url) for k, url in console_pages.items()}, **{k: (admin, url) for k, url in admin_pages.items()}},
-        args.requests,
-    )
-    ours = {k: measured[k] for k in console_pages}
-    base = {k: measured[k] for k in admin_pages}
+    return console_pages, admin_pages
 
+
+def summary_print(ours: dict, base: dict) -> dict:
+    """The table and the console/admin p50 ratios; returns the ratios."""
     print(f"\n{'page':26} {'p50 ms':>8} {'p95 ms':>8} {'cpu p50':>8} {'cpu p95':>8} {'queries':>8}")
     for name, fig in [*ours.items(), *base.items()]:
         print(f"{name:26} {fig['p50']:8.1f} {fig['p95']:8.1f} {fig['cpu_p50']:8.1f} {fig['cpu_p95']:8.1f} {fig['queries']:8}")
@@ -211,6 +203,35 @@ def run(args) -> int:
     print("\np50 ratios, console / admin (below 1: the console is faster):")
     for label, ratio in ratios.items():
         print(f"  {label:45} {ratio:5.2f}")
+    return ratios
+
+
+def run(args) -> int:
+    import django
+
+    django.setup()
+    from django.contrib.auth import get_user_model
+    from django.db import connection
+    from django.test import Client
+
+    from core.roles import Role
+    from core.services import user_create_with_role
+
+    report, units, seed_s = seed(args.jobs)
+    operator, _ = user_create_with_role(username="bench-ops", role=Role.OPERATIONS)
+    root = get_user_model().objects.create_superuser("bench-root", "root@example.com", "pw")
+    ops, admin = Client(), Client()
+    ops.force_login(operator)
+    admin.force_login(root)
+
+    console_pages, admin_pages = pages_of(report)
+    measured = _measure(
+        {**{k: (ops, url) for k, url in console_pages.items()}, **{k: (admin, url) for k, url in admin_pages.items()}},
+        args.requests,
+    )
+    ours = {k: measured[k] for k in console_pages}
+    base = {k: measured[k] for k in admin_pages}
+    ratios = summary_print(ours, base)
     worst = max(ours.values(), key=lambda f: f["p95"])
     worst_cpu = max(ours.values(), key=lambda f: f["cpu_p95"])
     load = os.getloadavg()[0]

@@ -23,14 +23,13 @@ database 13 (BENCH_REDIS_URL to change it). Prints the figures and ratios, then 
 JSON object of them.
 """
 
+from __future__ import annotations
+
 import argparse
 import asyncio
-import base64
 import contextlib
-import hashlib
 import json
 import os
-import resource
 import shutil
 import socket
 import statistics
@@ -38,15 +37,26 @@ import subprocess
 import sys
 import tempfile
 import time
-from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 PY = sys.executable
 MIB = 1024**2
-ACCESS_KEY, SECRET_KEY = "bench-access", "bench-secret-key-123456"
 HANDSHAKES_AT_ONCE = 50
+
+from bench_common import (  # noqa: E402 - beside this script
+    ACCESS_KEY,
+    SECRET_KEY,
+    daphne_wait,
+    django_setup_then,
+    nofile_raise,
+    processes_stop,
+    session_cookie_value,
+    web_database,
+    web_env,
+)
+from studio_upload import make_upload_file, upload_boto3, upload_browser_path  # noqa: E402
 
 
 def free_port() -> int:
@@ -190,94 +200,10 @@ async def fan_out(
     }
 
 
-# --- Upload: the browser's path and boto3's --------------------------------------------------
-
-
-def upload_browser_path(*, origin: str, session, path: Path, parallel: int) -> tuple[float, float]:
-    """Seconds from the first API call to the completed upload, doing what studio-upload.js does,
-    and how many of them went to the studio API (start, signing, completing) rather than parts."""
-    import threading
-
-    import requests
-
-    local = threading.local()
-    api_s = 0.0
-    data_head = path.open("rb").read(MIB)
-    size = path.stat().st_size
-    csrf = session.cookies["csrftoken"]
-    api = {"X-CSRFToken": csrf, "Content-Type": "application/json"}
-    t0 = time.monotonic()
-    started = session.post(
-        f"{origin}/studio/uploads/",
-        headers=api,
-        data=json.dumps(
-            {
-                "filename": path.name, "size": size, "lastModified": int(time.time() * 1000),
-                "fingerprint": hashlib.sha256(data_head).hexdigest(), "contentType": "video/mp4",
-                "title": "bench", "profile": "fast", "head": base64.b64encode(data_head[:1024]).decode(),
-            }
-        ),
-    )  # fmt: skip
-    started.raise_for_status()
-    api_s += time.monotonic() - t0
-    upload = started.json()
-    part_size, total = upload["partSize"], upload["partsTotal"]
-    pending = list(range(1, total + 1))
-    urls: dict[int, str] = {int(n): u for n, u in upload.get("partUrls", {}).items()}
-
-    def sign(first: int) -> None:
-        nonlocal api_s
-        t = time.monotonic()
-        batch = [n for n in pending if n >= first and n not in urls][:20]
-        answer = session.post(origin + upload["partsUrl"], headers=api, data=json.dumps({"parts": batch}))
-        answer.raise_for_status()
-        urls.update({int(n): u for n, u in answer.json()["urls"].items()})
-        api_s += time.monotonic() - t
-
-    def put(number: int) -> None:
-        with path.open("rb") as f:
-            f.seek((number - 1) * part_size)
-            body = f.read(part_size)
-        # A browser keeps its connections to S3 alive between parts; so does each thread here.
-        if not hasattr(local, "http"):
-            local.http = requests.Session()
-        local.http.put(urls[number], data=body, timeout=300).raise_for_status()
-
-    with ThreadPoolExecutor(max_workers=parallel) as pool:
-        futures = []
-        for number in pending:
-            if number not in urls:
-                sign(number)
-            futures.append(pool.submit(put, number))
-        for future in futures:
-            future.result()
-    t = time.monotonic()
-    session.post(origin + upload["completeUrl"], headers=api, data="{}").raise_for_status()
-    api_s += time.monotonic() - t
-    return time.monotonic() - t0, api_s
-
-
-def upload_boto3(*, path: Path, bucket: str, key: str) -> float:
-    from core import s3
-
-    t0 = time.monotonic()
-    s3.client().upload_file(str(path), bucket, key)
-    return time.monotonic() - t0
-
-
-def make_upload_file(path: Path, size_mib: int) -> None:
-    """An MP4 signature, then incompressible bytes (S3 stores them as they come)."""
-    with path.open("wb") as f:
-        f.write(b"\x00\x00\x00\x18ftypisom\x00\x00\x02\x00isomiso2")
-        block = os.urandom(4 * MIB)
-        for _ in range(size_mib // 4):
-            f.write(block)
-
-
 # --- Setup and report -----------------------------------------------------------------------
 
 
-def main() -> int:
+def parse_args() -> argparse.Namespace:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--clients", type=int, nargs="+", default=[100, 500])
     parser.add_argument("--with-1000", action="store_true", help="also run 1000 clients")
@@ -291,87 +217,176 @@ def main() -> int:
     parser.add_argument("--runs", type=int, default=3, help="upload runs per side; medians are reported")
     parser.add_argument("--skip-upload", action="store_true")
     parser.add_argument("--publish", help=argparse.SUPPRESS)
-    args = parser.parse_args()
+    return parser.parse_args()
+
+
+def job_fixture(publisher) -> tuple[int, dict]:
+    """An encoding job of 10 chunks x 3 renditions for the asset page to watch: (asset id, the
+    publisher process's job arguments)."""
+    from django.conf import settings
+
+    from pipeline.models import Asset, Chunk, EncodeJob, JobState, Profile, Rendition, RenditionKind, Unit
+
+    asset = Asset.objects.create(publisher=publisher, title="Bench", source_bucket=settings.S3_BUCKET_INGEST,
+                                 source_key="uploads/benchpub/x.mp4", duration_s=600)  # fmt: skip
+    job = EncodeJob.objects.create(asset=asset, profile=Profile.objects.get(slug="standard"), chunk_seconds=60,
+                                   segment_seconds=4, state=JobState.ENCODING)  # fmt: skip
+    chunks = [Chunk.objects.create(job=job, index=i, start_s=60 * i, end_s=60 * (i + 1), start_frame=1500 * i,
+                                   frame_count=1500) for i in range(10)]  # fmt: skip
+    unit_ids = []
+    for height in (240, 480, 720):
+        rendition = Rendition.objects.create(job=job, kind=RenditionKind.VIDEO, name=f"h264-{height}p",
+                                             width=height * 16 // 9, height=height, units_total=10)  # fmt: skip
+        unit_ids += [Unit.objects.create(job=job, rendition=rendition, chunk=c, output_key=f"u/{height}/{c.index}").pk
+                     for c in chunks]  # fmt: skip
+    return asset.pk, {
+        "job_id": job.pk,
+        "unit_id": unit_ids[-1],
+        "rendition_id": Unit.objects.get(pk=unit_ids[-1]).rendition_id,
+    }
+
+
+class Platform:
+    """SeaweedFS, a temporary SQLite database, Django configured for them, the watched job, a
+    signed-in publisher and ONE daphne serving config.asgi; all stopped on exit."""
+
+    def __init__(self) -> None:
+        self.daphne: subprocess.Popen | None = None
+
+    def __enter__(self) -> Platform:
+        from devservices.seaweed import start_seaweed
+
+        nofile_raise()
+        self.work = work = Path(tempfile.mkdtemp(prefix="reelflow-bench-ws-"))
+        self.server = start_seaweed(data_dir=work / "s3", access_key=ACCESS_KEY, secret_key=SECRET_KEY)
+        self.port = free_port()
+        self.origin = f"http://127.0.0.1:{self.port}"
+        self.env = web_env(work=work, endpoint_url=self.server.endpoint_url, origin=self.origin,
+                           prefix="reelflow-bench-ws", redis_default="redis://127.0.0.1:6379/13")  # fmt: skip
+        os.environ.update(self.env)
+        django_setup_then(self._start, lambda: self.__exit__(None, None, None))
+        return self
+
+    def _start(self) -> None:
+        from django.conf import settings
+
+        from core.roles import Role
+        from core.services import user_create_with_role
+
+        web_database(self.origin)
+        publisher, _ = user_create_with_role(username="benchpub", role=Role.PUBLISHER)
+        self.asset_id, self.job_args = job_fixture(publisher)
+        self.cookie_value = session_cookie_value(publisher)
+        self.cookie = f"{settings.SESSION_COOKIE_NAME}={self.cookie_value}"
+        log = (self.work / "daphne.log").open("wb")
+        self.daphne = subprocess.Popen(
+            [PY, "-m", "daphne", "-b", "127.0.0.1", "-p", str(self.port), "config.asgi:application"],
+            cwd=ROOT, env=self.env, stdout=log, stderr=subprocess.STDOUT,
+        )  # fmt: skip
+        daphne_wait(self.origin)
+
+    def __exit__(self, kind, exc, tb) -> None:
+        import django_rq
+
+        if self.daphne is not None:
+            processes_stop([self.daphne], timeout=10)
+        with contextlib.suppress(Exception):
+            django_rq.get_connection("default").flushdb()
+        self.server.stop()
+        shutil.rmtree(self.work, ignore_errors=True)
+
+
+def fan_out_one(platform: Platform, args, n: int, rate: float) -> dict:
+    """(1) at ``n`` clients, printed; daphne's log where a client failed or missed messages."""
+    row = asyncio.run(
+        fan_out(origin=platform.origin, cookie=platform.cookie, asset_id=platform.asset_id, job=platform.job_args,
+                clients=n, messages=args.messages, rate=rate, env=platform.env, web_pid=platform.daphne.pid)
+    )  # fmt: skip
+    print(
+        f"fan-out {n:>5} clients: p50 {row['p50_ms']} ms, p95 {row['p95_ms']} ms, max {row['max_ms']} ms, "
+        f"dropped {row['dropped']}, missed {row['missed']} of {n * args.messages} "
+        f"(publisher failed to send {row['publish_failed']}); web process {row['web_cpu_us_per_frame']} µs CPU a frame "
+        f"({args.messages} messages at {rate:g}/s; all connected in {row['connect_s']} s)"
+    )
+    for error in row["errors"]:
+        print(f"    client error: {error}")
+    if row["errors"] or row["missed"]:
+        lines = (platform.work / "daphne.log").read_text(errors="replace").splitlines()
+        noise = ("WSCONNECT", "WSDISCONNECT", "HTTP GET", "HTTP POST")
+        print(
+            "    daphne said:\n"
+            + "\n".join(line for line in lines if not any(n in line for n in noise))[-3000:]
+        )
+    return row
+
+
+def upload_times(platform: Platform, args, path: Path) -> tuple[list[float], list[float], list[float]]:
+    """(2) the browser's path and boto3's upload_file, alternated: seconds of each, and of the API."""
+    import requests
+    from django.conf import settings
+
+    session = requests.Session()
+    session.cookies.set(settings.SESSION_COOKIE_NAME, platform.cookie_value)
+    session.get(f"{platform.origin}/studio/upload/").raise_for_status()  # sets the CSRF cookie
+    browser, boto, api = [], [], []
+    for run in range(args.runs):
+        # Alternate which side goes first so neither always meets a warmer S3.
+        sides = [("browser", browser), ("boto3", boto)]
+        for name, times in sides if run % 2 == 0 else reversed(sides):
+            if name == "browser":
+                seconds, api_seconds = upload_browser_path(
+                    origin=platform.origin,
+                    session=session,
+                    path=path,
+                    parallel=settings.STUDIO_UPLOAD_PARALLEL_PARTS,
+                )
+                times.append(seconds)
+                api.append(api_seconds)
+            else:
+                times.append(
+                    upload_boto3(
+                        path=path, bucket=settings.S3_BUCKET_INGEST, key=f"bench/boto-{run}.mp4"
+                    )
+                )
+    return browser, boto, api
+
+
+def upload_figures(platform: Platform, args) -> dict:
+    from django.conf import settings
+
+    path = platform.work / "upload.mp4"
+    make_upload_file(path, args.upload_mib)
+    browser, boto, api = upload_times(platform, args, path)
+    size_mib = path.stat().st_size / MIB
+    browser_mibs = size_mib / statistics.median(browser)
+    boto_mibs = size_mib / statistics.median(boto)
+    upload = {
+        "mib": round(size_mib),
+        "part_mib": settings.STUDIO_UPLOAD_PART_BYTES // MIB,
+        "parallel_parts": settings.STUDIO_UPLOAD_PARALLEL_PARTS,
+        "browser_path_mib_s": round(browser_mibs, 1),
+        "boto3_upload_file_mib_s": round(boto_mibs, 1),
+        "ratio": round(browser_mibs / boto_mibs, 2),
+        "studio_api_s": round(statistics.median(api), 2),
+        "runs": args.runs,
+    }
+    print(
+        f"upload {size_mib:.0f} MiB: browser path {browser_mibs:.1f} MiB/s "
+        f"({settings.STUDIO_UPLOAD_PARALLEL_PARTS} parts of {settings.STUDIO_UPLOAD_PART_BYTES // MIB} MiB "
+        f"in parallel, {upload['studio_api_s']} s of it in the studio API), boto3 upload_file "
+        f"{boto_mibs:.1f} MiB/s; ratio {upload['ratio']} (goal >= 0.8)"
+    )
+    return upload
+
+
+def main() -> int:
+    args = parse_args()
     if args.publish:
         publish(**{k: v for k, v in json.loads(args.publish).items()})
         return 0
     clients = sorted(set(args.clients + ([1000] if args.with_1000 else [])))
-
-    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
-    resource.setrlimit(resource.RLIMIT_NOFILE, (max(soft, min(hard, 65536)), hard))
-    work = Path(tempfile.mkdtemp(prefix="reelflow-bench-ws-"))
-    from devservices.seaweed import start_seaweed
-
-    server = start_seaweed(data_dir=work / "s3", access_key=ACCESS_KEY, secret_key=SECRET_KEY)
-    port = free_port()
-    origin = f"http://127.0.0.1:{port}"
-    env = {
-        **os.environ,
-        "DJANGO_SETTINGS_MODULE": "config.settings.base",
-        "DATABASE_URL": f"sqlite:///{work / 'bench.sqlite3'}",
-        "REDIS_URL": os.environ.get("BENCH_REDIS_URL", "redis://127.0.0.1:6379/13"),
-        "CHANNELS_PREFIX": "reelflow-bench-ws",
-        "CACHE_PREFIX": "reelflow-bench-ws",
-        "S3_ENDPOINT_URL": server.endpoint_url,
-        "S3_ACCESS_KEY": ACCESS_KEY,
-        "S3_SECRET_KEY": SECRET_KEY,
-        "REELFLOW_SITE_URL": origin,
-        "DJANGO_ALLOWED_HOSTS": "127.0.0.1,localhost",
-        "REELFLOW_VAR_DIR": str(work),
-        "LOG_LEVEL": "WARNING",
-        "PYTHONUNBUFFERED": "1",
-    }
-    os.environ.update(env)
-    import django
-
-    django.setup()
-    import django_rq
-    from django.conf import settings
-    from django.core.management import call_command
-    from django.test import Client
-
-    daphne = None
-    try:
-        django_rq.get_connection("default").flushdb()
-        call_command("migrate", verbosity=0)
-        call_command("collectstatic", "--noinput", verbosity=0)
-        from core import s3
-        from core.roles import Role
-        from core.services import user_create_with_role
-        from pipeline.models import Asset, Chunk, EncodeJob, JobState, Profile, Rendition, RenditionKind, Unit
-
-        s3.buckets_ensure([settings.S3_BUCKET_INGEST, settings.S3_BUCKET_MEDIA], cors_origins=[origin])
-        publisher, _ = user_create_with_role(username="benchpub", role=Role.PUBLISHER)
-        asset = Asset.objects.create(publisher=publisher, title="Bench", source_bucket=settings.S3_BUCKET_INGEST,
-                                     source_key="uploads/benchpub/x.mp4", duration_s=600)  # fmt: skip
-        job = EncodeJob.objects.create(asset=asset, profile=Profile.objects.get(slug="standard"), chunk_seconds=60,
-                                       segment_seconds=4, state=JobState.ENCODING)  # fmt: skip
-        chunks = [Chunk.objects.create(job=job, index=i, start_s=60 * i, end_s=60 * (i + 1), start_frame=1500 * i,
-                                       frame_count=1500) for i in range(10)]  # fmt: skip
-        unit_ids = []
-        for height in (240, 480, 720):
-            rendition = Rendition.objects.create(job=job, kind=RenditionKind.VIDEO, name=f"h264-{height}p",
-                                                 width=height * 16 // 9, height=height, units_total=10)  # fmt: skip
-            unit_ids += [Unit.objects.create(job=job, rendition=rendition, chunk=c, output_key=f"u/{height}/{c.index}").pk
-                         for c in chunks]  # fmt: skip
-        client = Client()
-        client.force_login(publisher)
-        cookie = f"{settings.SESSION_COOKIE_NAME}={client.cookies[settings.SESSION_COOKIE_NAME].value}"
-
-        log = (work / "daphne.log").open("wb")
-        daphne = subprocess.Popen(
-            [PY, "-m", "daphne", "-b", "127.0.0.1", "-p", str(port), "config.asgi:application"],
-            cwd=ROOT, env=env, stdout=log, stderr=subprocess.STDOUT,
-        )  # fmt: skip
-        import requests
-
-        for _ in range(300):
-            with contextlib.suppress(requests.ConnectionError):
-                if requests.get(f"{origin}/accounts/login/", timeout=2).status_code == 200:
-                    break
-            time.sleep(0.1)
-        else:
-            raise RuntimeError("daphne did not answer")
+    with Platform() as platform:
+        from django.conf import settings
 
         rate = args.rate or 1000 / settings.REELFLOW_PROGRESS_INTERVAL_MS
         results: dict = {
@@ -380,98 +395,17 @@ def main() -> int:
             "messages": args.messages,
             "machine": {"cpus": os.cpu_count()},
         }
-        job_args = {
-            "job_id": job.pk,
-            "unit_id": unit_ids[-1],
-            "rendition_id": Unit.objects.get(pk=unit_ids[-1]).rendition_id,
-        }
         for n in clients:
-            row = asyncio.run(
-                fan_out(origin=origin, cookie=cookie, asset_id=asset.pk, job=job_args, clients=n,
-                        messages=args.messages, rate=rate, env=env, web_pid=daphne.pid)
-            )  # fmt: skip
-            results["fan_out"].append(row)
-            print(
-                f"fan-out {n:>5} clients: p50 {row['p50_ms']} ms, p95 {row['p95_ms']} ms, max {row['max_ms']} ms, "
-                f"dropped {row['dropped']}, missed {row['missed']} of {n * args.messages} "
-                f"(publisher failed to send {row['publish_failed']}); web process {row['web_cpu_us_per_frame']} µs CPU a frame "
-                f"({args.messages} messages at {rate:g}/s; all connected in {row['connect_s']} s)"
-            )
-            for error in row["errors"]:
-                print(f"    client error: {error}")
-            if row["errors"] or row["missed"]:
-                lines = (work / "daphne.log").read_text(errors="replace").splitlines()
-                noise = ("WSCONNECT", "WSDISCONNECT", "HTTP GET", "HTTP POST")
-                print(
-                    "    daphne said:\n"
-                    + "\n".join(line for line in lines if not any(n in line for n in noise))[-3000:]
-                )
+            results["fan_out"].append(fan_out_one(platform, args, n, rate))
         at_500 = next((r for r in results["fan_out"] if r["clients"] == 500), None)
         if at_500 and at_500["p95_ms"] is not None:
             results["p95_ms_at_500_over_goal"] = round(at_500["p95_ms"] / 100, 2)
             print(f"p95 at 500 clients / 100 ms goal: {results['p95_ms_at_500_over_goal']}")
-
         if not args.skip_upload:
-            path = work / "upload.mp4"
-            make_upload_file(path, args.upload_mib)
-            session = requests.Session()
-            session.cookies.set(
-                settings.SESSION_COOKIE_NAME, client.cookies[settings.SESSION_COOKIE_NAME].value
-            )
-            session.get(f"{origin}/studio/upload/").raise_for_status()  # sets the CSRF cookie
-            browser, boto, api = [], [], []
-            for run in range(args.runs):
-                # Alternate which side goes first so neither always meets a warmer S3.
-                sides = [("browser", browser), ("boto3", boto)]
-                for name, times in sides if run % 2 == 0 else reversed(sides):
-                    if name == "browser":
-                        seconds, api_seconds = upload_browser_path(
-                            origin=origin,
-                            session=session,
-                            path=path,
-                            parallel=settings.STUDIO_UPLOAD_PARALLEL_PARTS,
-                        )
-                        times.append(seconds)
-                        api.append(api_seconds)
-                    else:
-                        times.append(
-                            upload_boto3(
-                                path=path, bucket=settings.S3_BUCKET_INGEST, key=f"bench/boto-{run}.mp4"
-                            )
-                        )
-            size_mib = path.stat().st_size / MIB
-            browser_mibs = size_mib / statistics.median(browser)
-            boto_mibs = size_mib / statistics.median(boto)
-            results["upload"] = {
-                "mib": round(size_mib),
-                "part_mib": settings.STUDIO_UPLOAD_PART_BYTES // MIB,
-                "parallel_parts": settings.STUDIO_UPLOAD_PARALLEL_PARTS,
-                "browser_path_mib_s": round(browser_mibs, 1),
-                "boto3_upload_file_mib_s": round(boto_mibs, 1),
-                "ratio": round(browser_mibs / boto_mibs, 2),
-                "studio_api_s": round(statistics.median(api), 2),
-                "runs": args.runs,
-            }
-            print(
-                f"upload {size_mib:.0f} MiB: browser path {browser_mibs:.1f} MiB/s "
-                f"({settings.STUDIO_UPLOAD_PARALLEL_PARTS} parts of {settings.STUDIO_UPLOAD_PART_BYTES // MIB} MiB "
-                f"in parallel, {results['upload']['studio_api_s']} s of it in the studio API), boto3 upload_file "
-                f"{boto_mibs:.1f} MiB/s; ratio {results['upload']['ratio']} (goal >= 0.8)"
-            )
+            results["upload"] = upload_figures(platform, args)
         for row in results["fan_out"]:
             row.pop("errors")
         print(json.dumps(results))
-    finally:
-        if daphne is not None:
-            daphne.terminate()
-            try:
-                daphne.wait(timeout=10)
-            except subprocess.TimeoutExpired:
-                daphne.kill()
-        with contextlib.suppress(Exception):
-            django_rq.get_connection("default").flushdb()
-        server.stop()
-        shutil.rmtree(work, ignore_errors=True)
     return 0
 
 

@@ -21,6 +21,8 @@ how much of it was done before the job was packaged, and each rendition's scores
 one line holding a JSON object of the figures.
 """
 
+from __future__ import annotations
+
 import argparse
 import json
 import os
@@ -68,67 +70,44 @@ def start_redis(work: Path) -> tuple[subprocess.Popen, str]:
     raise RuntimeError("redis-server did not start")
 
 
-def run_job(*, mode: str, source: Path, env: dict, args, work: Path, label: str) -> dict:
-    """One job from object-created to its end with QC `mode`; times from the event."""
-    from django.conf import settings
+def job_follow(job, *, mode: str, t0: float, args, label: str) -> tuple[float | None, float | None, float | None]:
+    """Seconds from the event until the job was packaged, its measurements done and it settled."""
+    from pipeline.models import JobState, QualityTask, Unit
+    from pipeline.quality.selectors import job_quality_state
 
-    from core import s3
-    from pipeline import events
-    from pipeline.models import Artifact, EncodeJob, IngestEvent, JobState, QualityTask, Rendition, Unit
-    from pipeline.quality.selectors import job_quality_state, rendition_scores
-    from pipeline.queues import MEDIA as MEDIA_QUEUES
+    packaged = qc_done = settled = None
+    last_report = t0
+    while True:
+        job.refresh_from_db()
+        now = time.monotonic() - t0
+        if job.state == JobState.FAILED:
+            raise RuntimeError(f"job failed: {job.failure_reason}")
+        if packaged is None and job.state not in BEFORE_PACKAGED:
+            packaged = now
+        if qc_done is None and mode != "off" and job_quality_state(job) in ("done", "failed"):
+            qc_done = now
+        if settled is None and job.state in SETTLED:
+            settled = now
+        if packaged is not None and settled is not None and (mode == "off" or qc_done is not None):
+            return packaged, qc_done, settled
+        if now - (last_report - t0) > 15:
+            done = QualityTask.objects.filter(job=job, state="done").count()
+            print(f"  ... {label}: {job.state}, {Unit.objects.filter(job=job, state='done').count()} units, "
+                  f"{done} measurements done", flush=True)  # fmt: skip
+            last_report = time.monotonic()
+        if now > args.timeout:
+            raise RuntimeError(f"{label}: no end after {args.timeout} s (state {job.state})")
+        time.sleep(0.1)
 
-    logs = [open(work / f"worker-{label}-{i}.log", "w") for i in range(args.workers)]  # noqa: SIM115
-    worker_env = {**env, "REELFLOW_QC_MODE": mode}
-    workers = [
-        subprocess.Popen([PY, "manage.py", "rqworker", *MEDIA_QUEUES, "default"], cwd=ROOT, env=worker_env, stdout=log,
-                         stderr=subprocess.STDOUT)
-        for log in logs
-    ]  # fmt: skip
-    time.sleep(3)  # workers import Django and register; not part of a job's time
-    try:
-        cpu0 = children_cpu()
-        key = f"uploads/bench/{uuid.uuid4().hex[:8]}-source.mp4"
-        s3.client().upload_file(
-            str(source), settings.S3_BUCKET_INGEST, key, ExtraArgs={"Metadata": {"profile": args.profile}}
-        )
-        t0 = time.monotonic()
-        wall0 = time.time()
-        event = events.object_created_receive(
-            created=events.ObjectCreated(bucket=settings.S3_BUCKET_INGEST, key=key),
-            source=IngestEvent.Source.CLI,
-        )
-        job = event.job
-        packaged = qc_done = settled = None
-        last_report = t0
-        while True:
-            job.refresh_from_db()
-            now = time.monotonic() - t0
-            if job.state == JobState.FAILED:
-                raise RuntimeError(f"job failed: {job.failure_reason}")
-            if packaged is None and job.state not in BEFORE_PACKAGED:
-                packaged = now
-            if qc_done is None and mode != "off" and job_quality_state(job) in ("done", "failed"):
-                qc_done = now
-            if settled is None and job.state in SETTLED:
-                settled = now
-            if packaged is not None and settled is not None and (mode == "off" or qc_done is not None):
-                break
-            if now - (last_report - t0) > 15:
-                done = QualityTask.objects.filter(job=job, state="done").count()
-                print(f"  ... {label}: {job.state}, {Unit.objects.filter(job=job, state='done').count()} units, "
-                      f"{done} measurements done", flush=True)  # fmt: skip
-                last_report = time.monotonic()
-            if now > args.timeout:
-                raise RuntimeError(f"{label}: no end after {args.timeout} s (state {job.state})")
-            time.sleep(0.1)
-    finally:
-        stop_workers(workers)
-        for log in logs:
-            log.close()
-    cpu = children_cpu() - cpu0
+
+def job_figures(job_pk: int, *, wall0: float, times: tuple, cpu: float) -> dict:
+    """The ended job's figures: its units' and measurements' CPU, when measuring ran, scores."""
+    from pipeline.models import Artifact, EncodeJob, QualityTask, Rendition, Unit
+    from pipeline.quality.selectors import rendition_scores
+
+    packaged, qc_done, settled = times
     load = os.getloadavg()[0]
-    job = EncodeJob.objects.get(pk=job.pk)
+    job = EncodeJob.objects.get(pk=job_pk)
     tasks = list(QualityTask.objects.filter(job=job))
     units = list(Unit.objects.filter(job=job))
     qc_artifacts = list(Artifact.objects.filter(job=job, kind=Artifact.Kind.QC).values_list("inputs", flat=True))
@@ -166,7 +145,45 @@ def run_job(*, mode: str, source: Path, env: dict, args, work: Path, label: str)
     }
 
 
-def main() -> int:
+def run_job(*, mode: str, source: Path, env: dict, args, work: Path, label: str) -> dict:
+    """One job from object-created to its end with QC `mode`; times from the event."""
+    from django.conf import settings
+
+    from core import s3
+    from pipeline import events
+    from pipeline.models import IngestEvent
+    from pipeline.queues import MEDIA as MEDIA_QUEUES
+
+    logs = [open(work / f"worker-{label}-{i}.log", "w") for i in range(args.workers)]  # noqa: SIM115
+    worker_env = {**env, "REELFLOW_QC_MODE": mode}
+    workers = [
+        subprocess.Popen([PY, "manage.py", "rqworker", *MEDIA_QUEUES, "default"], cwd=ROOT, env=worker_env, stdout=log,
+                         stderr=subprocess.STDOUT)
+        for log in logs
+    ]  # fmt: skip
+    time.sleep(3)  # workers import Django and register; not part of a job's time
+    try:
+        cpu0 = children_cpu()
+        key = f"uploads/bench/{uuid.uuid4().hex[:8]}-source.mp4"
+        s3.client().upload_file(
+            str(source), settings.S3_BUCKET_INGEST, key, ExtraArgs={"Metadata": {"profile": args.profile}}
+        )
+        t0 = time.monotonic()
+        wall0 = time.time()
+        event = events.object_created_receive(
+            created=events.ObjectCreated(bucket=settings.S3_BUCKET_INGEST, key=key),
+            source=IngestEvent.Source.CLI,
+        )
+        job = event.job
+        times = job_follow(job, mode=mode, t0=t0, args=args, label=label)
+    finally:
+        stop_workers(workers)
+        for log in logs:
+            log.close()
+    return job_figures(job.pk, wall0=wall0, times=times, cpu=children_cpu() - cpu0)
+
+
+def parse_args() -> argparse.Namespace:
     parser = argparse.ArgumentParser()
     parser.add_argument("--duration", type=int, default=60)
     parser.add_argument("--chunk-seconds", type=int, default=20)
@@ -177,79 +194,96 @@ def main() -> int:
     parser.add_argument(
         "--timeout", type=float, default=3600, help="give up on a job after this many seconds"
     )
-    args = parser.parse_args()
+    return parser.parse_args()
 
-    work = Path(tempfile.mkdtemp(prefix="reelflow-bench-qc-"))
-    from devservices.seaweed import start_seaweed
 
-    server = start_seaweed(
-        data_dir=work / "s3", access_key="bench-access", secret_key="bench-secret-key-123456"
-    )
-    redis, redis_url = start_redis(work)
-    env = {
-        **os.environ,
-        "DJANGO_SETTINGS_MODULE": "config.settings.base",
-        "DATABASE_URL": f"sqlite:///{work / 'bench.sqlite3'}",
-        "REDIS_URL": redis_url,
-        "S3_ENDPOINT_URL": server.endpoint_url,
-        "S3_ACCESS_KEY": "bench-access",
-        "S3_SECRET_KEY": "bench-secret-key-123456",
-        "REELFLOW_CHUNK_SECONDS": str(args.chunk_seconds),
-        "REELFLOW_SEGMENT_SECONDS": str(args.segment_seconds),
-        "PYTHONUNBUFFERED": "1",
-    }
-    os.environ.update(env)
-    import django
+class Platform:
+    """SeaweedFS, a private redis-server, a temporary SQLite database, Django configured for
+    them (the environment the workers inherit) and the source clip; stopped on exit."""
 
-    django.setup()
-    import django_rq
-    from django.conf import settings
-    from django.core.management import call_command
+    def __init__(self, args) -> None:
+        self.args = args
+        self.work = Path(tempfile.mkdtemp(prefix="reelflow-bench-qc-"))
 
-    from core import s3
-    from core.roles import Role
-    from core.services import user_create_with_role
-    from pipeline.quality import metrics
-    from pipeline.quality.selectors import qc_binary
+    def __enter__(self) -> Platform:
+        from devservices.seaweed import start_seaweed
 
-    django_rq.get_connection("default").flushdb()
-    call_command("migrate", verbosity=0)
-    s3.buckets_ensure([settings.S3_BUCKET_INGEST, settings.S3_BUCKET_MEDIA, settings.S3_BUCKET_BACKUP])
-    user_create_with_role(username="bench", role=Role.PUBLISHER)
-    tool = metrics.qc_tool(qc_binary())
-    print(f"measuring with {tool.label}", flush=True)
+        args, work = self.args, self.work
+        self.server = start_seaweed(
+            data_dir=work / "s3", access_key="bench-access", secret_key="bench-secret-key-123456"
+        )
+        self.redis, redis_url = start_redis(work)
+        self.env = {
+            **os.environ,
+            "DJANGO_SETTINGS_MODULE": "config.settings.base",
+            "DATABASE_URL": f"sqlite:///{work / 'bench.sqlite3'}",
+            "REDIS_URL": redis_url,
+            "S3_ENDPOINT_URL": self.server.endpoint_url,
+            "S3_ACCESS_KEY": "bench-access",
+            "S3_SECRET_KEY": "bench-secret-key-123456",
+            "REELFLOW_CHUNK_SECONDS": str(args.chunk_seconds),
+            "REELFLOW_SEGMENT_SECONDS": str(args.segment_seconds),
+            "PYTHONUNBUFFERED": "1",
+        }
+        os.environ.update(self.env)
+        self._django()
+        self.source = work / "source.mp4"
+        print(f"making a {args.duration} s 720p source ...", flush=True)
+        make_source(self.source, args.duration)
+        return self
 
-    source = work / "source.mp4"
-    print(f"making a {args.duration} s 720p source ...", flush=True)
-    make_source(source, args.duration)
+    def _django(self) -> None:
+        import django
 
-    results = []
-    try:
-        for run in range(args.runs):
-            # Alternate which goes first, so neither always pays for a cold start.
-            pair = {}
-            for mode in ("off", "always") if run % 2 == 0 else ("always", "off"):
-                pair[mode] = run_job(
-                    mode=mode, source=source, env=env, args=args, work=work, label=f"{mode}-{run}"
-                )
-            off, on = pair["off"], pair["always"]
-            print(f"run {run + 1}, QC off: packaged after {off['packaged_s']:.1f} s "
-                  f"({off['units']} units, {off['cpu_s']:.1f} CPU-s, load {off['load']:.1f}); ends {off['state']}",
-                  flush=True)  # fmt: skip
-            print(f"run {run + 1}, QC on: packaged after {on['packaged_s']:.1f} s, last of {on['tasks']} "
-                  f"measurements after {on['qc_done_s']:.1f} s ({on['cpu_s']:.1f} CPU-s, load {on['load']:.1f}); "
-                  f"ends {on['state']}",
-                  flush=True)  # fmt: skip
-            if on["tasks_failed"]:
-                print(f"{on['tasks_failed']} measurements failed", file=sys.stderr)
-                return 1
-            results.append({"off": off, "on": on})
-    finally:
-        server.stop()
-        redis.terminate()
-        redis.wait(timeout=10)
-        shutil.rmtree(work, ignore_errors=True)
+        django.setup()
+        import django_rq
+        from django.conf import settings
+        from django.core.management import call_command
 
+        from core import s3
+        from core.roles import Role
+        from core.services import user_create_with_role
+        from pipeline.quality import metrics
+        from pipeline.quality.selectors import qc_binary
+
+        django_rq.get_connection("default").flushdb()
+        call_command("migrate", verbosity=0)
+        s3.buckets_ensure([settings.S3_BUCKET_INGEST, settings.S3_BUCKET_MEDIA, settings.S3_BUCKET_BACKUP])
+        user_create_with_role(username="bench", role=Role.PUBLISHER)
+        tool = metrics.qc_tool(qc_binary())
+        print(f"measuring with {tool.label}", flush=True)
+
+    def __exit__(self, kind, exc, tb) -> None:
+        self.server.stop()
+        self.redis.terminate()
+        self.redis.wait(timeout=10)
+        shutil.rmtree(self.work, ignore_errors=True)
+
+
+def measure_one(platform: Platform, run: int) -> dict | None:
+    """One pair of jobs, QC off and on; None if a measurement failed."""
+    args = platform.args
+    # Alternate which goes first, so neither always pays for a cold start.
+    pair = {}
+    for mode in ("off", "always") if run % 2 == 0 else ("always", "off"):
+        pair[mode] = run_job(
+            mode=mode, source=platform.source, env=platform.env, args=args, work=platform.work, label=f"{mode}-{run}"
+        )
+    off, on = pair["off"], pair["always"]
+    print(f"run {run + 1}, QC off: packaged after {off['packaged_s']:.1f} s "
+          f"({off['units']} units, {off['cpu_s']:.1f} CPU-s, load {off['load']:.1f}); ends {off['state']}",
+          flush=True)  # fmt: skip
+    print(f"run {run + 1}, QC on: packaged after {on['packaged_s']:.1f} s, last of {on['tasks']} "
+          f"measurements after {on['qc_done_s']:.1f} s ({on['cpu_s']:.1f} CPU-s, load {on['load']:.1f}); "
+          f"ends {on['state']}",
+          flush=True)  # fmt: skip
+    if on["tasks_failed"]:
+        print(f"{on['tasks_failed']} measurements failed", file=sys.stderr)
+        return None
+    return {"off": off, "on": on}
+
+
+def figures_of(args, results: list[dict]) -> dict:
     def med(fn) -> float:
         return statistics.median(fn(r) for r in results)
 
@@ -259,7 +293,7 @@ def main() -> int:
     ratios = [(r["on"]["qc_done_s"] - r["off"]["packaged_s"]) / r["off"]["packaged_s"] for r in results]
     last = results[-1]["on"]
     qc_wall = [w for r in results for w in r["on"]["qc_wall_s"]]
-    figures = {
+    return {
         "source_s": args.duration,
         "chunk_s": args.chunk_seconds,
         "workers": args.workers,
@@ -293,6 +327,9 @@ def main() -> int:
         "load_avg_1min": [round(r[m]["load"], 1) for r in results for m in ("off", "on")],
         "scores": last["scores"],
     }
+
+
+def summary_print(figures: dict) -> None:
     print(f"encode (QC off, object-created -> packaged): {figures['encode_s']} s")
     print(
         f"QC on: packaged after {figures['qc_on_packaged_s']} s, last measurement after {figures['qc_on_done_s']} s"
@@ -309,6 +346,18 @@ def main() -> int:
           f"{figures['qc_first_start_s']} s after the upload, {figures['qc_done_before_packaged']} of "
           f"{figures['measurements']} done before the job was packaged")  # fmt: skip
     print(json.dumps(figures))
+
+
+def main() -> int:
+    args = parse_args()
+    results = []
+    with Platform(args) as platform:
+        for run in range(args.runs):
+            pair = measure_one(platform, run)
+            if pair is None:
+                return 1
+            results.append(pair)
+    summary_print(figures_of(args, results))
     return 0
 
 

@@ -75,14 +75,17 @@ def wait_for(predicate, timeout: float) -> None:
         time.sleep(0.01)
 
 
-def main() -> int:
+def parse_args() -> argparse.Namespace:
     parser = argparse.ArgumentParser()
     parser.add_argument("--events", type=int, default=50)
     parser.add_argument("--gap", type=float, default=0.2, help="seconds between events")
     parser.add_argument("--encode-seconds", type=int, default=0)
-    args = parser.parse_args()
+    return parser.parse_args()
 
-    work = Path(tempfile.mkdtemp(prefix="reelflow-bench-webhooks-"))
+
+def environment(args, work: Path):
+    """The environment (the worker's too), SeaweedFS with --encode-seconds, Django set up and
+    migrated on a temporary SQLite database; returns (env, the S3 server or None)."""
     env = {
         **os.environ,
         "DJANGO_SETTINGS_MODULE": "config.settings.base",
@@ -110,24 +113,20 @@ def main() -> int:
 
     django.setup()
     import django_rq
-    import requests
-    from django.conf import settings
     from django.core.management import call_command
-    from django.db import transaction
-
-    from core.roles import Role
-    from core.services import event_record, user_create_with_role
-    from webhooks import payloads
-    from webhooks.models import Delivery, DeliveryState
-    from webhooks.services import endpoint_create
 
     django_rq.get_connection("default").flushdb()
     call_command("migrate", verbosity=0)
-    receiver = Receiver()
-    publisher, _ = user_create_with_role(username=f"bench{uuid.uuid4().hex[:6]}", role=Role.PUBLISHER)
-    endpoint, secret = endpoint_create(owner=publisher, url=receiver.url)
+    return env, server
 
-    # (a) baseline: sign and POST the same kind of body directly, one at a time.
+
+def direct_posts(args, receiver: Receiver, secret: str) -> list[float]:
+    """(a) baseline: sign and POST the same kind of body directly, one at a time."""
+    import requests
+
+    from core.services import event_record
+    from webhooks import payloads
+
     session = requests.Session()
     direct = []
     sample = event_record(type="job.published", subject=("pipeline.encodejob", 1), payload={"asset": 1})
@@ -140,8 +139,17 @@ def main() -> int:
         )
         session.post(receiver.url, data=body, headers=headers, timeout=10).raise_for_status()
         direct.append((receiver.received[key] - started) * 1000)
+    return direct
 
-    # (b) Reelflow: a long-running worker on the deliveries' queue, events recorded one by one.
+
+def via_reelflow(args, env: dict, publisher, receiver: Receiver) -> list[float]:
+    """(b) Reelflow: a long-running worker on the deliveries' queue, events recorded one by one."""
+    from django.conf import settings
+    from django.db import transaction
+
+    from core.services import event_record
+    from webhooks.models import Delivery, DeliveryState
+
     worker = subprocess.Popen(
         [PY, "manage.py", "rqworker", settings.WEBHOOKS_QUEUE],
         cwd=ROOT,
@@ -169,11 +177,35 @@ def main() -> int:
         }
         wait_for(lambda: all(k in receiver.received for k in keys), 120)
         created = {e.pk: e.created_at.timestamp() for e in recorded}
-        via = [(receiver.received[k] - created[e]) * 1000 for k, e in keys.items()]
+        return [(receiver.received[k] - created[e]) * 1000 for k, e in keys.items()]
     finally:
         worker.send_signal(signal.SIGTERM)
         worker.wait(timeout=30)
 
+
+def summary_print(figures: dict) -> None:
+    print(
+        f"direct signed POST          p50 {figures['direct_post_ms_p50']} ms, p95 {figures['direct_post_ms_p95']} ms"
+    )
+    print(
+        f"event -> receipt (idle)     p50 {figures['event_to_receipt_ms_p50']} ms, p95 {figures['event_to_receipt_ms_p95']} ms,"
+        f" max {figures['event_to_receipt_ms_max']} ms  ({figures['ratio_p50']}x the direct POST)"
+    )
+
+
+def main() -> int:
+    args = parse_args()
+    work = Path(tempfile.mkdtemp(prefix="reelflow-bench-webhooks-"))
+    env, server = environment(args, work)
+    from core.roles import Role
+    from core.services import user_create_with_role
+    from webhooks.services import endpoint_create
+
+    receiver = Receiver()
+    publisher, _ = user_create_with_role(username=f"bench{uuid.uuid4().hex[:6]}", role=Role.PUBLISHER)
+    endpoint, secret = endpoint_create(owner=publisher, url=receiver.url)
+    direct = direct_posts(args, receiver, secret)
+    via = via_reelflow(args, env, publisher, receiver)
     figures = {
         "events": args.events,
         "direct_post_ms_p50": round(statistics.median(direct), 2),
@@ -183,14 +215,7 @@ def main() -> int:
         "event_to_receipt_ms_max": round(max(via), 1),
         "ratio_p50": round(statistics.median(via) / statistics.median(direct), 1),
     }
-    print(
-        f"direct signed POST          p50 {figures['direct_post_ms_p50']} ms, p95 {figures['direct_post_ms_p95']} ms"
-    )
-    print(
-        f"event -> receipt (idle)     p50 {figures['event_to_receipt_ms_p50']} ms, p95 {figures['event_to_receipt_ms_p95']} ms,"
-        f" max {figures['event_to_receipt_ms_max']} ms  ({figures['ratio_p50']}x the direct POST)"
-    )
-
+    summary_print(figures)
     if args.encode_seconds:
         figures.update(encode_latency(args.encode_seconds, publisher, receiver, env, work))
     if server is not None:
@@ -199,28 +224,7 @@ def main() -> int:
     return 0
 
 
-def encode_latency(seconds: int, publisher, receiver: Receiver, env: dict, work: Path) -> dict:
-    """A real encode on two workers taking every queue (the Procfile's order): how long its events
-    wait for a worker while units keep both busy."""
-    from django.conf import settings
-
-    from core import s3
-    from core.models import Event
-    from pipeline import events
-    from pipeline.ladders import ladders_sync
-    from pipeline.models import (
-        AudioRenditionSpec,
-        EncodeJob,
-        IngestEvent,
-        Profile,
-        VideoRenditionSpec,
-    )
-    from pipeline.queues import MEDIA as MEDIA_QUEUES
-    from webhooks.models import Delivery
-
-    ladders_sync(Profile, VideoRenditionSpec, AudioRenditionSpec)
-    s3.buckets_ensure([settings.S3_BUCKET_INGEST, settings.S3_BUCKET_MEDIA, settings.S3_BUCKET_BACKUP])
-    clip = work / "clip.mp4"
+def clip_make(path: Path, seconds: int) -> None:
     subprocess.run(
         [
             "ffmpeg",
@@ -243,14 +247,18 @@ def encode_latency(seconds: int, publisher, receiver: Receiver, env: dict, work:
             "50",
             "-c:a",
             "aac",
-            str(clip),
+            str(path),
         ],
         check=True,
     )
-    key = f"uploads/{publisher.username}/bench-{uuid.uuid4().hex[:6]}.mp4"
-    s3.client().upload_file(
-        str(clip), settings.S3_BUCKET_INGEST, key, ExtraArgs={"Metadata": {"profile": "fast"}}
-    )
+
+
+def encode_workers_start(env: dict) -> list[subprocess.Popen]:
+    """Two workers taking every queue (the Procfile's order) and the deliveries worker."""
+    from django.conf import settings
+
+    from pipeline.queues import MEDIA as MEDIA_QUEUES
+
     queues = [
         *MEDIA_QUEUES,
         "backup",
@@ -272,6 +280,19 @@ def encode_latency(seconds: int, publisher, receiver: Receiver, env: dict, work:
         subprocess.Popen([PY, "manage.py", "rqworker", settings.WEBHOOKS_QUEUE], cwd=ROOT, env=env,
                          stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     )
+    return workers
+
+
+def encode_deliveries(key: str, receiver: Receiver, env: dict) -> list:
+    """The encode from its object-created event to its end; its deliveries, once all received."""
+    from django.conf import settings
+
+    from core.models import Event
+    from pipeline import events
+    from pipeline.models import EncodeJob, IngestEvent
+    from webhooks.models import Delivery
+
+    workers = encode_workers_start(env)
     before = Event.objects.order_by("-id").values_list("id", flat=True).first() or 0
     try:
         ingest = events.object_created_receive(
@@ -292,6 +313,31 @@ def encode_latency(seconds: int, publisher, receiver: Receiver, env: dict, work:
             w.send_signal(signal.SIGTERM)
         for w in workers:
             w.wait(timeout=60)
+    return deliveries
+
+
+def encode_latency(seconds: int, publisher, receiver: Receiver, env: dict, work: Path) -> dict:
+    """A real encode on two workers taking every queue (the Procfile's order): how long its events
+    wait for a worker while units keep both busy."""
+    from django.conf import settings
+
+    from core import s3
+    from pipeline.ladders import ladders_sync
+    from pipeline.models import (
+        AudioRenditionSpec,
+        Profile,
+        VideoRenditionSpec,
+    )
+
+    ladders_sync(Profile, VideoRenditionSpec, AudioRenditionSpec)
+    s3.buckets_ensure([settings.S3_BUCKET_INGEST, settings.S3_BUCKET_MEDIA, settings.S3_BUCKET_BACKUP])
+    clip = work / "clip.mp4"
+    clip_make(clip, seconds)
+    key = f"uploads/{publisher.username}/bench-{uuid.uuid4().hex[:6]}.mp4"
+    s3.client().upload_file(
+        str(clip), settings.S3_BUCKET_INGEST, key, ExtraArgs={"Metadata": {"profile": "fast"}}
+    )
+    deliveries = encode_deliveries(key, receiver, env)
     by_type: dict[str, list[float]] = {}
     for d in deliveries:
         by_type.setdefault(d.event.type, []).append(
