@@ -35,15 +35,18 @@ def test_storage_wait_blocks_on_a_fresh_server_until_its_buckets_exist(tmp_path,
         cwd=ROOT, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
     )  # fmt: skip
     try:
-        time.sleep(3)
-        assert waiter.poll() is None, waiter.stdout.read()  # nothing exists yet: still waiting
+        # Its first line says what it waits for (however long the process takes to start).
+        first = waiter.stdout.readline()
+        assert "do not exist yet (reelflow_setup creates them)" in first, first
+        assert waiter.poll() is None  # nothing exists yet: still waiting
         client = server.client()
         for name in list(buckets.values())[:2]:
             client.create_bucket(Bucket=name)
         time.sleep(1)
         assert waiter.poll() is None  # one bucket is still missing
         client.create_bucket(Bucket=buckets["S3_BUCKET_BACKUP"])
-        output, _ = waiter.communicate(timeout=30)
+        rest, _ = waiter.communicate(timeout=30)
+        output = first + rest
     finally:
         if waiter.poll() is None:
             waiter.kill()
