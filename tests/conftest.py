@@ -33,6 +33,24 @@ def _transactional(item) -> bool:
     return bool(flags.get("transaction") or flags.get("reset_sequences")) or "transactional_db" in names or "live_server" in names
 
 
+_DATABASE_FIXTURES = {"db", "transactional_db", "live_server", "django_db_reset_sequences", "django_db_serialized_rollback"}
+
+
+def _uses_database(item) -> bool:
+    return item.get_closest_marker("django_db") is not None or bool(_DATABASE_FIXTURES & set(getattr(item, "fixturenames", ())))
+
+
+def _database_tests_only(config, items) -> None:
+    """REELFLOW_TESTS_DATABASE_ONLY=1 (.ci/run's PostgreSQL pass): only the tests that use the
+    database. The others (ffmpeg, S3, Redis, parsing, scheduling) give the same result whatever
+    the database, and the SQLite pass runs every test."""
+    kept = [item for item in items if _uses_database(item)]
+    deselected = [item for item in items if not _uses_database(item)]
+    if deselected:
+        config.hook.pytest_deselected(items=deselected)
+        items[:] = kept
+
+
 @pytest.hookimpl(trylast=True)
 def pytest_collection_modifyitems(config, items):
     """After pytest-django's sort: run the encode lanes first among the transactional tests,
@@ -51,6 +69,8 @@ def pytest_collection_modifyitems(config, items):
     structured): every group was silently spread over all workers (pytest-dev/pytest-xdist#1386).
     This sets the same id through the new field; a no-op where xdist's own suffix took effect
     (older pytest, a fixed xdist)."""
+    if os.environ.get("REELFLOW_TESTS_DATABASE_ONLY") == "1":
+        _database_tests_only(config, items)
     lanes = [item for item in items if item.get_closest_marker("xdist_group") and _transactional(item)]
     if lanes:
         rest = [item for item in items if item not in set(lanes)]
