@@ -4,7 +4,7 @@ job in one query, and cursors over (created_at, id)."""
 import base64
 import binascii
 import json
-from datetime import datetime
+from datetime import UTC, datetime
 
 from django.db.models import OuterRef, Q, QuerySet, Subquery
 
@@ -25,8 +25,9 @@ def cursor_decode(cursor: str) -> tuple[datetime, int]:
     try:
         raw = base64.urlsafe_b64decode(cursor + "=" * (-len(cursor) % 4))
         data = json.loads(raw)
-        return datetime.fromisoformat(data["t"]), int(data["i"])
-    except (binascii.Error, ValueError, TypeError, KeyError, UnicodeDecodeError) as exc:
+        at = datetime.fromisoformat(data["t"])
+        return (at.astimezone(UTC) if at.tzinfo else at.replace(tzinfo=UTC)), int(data["i"])
+    except (binascii.Error, ValueError, TypeError, KeyError, UnicodeDecodeError, OverflowError) as exc:
         raise CursorInvalid("cursor is not one this API gave: pass next_cursor from the previous page unchanged") from exc
 
 

@@ -1,11 +1,11 @@
 """Assets: list (filters, cursor paging), get, update, delete, takedown, renditions, jobs,
 playback URLs."""
 
-from datetime import datetime
+from datetime import UTC, datetime
 
 from django.http import HttpRequest
 from ninja import Query, Router, Schema, Status
-from pydantic import Field
+from pydantic import Field, field_validator
 
 from api import selectors
 from api.v1.auth import publisher, write_required
@@ -27,6 +27,25 @@ class AssetFilters(Schema):
     created_before: datetime | None = None
     cursor: str | None = Field(default=None, max_length=200)
     limit: int = Field(default=20, ge=1, le=100)
+
+    @field_validator("q")
+    @classmethod
+    def _no_nul(cls, value: str) -> str:
+        if "\x00" in value:  # no database stores it in a query
+            raise ValueError("q must not contain NUL characters")
+        return value
+
+    @field_validator("created_after", "created_before")
+    @classmethod
+    def _in_utc(cls, value: datetime | None) -> datetime | None:
+        """In UTC (naive: taken as UTC): PostgreSQL refuses offsets beyond ±15:59, which ISO 8601
+        parsers accept."""
+        if value is None:
+            return None
+        try:
+            return value.astimezone(UTC) if value.tzinfo else value.replace(tzinfo=UTC)
+        except OverflowError as exc:
+            raise ValueError("the time is out of range once in UTC") from exc
 
 
 def asset_out(asset: Asset) -> dict:

@@ -34,6 +34,8 @@ def test_list_pages_with_a_cursor_and_filters(alice_api, alice, bob, make_asset)
         ({"limit": "many"}, "invalid"),
         ({"state": "sleeping"}, "invalid"),
         ({"created_after": "yesterday"}, "invalid"),
+        ({"q": "a\x00b"}, "invalid"),
+        ({"created_after": "9999-12-31T23:59:59-21:27"}, "invalid"),
     ],
 )
 def test_bad_list_queries_are_400_saying_what_to_fix(alice_api, query, code):
@@ -215,3 +217,11 @@ def test_a_page_of_assets_costs_the_same_queries_whatever_its_length(alice_api, 
         asset_delivery_ensure(make_asset(alice, title=f"More {n}")[0])
     with django_assert_max_num_queries(len(few.captured_queries)):
         assert len(alice_api.get("/api/v1/assets").json()["items"]) == 15
+
+
+def test_times_with_any_offset_filter_in_utc(alice_api, alice, make_asset):
+    """An offset PostgreSQL refuses (beyond ±15:59) is read as the UTC time it means."""
+    make_asset(alice, title="Kept")
+    response = alice_api.get("/api/v1/assets", {"created_after": "2001-11-16T12:22:05-21:27"})
+    assert response.status_code == 200, response.content
+    assert [a["title"] for a in response.json()["items"]] == ["Kept"]
