@@ -63,7 +63,7 @@ EVENTS_TOKEN = "bench-lanes-token"
 UNAPPROVED_AMI = "ami-0badc0ffee0000001"
 RQWORKER = ".venv/bin/python -m devservices.respawn -- .venv/bin/python manage.py rqworker"
 SHARED = {  # the Procfile before lanes
-    "worker": f"{RQWORKER} ingest publish package assemble encode quality backup security default --with-scheduler",
+    "worker": f"{RQWORKER} ingest publish package assemble quality encode backup security default --with-scheduler",
     "control": f"{RQWORKER} webhooks ingest default",
 }
 

@@ -52,7 +52,7 @@ assemble per second, the fixed cost per unit, ingest, packaging and the publish 
 the workers, queued in pipeline.scheduling.queue_order's order, and run by a simulation of that
 many workers (--per-machine of them per machine, one CPU each, the decoded-chunk cache per
 machine within this machine's budget) taking work in the media workers' queue order: package,
-assemble, encode, quality. It prints object-created -> published for each fleet size, and the
+assemble, quality, encode. It prints object-created -> published for each fleet size, and the
 model's figure for the measured job beside the measured one.
 
 Ends with one line holding a JSON object of the figures.

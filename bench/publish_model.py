@@ -131,7 +131,7 @@ def measured_costs(result: dict, *, decode: float) -> Costs:
 
 class Fleet:
     """Workers, one CPU each, ``per_machine`` to a machine, taking a title's work in the media
-    workers' queue order (package, assemble, encode, quality), with the decoded-chunk cache per
+    workers' queue order (package, assemble, quality, encode), with the decoded-chunk cache per
     machine: :func:`simulate` runs one."""
 
     def __init__(self, c: Costs, *, title_s: float, workers: int, per_machine: int, budget: int, wait_limit: float):
@@ -265,12 +265,12 @@ class Fleet:
             return self.package_end
         if self.assemble_q and self.assemble_q[0][0] <= t:
             return self._assemble(t)
-        if self.queue:
-            return self._encode(t, self.machine)
         if self.qc_q and self.qc_q[0][0] <= t:
             _, _, seconds = heapq.heappop(self.qc_q)
             self.qc_end = max(self.qc_end, t + seconds)
             return t + seconds
+        if self.queue:
+            return self._encode(t, self.machine)
         return None
 
     def run(self) -> dict:

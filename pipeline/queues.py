@@ -27,7 +27,7 @@ ASSEMBLE = "assemble"
 ENCODE = "encode"
 QUALITY = "quality"
 # What a media worker listens on, most urgent first.
-MEDIA = (INGEST, PUBLISH, PACKAGE, ASSEMBLE, ENCODE, QUALITY)
+MEDIA = (INGEST, PUBLISH, PACKAGE, ASSEMBLE, QUALITY, ENCODE)
 
 
 

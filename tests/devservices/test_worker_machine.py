@@ -107,7 +107,7 @@ def test_a_worker_started_with_the_documented_settings_joins(fleet, redis_conn, 
         instance.refresh_from_db()
         assert instance.state == InstanceState.RUNNING, log.read_text()[-3000:]
         assert instance.config["SettingsModule"] == "config.settings.local"
-        assert instance.config["Queues"] == ["ingest", "publish", "package", "assemble", "encode", "quality"]
+        assert instance.config["Queues"] == ["ingest", "publish", "package", "assemble", "quality", "encode"]
         assert not Violation.objects.filter(instance=instance).exists()
         assert not ResponseAction.objects.filter(target_id=instance.external_id).exists()
         assert "refused by security" not in log.read_text()
