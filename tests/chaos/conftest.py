@@ -24,7 +24,7 @@ from pipeline.reconcile import reconcile_all
 from tests.conftest import ROOT, free_port, worker_env
 from tests.pipeline.conftest import ladders, publisher, upload  # noqa: F401
 
-WORKER_QUEUES = (*MEDIA_QUEUES[:-1], "default")  # every media lane but quality
+WORKER_QUEUES = (*MEDIA_QUEUES, "default")  # every media lane, quality included
 
 
 class Workers:
@@ -80,8 +80,7 @@ def tail(path: str, lines: int = 15) -> str:
 
 
 def queues() -> tuple[str, ...]:
-    # The QC engineers' queue, where it exists on this checkout.
-    return (*WORKER_QUEUES, "quality") if "quality" in settings.RQ_QUEUES else WORKER_QUEUES
+    return WORKER_QUEUES
 
 
 def kill_tree(proc: subprocess.Popen) -> None:
